@@ -1,0 +1,38 @@
+"""Packaging for plant-disease; metadata and requirements live in settings.ini (nbdev 2)."""
+import os
+import shlex
+from configparser import ConfigParser
+
+import setuptools
+
+cfg = ConfigParser(delimiters=["="])
+cfg.read("settings.ini", encoding="utf-8")
+cfg = cfg["DEFAULT"]
+
+requirements = shlex.split(cfg.get("requirements", ""))
+# GPU machines: PLANT_DISEASE_TF="tensorflow[and-cuda]==2.21.0" pip install -e .
+tf_pkg = os.environ.get("PLANT_DISEASE_TF")
+if tf_pkg:
+    requirements = [tf_pkg if r.startswith("tensorflow-cpu") else r for r in requirements]
+
+setuptools.setup(
+    name=cfg["repo"],
+    version=cfg["version"],
+    description=cfg["description"],
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    author=cfg["author"],
+    author_email=cfg["author_email"],
+    license="Apache-2.0",
+    url=cfg["git_url"],
+    packages=setuptools.find_packages(include=["plant_disease", "plant_disease.*"]),
+    include_package_data=True,
+    python_requires=">=" + cfg["min_python"],
+    install_requires=requirements,
+    extras_require={"dev": shlex.split(cfg.get("dev_requirements", ""))},
+    entry_points={
+        "console_scripts": cfg.get("console_scripts", "").split(),
+        "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
+    },
+    zip_safe=False,
+)
