@@ -67,6 +67,6 @@ def test_missing_data_and_model_are_clear(tmp_path):
     r = run_cli("data", "--set", f"data.source={tmp_path / 'nowhere'}", cwd=tmp_path, check=False)
     assert r.returncode == 2 and "does not exist" in r.stderr
     r = run_cli("evaluate", cwd=tmp_path, check=False)
-    assert r.returncode == 2 and "manifest.csv not found: run the data stage first" in r.stderr
+    assert r.returncode == 2 and "model.keras not found: run the train stage first" in r.stderr
     r = run_cli("predict", str(tmp_path / "x.jpg"), cwd=tmp_path, check=False)
     assert r.returncode == 2 and "train a model first" in r.stderr

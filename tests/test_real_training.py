@@ -1,4 +1,7 @@
-"""Real training on the shared PlantVillage sample: tomato profile, small images, 1 epoch per stage."""
+"""Real training on the shared PlantVillage sample: tomato profile, small images, 1 epoch per stage.
+
+Augmentation is off here: measured on this sample, 1 + 1 epochs from scratch reach 0.59 test accuracy without
+it and 0.39 with the full augmentation (it pays off over longer schedules, not in two epochs)."""
 import json
 
 import pandas as pd
@@ -12,7 +15,7 @@ def real(shared, tmp_path_factory):
     work = tmp_path_factory.mktemp("real_run")
     r = run_cli("run", "--profile", "tomato,cpu",
                 "--set", f"data.source={shared / 'plantvillage'}",
-                "--set", "train.stage1.epochs=1", "--set", "train.stage2.epochs=1",
+                "--set", "train.stage1.epochs=1", "--set", "train.stage2.epochs=1", "--set", "augment.enabled=false",
                 "--set", f"eda.full_counts={shared / 'plantvillage_full_counts.csv'}", cwd=work)
     print(r.stdout[-4000:])
     return work
@@ -40,7 +43,7 @@ def test_real_training_beats_chance(real):
     metrics = json.loads((real / "reports" / "metrics.json").read_text())
     print({k: metrics[k] for k in ("accuracy", "f1_macro", "top3_accuracy", "ece", "n_test")})
     assert metrics["n_test"] >= 200 and metrics["synthetic"] is False
-    assert metrics["accuracy"] > 0.35, metrics  # chance is 0.10 for 10 classes
+    assert metrics["accuracy"] > 0.40, metrics  # chance is 0.10 for 10 classes
     hist = pd.read_csv(real / "models" / "history.csv")
     assert hist["stage"].tolist() == [1, 2]
     assert (real / "reports" / "figures" / "confusion_matrix.png").exists()
