@@ -39,7 +39,7 @@ def test_bad_files_are_reported_and_skipped(messy_tree, tmp_path):
     assert reasons["empty.png"] == "zero-byte file"
     manifest = pd.read_csv(tmp_path / "data" / "manifest.csv")
     assert len(manifest) == 24 and manifest["class"].nunique() == 2  # every good image kept
-    assert json.loads((tmp_path / "reports" / "metrics.json").read_text())["n_test"] >= 2
+    assert json.loads((tmp_path / "reports" / "evaluate" / "metrics.json").read_text())["n_test"] >= 2
 
 
 def test_params_typo_is_named_and_earlier_outputs_survive(messy_tree, tmp_path, params_file):

@@ -13,13 +13,13 @@ def test_run_on_synthetic_default(tmp_path, params_file):
     r = run_cli("run", *TINY, cwd=tmp_path)
     assert "SYNTHETIC" in r.stdout
     for f in ["data/manifest.csv", "data/rejected.csv", "data/manifest.json", "models/model.keras", "models/classes.json",
-              "models/history.csv", "reports/eda.json", "reports/metrics.json", "reports/classification_report.csv",
-              "reports/figures/training_curves.png", "reports/figures/confusion_matrix.png", "reports/figures/reliability.png",
-              "reports/figures/sample_grid.png"]:
+              "reports/eda/eda.json", "reports/evaluate/metrics.json", "reports/evaluate/classification_report.csv",
+              "reports/train/history.csv", "reports/train/figures/training_curves.png", "reports/evaluate/figures/confusion_matrix.png",
+              "reports/evaluate/figures/reliability.png", "reports/eda/figures/sample_grid.png"]:
         assert (tmp_path / f).exists(), f
-    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "reports" / "evaluate" / "metrics.json").read_text())
     assert metrics["synthetic"] is True and 0 <= metrics["accuracy"] <= 1
-    assert json.loads((tmp_path / "reports" / "eda.json").read_text())["synthetic"] is True
+    assert json.loads((tmp_path / "reports" / "eda" / "eda.json").read_text())["synthetic"] is True
 
     # predict: good images answer, a bad one is an error line, the others still answer
     imgs = pd.read_csv(tmp_path / "data" / "manifest.csv")["path"].head(2).tolist()

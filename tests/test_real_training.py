@@ -32,21 +32,21 @@ def test_real_manifest_is_the_tomato_subset(real):
 
 
 def test_real_eda(real):
-    eda = json.loads((real / "reports" / "eda.json").read_text())
+    eda = json.loads((real / "reports" / "eda" / "eda.json").read_text())
     assert eda["full_imbalance_ratio"] == 36.23
     assert eda["cross_split_duplicates"] == 0
     for f in ["class_distribution.png", "brightness.png", "color_stats.png", "sample_grid.png", "full_class_distribution.png"]:
-        assert (real / "reports" / "figures" / f).stat().st_size > 5000, f
+        assert (real / "reports" / "eda" / "figures" / f).stat().st_size > 5000, f
 
 
 def test_real_training_beats_chance(real):
-    metrics = json.loads((real / "reports" / "metrics.json").read_text())
+    metrics = json.loads((real / "reports" / "evaluate" / "metrics.json").read_text())
     print({k: metrics[k] for k in ("accuracy", "f1_macro", "top3_accuracy", "ece", "n_test")})
     assert metrics["n_test"] >= 200 and metrics["synthetic"] is False
     assert metrics["accuracy"] > 0.40, metrics  # chance is 0.10 for 10 classes
-    hist = pd.read_csv(real / "models" / "history.csv")
+    hist = pd.read_csv(real / "reports" / "train" / "history.csv")
     assert hist["stage"].tolist() == [1, 2]
-    assert (real / "reports" / "figures" / "confusion_matrix.png").exists()
+    assert (real / "reports" / "evaluate" / "figures" / "confusion_matrix.png").exists()
 
 
 def test_predict_command_on_real_test_images(real):

@@ -1,0 +1,191 @@
+"""`dvc repro` of the pipeline from a clean copy of the repository, tracked in MLflow, with the quality gate.
+
+The copy holds exactly what git would clone (tracked + untracked-not-ignored files), committed in a fresh repo,
+so DVC has git for diffs and experiments. The real run uses the CPU profile on the shared PlantVillage sample
+(10 tomato classes); the tracking-server run uses a tiny synthetic configuration.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, shared_data
+
+BIN = Path(sys.executable).parent
+
+
+def sh(*cmd, cwd, env=None, check=True, timeout=1800):
+    e = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the embedded store unless given
+    e.update(PATH=f"{BIN}:{os.environ['PATH']}", **(env or {}))
+    r = subprocess.run(list(map(str, cmd)), cwd=cwd, capture_output=True, text=True, env=e, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def clean_copy(dest: Path) -> Path:
+    "What a clone of this work tree would hold, as a new git repo with one commit."
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split("\0")
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "clean copy"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def set_params(repo: Path, **groups):
+    f = repo / "params.yaml"
+    p = yaml.safe_load(f.read_text())
+    for k, v in groups.items():
+        p[k] = {**p.get(k, {}), **v} if isinstance(v, dict) else v
+    f.write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def commit(repo: Path, msg: str):
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", msg, cwd=repo)
+
+
+def production_version(repo: Path, name="plant-disease", uri=None):
+    code = ("import mlflow,sys; c=mlflow.MlflowClient();\n"
+            "try: print(c.get_model_version_by_alias(sys.argv[1], 'production').version)\n"
+            "except Exception: print('none')")
+    env = {"MLFLOW_TRACKING_URI": uri or f"sqlite:///{repo / 'mlflow.db'}"}
+    return sh(sys.executable, "-c", code, name, cwd=repo, env=env).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    if shared_data() is None:
+        pytest.skip("real PlantVillage sample not found: set PLANT_DISEASE_SHARED_DATA")
+    r = clean_copy(tmp_path_factory.mktemp("clone"))
+    set_params(r, profile=["tomato", "cpu"], data={"source": str(shared_data() / "plantvillage")},
+               register={"min_accuracy": 0.5, "min_f1_macro": 0.4})
+    commit(r, "CPU profile on the real tomato sample")
+    t0 = time.time()
+    out = sh("dvc", "repro", cwd=r)
+    print(f"dvc repro: {time.time() - t0:.0f} s\n{out.stdout[-3000:]}")
+    return r
+
+
+def test_repro_runs_every_stage_and_tracks_it(repo):
+    for stage in ("data", "eda", "train", "evaluate", "register"):
+        assert (repo / "reports" / "notebooks" / f"{stage}.ipynb").exists(), stage
+    nb = json.loads((repo / "reports" / "notebooks" / "eda.ipynb").read_text())
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for c in nb["cells"] for o in c.get("outputs", [])), "executed EDA notebook keeps its figures"
+    gate = json.loads((repo / "reports" / "gate.json").read_text())
+    print(json.dumps(gate, indent=1)[:2000])
+    assert gate["decision"] == "pass", gate
+    assert production_version(repo) == str(gate["version"])
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["plant-disease"], output_format="pandas")
+    children = runs[runs["tags.stage"].notna()]
+    assert set(children["tags.stage"]) == {"data", "eda", "train", "evaluate", "register"}
+    assert children["tags.pipeline_group"].nunique() == 1 and children["tags.git_commit"].notna().all()
+    assert children["tags.manifest_sha256"].str.len().eq(64).all()
+    train_run = children[children["tags.stage"] == "train"].iloc[0]
+    hist = mlflow.MlflowClient().get_metric_history(train_run.run_id, "epoch_val_loss")
+    assert len(hist) == len(pd.read_csv(repo / "reports" / "train" / "history.csv"))
+
+
+def test_production_model_classifies_test_images_as_metrics_say(repo):
+    code = f"""
+import json, sys, mlflow, pandas as pd
+mlflow.set_tracking_uri("sqlite:///{repo / 'mlflow.db'}")
+model = mlflow.pyfunc.load_model("models:/plant-disease@production")
+m = pd.read_csv("data/manifest.csv"); test = m[m.split == "test"]
+out = model.predict(pd.DataFrame({{"path": test["path"]}}))
+print(json.dumps({{"accuracy": float((out["label"].values == test["class"].values).mean()), "n": len(test)}}))
+"""
+    res = json.loads(sh(sys.executable, "-c", code, cwd=repo).stdout.strip().splitlines()[-1])
+    metrics = json.loads((repo / "reports" / "evaluate" / "metrics.json").read_text())
+    assert res["n"] == metrics["n_test"]
+    assert abs(res["accuracy"] - metrics["accuracy"]) < 0.01, (res, metrics["accuracy"])
+
+
+def test_second_repro_does_nothing(repo):
+    out = sh("dvc", "repro", cwd=repo).stdout
+    assert "Data and pipelines are up to date" in out, out
+    assert "Running stage" not in out
+
+
+def test_impossible_gate_moves_nothing(repo):
+    commit(repo, "first pipeline run")
+    before = production_version(repo)
+    set_params(repo, register={"min_accuracy": 1.0, "min_f1_macro": 1.0})
+    out = sh("dvc", "repro", cwd=repo).stdout
+    assert "Running stage 'register'" in out and "Running stage 'train'" not in out and "Running stage 'data'" not in out
+    gate = json.loads((repo / "reports" / "gate.json").read_text())
+    assert gate["decision"] == "fail" and "accuracy" in gate["reason"], gate
+    assert production_version(repo) == before
+    assert "register.min_accuracy" in sh("dvc", "params", "diff", cwd=repo).stdout
+    sh("git", "checkout", "params.yaml", cwd=repo)
+    sh("dvc", "repro", "--force", "register", cwd=repo)  # back to the committed gate
+
+
+def test_param_change_shows_in_params_and_metrics_diff(repo):
+    out = sh("dvc", "exp", "run", "-S", "train.stage2.lr=0.0001", "-n", "lower-lr", cwd=repo).stdout
+    assert "Running stage 'train'" in out and "Running stage 'data'" not in out and "Running stage 'eda'" not in out, out
+    params = sh("dvc", "params", "diff", cwd=repo).stdout
+    assert "train.stage2.lr" in params, params
+    metrics = sh("dvc", "metrics", "diff", cwd=repo).stdout
+    assert "reports/evaluate/metrics.json" in metrics and "accuracy" in metrics, metrics
+    assert "lower-lr" in sh("dvc", "exp", "show", "--no-pager", cwd=repo).stdout
+
+
+def test_bad_inputs_name_the_stage_and_keep_outputs(repo):
+    manifest = (repo / "data" / "manifest.csv").read_bytes()
+    r = sh("plant-disease", "stage", "data", cwd=repo, env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, check=False, timeout=120)
+    assert r.returncode == 2 and "stage data" in r.stderr and "127.0.0.1:9" in r.stderr, r.stderr
+    r = sh("plant-disease", "stage", "data", "--set", f"data.source={repo / 'missing'}", cwd=repo, check=False)
+    assert r.returncode == 2 and "stage data" in r.stderr and "does not exist" in r.stderr, r.stderr
+    assert (repo / "data" / "manifest.csv").read_bytes() == manifest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_pipeline_against_a_real_mlflow_server(tmp_path):
+    repo = clean_copy(tmp_path / "clone")
+    set_params(repo, data={"synthetic_per_class": 20, "synthetic_size": 64},
+               pipeline={"image_size": 32}, model={"backbone": "mobilenetv2", "dense_units": 16},
+               train={"stage1": {"epochs": 1, "lr": 0.003, "unfreeze_last": "all"}, "stage2": {"epochs": 1, "lr": 0.001, "unfreeze_last": "all"}},
+               register={"min_accuracy": 0.0, "min_f1_macro": 0.0})
+    commit(repo, "tiny synthetic")
+    port = free_port()
+    server = subprocess.Popen([BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                               "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+        for _ in range(120):
+            try:
+                if requests.get(f"{uri}/health", timeout=1).ok: break
+            except requests.RequestException: time.sleep(0.5)
+        sh("dvc", "repro", cwd=repo, env={"MLFLOW_TRACKING_URI": uri})
+        assert not (repo / "mlflow.db").exists()  # everything went to the server
+        assert production_version(repo, uri=uri) == "1"
+        gate = json.loads((repo / "reports" / "gate.json").read_text())
+        assert gate["decision"] == "pass"
+    finally:
+        server.terminate(); server.wait(30)
