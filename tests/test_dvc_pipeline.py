@@ -73,7 +73,7 @@ def repo(tmp_path_factory):
         pytest.skip("real PlantVillage sample not found: set PLANT_DISEASE_SHARED_DATA")
     r = clean_copy(tmp_path_factory.mktemp("clone"))
     set_params(r, profile=["tomato", "cpu"], data={"source": str(shared_data() / "plantvillage")},
-               register={"min_accuracy": 0.5, "min_f1_macro": 0.4})
+               register={"min_accuracy": 0.5, "min_f1_macro": 0.4})  # a 5-epoch CPU run; the default gate is 0.80
     commit(r, "CPU profile on the real tomato sample")
     t0 = time.time()
     out = sh("dvc", "repro", cwd=r)
