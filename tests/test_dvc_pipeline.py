@@ -139,7 +139,8 @@ def test_impossible_gate_moves_nothing(repo):
 
 
 def test_param_change_shows_in_params_and_metrics_diff(repo):
-    out = sh("dvc", "exp", "run", "-S", "train.stage2.lr=0.0001", "-n", "lower-lr", cwd=repo).stdout
+    # stage2 is left to the profile in params.yaml, so Hydra's add-or-override syntax (++) sets it
+    out = sh("dvc", "exp", "run", "-S", "++train.stage2.lr=0.0001", "-n", "lower-lr", cwd=repo).stdout
     assert "Running stage 'train'" in out and "Running stage 'data'" not in out and "Running stage 'eda'" not in out, out
     params = sh("dvc", "params", "diff", cwd=repo).stdout
     assert "train.stage2.lr" in params, params
