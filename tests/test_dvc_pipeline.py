@@ -146,7 +146,7 @@ def test_param_change_shows_in_params_and_metrics_diff(repo):
     assert "train.stage2.lr" in params, params
     metrics = sh("dvc", "metrics", "diff", cwd=repo).stdout
     assert "reports/evaluate/metrics.json" in metrics and "accuracy" in metrics, metrics
-    assert "lower-lr" in sh("dvc", "exp", "show", "--no-pager", cwd=repo).stdout
+    assert "lower-lr" in sh("dvc", "exp", "show", "--csv", cwd=repo).stdout
 
 
 def test_bad_inputs_name_the_stage_and_keep_outputs(repo):
