@@ -17,8 +17,8 @@ from .config import EvaluateParams
 from .data import parse_label
 
 # %% auto #0
-__all__ = ['SYNTHETIC_PREFIX', 'reliability_table', 'expected_calibration_error', 'compute_metrics', 'plot_confusion_matrix',
-           'plot_reliability', 'plot_per_class_f1', 'evaluate_predictions']
+__all__ = ['reliability_table', 'expected_calibration_error', 'compute_metrics', 'plot_confusion_matrix', 'plot_reliability',
+           'plot_per_class_f1', 'evaluate_predictions']
 
 # %% ../nbs/06_evaluate.ipynb #22154efa
 def _check(y_true, probs, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -96,22 +96,7 @@ def compute_metrics(y_true, probs, classes: list[str], top_k: int = 3, bins: int
     return out
 
 # %% ../nbs/06_evaluate.ipynb #b011ff03
-SYNTHETIC_PREFIX = "SYNTHETIC DATA — "
-
-
-def _label(cls: str) -> str:
-    "`Tomato___Early_blight` -> `Tomato: Early blight`."
-    crop, disease = parse_label(str(cls))
-    return f"{crop}: {disease}"
-
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    "Save a Figure as PNG (dpi 100, tight; its title in the PNG `Title` text) and release it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    title = fig.axes[0].get_title() if fig.axes else ""
-    fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Title": title.split("\n")[0]})
-    fig.clf()
-    return path
+from .eda import SYNTHETIC_PREFIX, _label, _save  # one figure style for the whole project
 
 
 def _confusion(y_true, y_pred, n: int) -> np.ndarray:
