@@ -26,7 +26,7 @@ nbtest: install  ## the notebooks' own tests
 	$(BIN)/nbdev_test --n_workers 2
 
 pytest: install  ## integration tests (real training on the shared sample when it is there)
-	$(BIN)/pytest -n 2 --dist loadfile -ra tests
+	$(BIN)/pytest -n 2 --dist loadgroup -ra tests
 
 clean:
 	rm -rf data/synthetic data/raw data/*.csv data/*.json models reports/figures reports/*.json reports/*.csv

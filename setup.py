@@ -29,7 +29,8 @@ setuptools.setup(
     include_package_data=True,
     python_requires=">=" + cfg["min_python"],
     install_requires=requirements,
-    extras_require={"dev": shlex.split(cfg.get("dev_requirements", ""))},
+    extras_require={"serve": (serve := shlex.split(cfg.get("serve_requirements", ""))),
+                    "dev": serve + shlex.split(cfg.get("dev_requirements", ""))},
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),
         "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],

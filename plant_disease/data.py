@@ -363,8 +363,7 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
     listing = find_images(root)
     images = select_classes(listing.images, params.classes)
     if params.max_per_class:
-        images = (images.groupby("class", group_keys=False)
-                  .apply(lambda g: g.sample(min(len(g), params.max_per_class), random_state=params.seed))
+        images = (images.sample(frac=1.0, random_state=params.seed).groupby("class").head(params.max_per_class)
                   .sort_values(["class", "path"]).reset_index(drop=True))
     good, bad = verify_images(images, progress=progress)
     rejected = pd.concat([bad, listing.ignored.assign(bytes=0, sha256="")], ignore_index=True)
