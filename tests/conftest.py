@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the service package `app/` (run from the project root, not installed)
 
 
 def shared_data() -> Path | None:
@@ -39,3 +40,29 @@ def params_file(tmp_path) -> Path:
     f = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", f)
     return f
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    "Under `--dist loadgroup`, a test file is one group (module fixtures run once) unless it names a group itself."
+    for item in items:
+        if not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(Path(item.fspath).stem))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    "A private PostgreSQL server for the prediction log, reached through pyodbc and psqlODBC."
+    from pg import PostgresServer
+    with PostgresServer() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, postgres_server):
+    """The real service (tests marked `xdist_group("service")` share one): two tiny trained models, A/B,
+    a private Redis, a Celery worker, uvicorn on 127.0.0.1, the prediction log in PostgreSQL via ODBC."""
+    from serving import start_service
+    svc = start_service(tmp_path_factory.mktemp("service"), shared_data(), postgres_server.odbc_url)
+    yield svc
+    svc.stop()

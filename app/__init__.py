@@ -1,0 +1,1 @@
+"""plant-disease serving: the FastAPI service (`app.main`), its Celery workers (`app.worker`) and web page."""

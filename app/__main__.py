@@ -1,0 +1,15 @@
+"""`python -m app [--host 127.0.0.1] [--port 8000] [--workers 1]`: serve the API with JSON logs."""
+import argparse
+
+import uvicorn
+
+from .observability import logging_config
+
+ap = argparse.ArgumentParser(prog="python -m app")
+ap.add_argument("--host", default="127.0.0.1")
+ap.add_argument("--port", type=int, default=8000)
+ap.add_argument("--workers", type=int, default=1)
+ap.add_argument("--log-level", default="INFO")
+a = ap.parse_args()
+uvicorn.run("app.main:create_app", factory=True, host=a.host, port=a.port, workers=a.workers, proxy_headers=True,
+            forwarded_allow_ips="127.0.0.1", log_config=logging_config(a.log_level), access_log=False)

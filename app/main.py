@@ -1,0 +1,75 @@
+"""The FastAPI application: `uvicorn app.main:app`, or `python -m app` (JSON logs, proxy headers)."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_fastapi_instrumentator import Instrumentator, metrics
+
+from .config import Settings, get_settings
+from .observability import LOG_SPOOLED, AccessLog, BodySizeLimit
+from .routes import admin, health, predict, tasks
+
+log = logging.getLogger("plant_disease.app")
+STATIC = Path(__file__).parent / "static"
+
+
+class _QueueDepth:
+    "Collector: the async queue's depth, read from Redis when Prometheus scrapes."
+    def __init__(self, app: FastAPI): self.app = app
+
+    def collect(self):
+        g = GaugeMetricFamily("plant_disease_queue_depth", "Async prediction tasks waiting in the Redis queue")
+        rt = getattr(self.app.state, "runtime", None)
+        if rt is not None:
+            q = health.queue_status(rt)
+            if q.get("reachable"): g.add_metric([], q["depth"])
+            LOG_SPOOLED.set(rt.predlog.spooled)
+        yield g
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from .runtime import Runtime
+        app.state.runtime = Runtime.start(settings)
+        log.info("ready", extra={"variants": list(app.state.runtime.models.variants)})
+        yield
+        app.state.runtime.close()
+
+    app = FastAPI(title="plant-disease", version="1.0", lifespan=lifespan,
+                  description="Plant leaf disease diagnosis (PlantVillage classes): upload a photo, get the disease.")
+    for r in (health.router, predict.router, tasks.router, admin.router): app.include_router(r)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"]).add(
+        metrics.requests()).add(metrics.latency(should_include_status=True)).instrument(app).expose(
+        app, endpoint="/metrics", include_in_schema=False)
+    collector = _QueueDepth(app)
+    try: REGISTRY.register(collector)
+    except ValueError: pass  # a second app in one process (tests): the first one's collector stays
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes * max(1, settings.max_batch) + 64 * 1024)
+    app.add_middleware(AccessLog)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    return app
+
+
+def __getattr__(name: str):
+    "`app.main:app` is built on first access, so importing this module reads no settings."
+    if name == "app":
+        globals()["app"] = a = create_app()
+        return a
+    raise AttributeError(name)

@@ -1,0 +1,124 @@
+"""The models the service answers with: each variant loaded once (MLflow registry alias or local folder), warmed up,
+and a sticky traffic split between them."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ROOT, Settings, VariantSpec
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    "A variant's model could not be loaded; the message names the variant and the source."
+
+
+class UnknownVariantError(ValueError):
+    "A forced variant that the service does not serve."
+
+
+@dataclass
+class Variant:
+    "One served model: its predictor and where it came from."
+    name: str
+    weight: float
+    source: str
+    model_name: str
+    model_version: str
+    predictor: object  # plant_disease.inference.Predictor
+
+    def describe(self) -> dict:
+        p = self.predictor
+        return {"variant": self.name, "weight": self.weight, "source": self.source, "model_name": self.model_name,
+                "model_version": self.model_version, "backbone": p.metadata.get("backbone"),
+                "image_size": p.image_size, "classes": len(p.classes),
+                "synthetic_data": bool(p.metadata.get("synthetic_data", False)), "trained": p.metadata.get("created")}
+
+
+def _tracking_uri(settings: Settings) -> str:
+    if settings.tracking_uri: return settings.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"): return os.environ["MLFLOW_TRACKING_URI"]
+    from plant_disease.tracking import tracking_uri
+    return tracking_uri(ROOT)
+
+
+def _from_registry(spec: VariantSpec, settings: Settings) -> tuple[Path, str, str]:
+    "Download `models:/name@alias` (or `models:/name/version`) once; return (model folder, name, version)."
+    import mlflow
+    from mlflow import MlflowClient
+    uri = spec.source
+    mlflow.set_tracking_uri(_tracking_uri(settings))
+    name, _, ref = uri.removeprefix("models:/").partition("@")
+    client = MlflowClient()
+    try:
+        if ref: mv = client.get_model_version_by_alias(name, ref)
+        else:
+            name, _, version = uri.removeprefix("models:/").partition("/")
+            mv = client.get_model_version(name, version)
+        dest = Path(settings.model_cache) / name / str(mv.version)
+        if not (dest / "artifacts" / "model_dir" / "model.keras").exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest))
+    except Exception as e:
+        raise ModelLoadError(f"variant {spec.name}: cannot load {uri} from the MLflow registry at "
+                             f"{mlflow.get_tracking_uri()}: {type(e).__name__}: {e}") from None
+    return dest / "artifacts" / "model_dir", name, str(mv.version)
+
+
+def load_variant(spec: VariantSpec, settings: Settings) -> Variant:
+    "Load one variant's `Predictor` from its source."
+    from plant_disease.inference import Predictor
+    if spec.source.startswith("models:/"): folder, name, version = _from_registry(spec, settings)
+    else:
+        folder = Path(spec.source)
+        if not folder.is_absolute(): folder = ROOT / folder
+        name, version = f"local:{folder.name}", "local"
+    try: predictor = Predictor.from_dir(folder, top_k=settings.top_k, max_pixels=settings.max_pixels)
+    except (OSError, ValueError) as e: raise ModelLoadError(f"variant {spec.name}: cannot load {folder}: {e}") from None
+    if version == "local": version = f"local@{predictor.metadata.get('created', 'unknown')}"
+    return Variant(spec.name, spec.weight, spec.source, name, version, predictor)
+
+
+class ModelSet:
+    "All served variants, with the A/B assignment."
+
+    def __init__(self, variants: list[Variant]):
+        self.variants = {v.name: v for v in variants}
+        w = np.array([v.weight for v in variants], float)
+        self._names, self._edges = [v.name for v in variants], np.cumsum(w / w.sum())
+
+    @classmethod
+    def load(cls, settings: Settings) -> "ModelSet":
+        t = time.perf_counter()
+        ms = cls([load_variant(s, settings) for s in settings.variants])
+        log.info("models loaded", extra={"variants": [v.describe() for v in ms.variants.values()],
+                                         "seconds": round(time.perf_counter() - t, 2)})
+        if settings.warmup: ms.warm_up()
+        return ms
+
+    def warm_up(self) -> None:
+        "One prediction per variant (and one Grad-CAM) so the first request does not pay for tracing."
+        for v in self.variants.values():
+            p = v.predictor
+            img = np.full((p.image_size, p.image_size, 3), 128, np.uint8)
+            t = time.perf_counter()
+            p.predict(img)
+            p.explain(img)
+            log.info("warm-up", extra={"variant": v.name, "ms": round(1000 * (time.perf_counter() - t), 1)})
+
+    def choose(self, caller_key: str, forced: str | None = None) -> Variant:
+        "The caller's variant: forced by name, else a stable hash of the caller into the weighted split."
+        if forced:
+            if forced not in self.variants:
+                raise UnknownVariantError(f"unknown model variant {forced!r}: this service has {sorted(self.variants)}")
+            return self.variants[forced]
+        bucket = int.from_bytes(hashlib.sha256(caller_key.encode()).digest()[:8], "big") / 2**64
+        i = min(int(np.searchsorted(self._edges, bucket, side="right")), len(self._names) - 1)
+        return self.variants[self._names[i]]

@@ -1,0 +1,42 @@
+"""What a serving process holds: settings, the loaded models and the prediction log. The API builds one at start-up,
+each Celery worker process builds its own (models load once per process)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from plant_disease.predlog import PredictionLog, upgrade
+
+from .config import Settings
+from .modelset import ModelSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    models: ModelSet
+    predlog: PredictionLog
+    migrated: bool = False
+
+    @classmethod
+    def start(cls, settings: Settings, migrate: bool = True) -> "Runtime":
+        "Load and warm up the models, open the prediction log (migrating its schema when `migrate`)."
+        rt = cls(settings, ModelSet.load(settings), PredictionLog(settings.database_url, settings.spool_dir))
+        if migrate: rt.migrate()
+        return rt
+
+    def migrate(self) -> bool:
+        "Bring the log's schema to the latest migration; a database that is down is logged, not fatal."
+        if self.migrated: return True
+        try:
+            upgrade(self.settings.database_url)
+            self.migrated = True
+        except Exception as e:
+            log.error("prediction log database unavailable; records are spooled until it returns",
+                      extra={"error": f"{type(e).__name__}: {e}"})
+        return self.migrated
+
+    def close(self) -> None:
+        self.predlog.close()

@@ -1,0 +1,289 @@
+// Plant leaf disease diagnosis: the page's only script (no frameworks, no network beyond this service).
+// Flow: POST /predict/async -> 202 {task_id, result_url}; poll GET /result/{id}?wait_s=2 until done or failed.
+// When the queue is down (503) the page falls back to the synchronous POST /predict.
+"use strict";
+
+(function () {
+  const TOKEN_KEY = "plant-disease.token";
+  const POLL_WAIT_S = 2;            // the server holds each poll up to this long
+  const GIVE_UP_MS = 60000;         // stop polling after this long
+  const ACCEPTED = ["image/jpeg", "image/png", "image/webp"];
+
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    form: $("form"), token: $("token"), forget: $("forget-token"), file: $("file"), fileName: $("file-name"),
+    drop: $("dropzone"), preview: $("preview"), explain: $("explain"), submit: $("submit"), status: $("status"),
+    error: $("error"), result: $("result"), label: $("label"), confidence: $("confidence"), topk: $("topk"),
+    heatmap: $("heatmap"), heatmapFigure: $("heatmap-figure"), model: $("model"),
+  };
+  let previewUrl = null;
+  let busy = false;
+
+  // ---------- small helpers ----------
+  const pct = (p) => (100 * p).toFixed(p >= 0.995 || p < 0.0005 ? 0 : 1) + "%";
+  const words = (s) => String(s || "").replace(/_+/g, " ").replace(/\s+/g, " ").trim();
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const size = (n) => (n < 1024 ? `${n} bytes` : n < 1048576 ? `${Math.round(n / 1024)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
+
+  function describe(item) {
+    // "Tomato: Early blight" / "Apple: healthy" from the API's crop and disease (or its raw label).
+    const crop = words(item.crop) || words(String(item.label || "").split("___")[0]);
+    const healthy = item.healthy === true || /^healthy$/i.test(words(item.disease));
+    const disease = healthy ? "healthy" : words(item.disease) || words(String(item.label || "").split("___")[1]);
+    return { crop, disease, healthy, text: crop ? `${crop}: ${disease}` : disease };
+  }
+
+  function setStatus(text) { els.status.textContent = text || ""; }
+
+  function showError(message) {
+    els.error.textContent = "";
+    const strong = document.createElement("strong");
+    strong.textContent = "Could not diagnose this photo. ";
+    const detail = document.createElement("span");
+    detail.className = "detail";
+    detail.textContent = message;
+    els.error.append(strong, detail);
+    els.error.hidden = false;
+  }
+
+  function clearError() { els.error.hidden = true; els.error.textContent = ""; }
+
+  function clearResult() {
+    els.result.hidden = true;
+    els.result.removeAttribute("data-variant");
+    els.label.textContent = "";
+    els.label.removeAttribute("data-label");
+    els.label.className = "label";
+    els.confidence.textContent = "";
+    els.topk.textContent = "";
+    els.model.textContent = "";
+    els.heatmap.hidden = true;
+    els.heatmap.removeAttribute("src");
+    els.heatmapFigure.hidden = true;
+  }
+
+  function setBusy(on) {
+    busy = on;
+    els.submit.disabled = on;
+    els.submit.textContent = on ? "Diagnosing…" : "Diagnose";
+    els.form.setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  class ApiError extends Error {
+    constructor(status, detail, retryAfter) {
+      super(detail);
+      this.status = status;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  function detailText(body, status, statusText) {
+    // FastAPI errors are {"detail": "message"}; validation errors carry a list of {loc, msg}.
+    const d = body && body.detail;
+    if (typeof d === "string" && d) return d;
+    if (Array.isArray(d) && d.length) {
+      return d.map((e) => (e && e.msg ? `${(e.loc || []).slice(1).join(".") || "request"}: ${e.msg}` : String(e))).join("; ");
+    }
+    if (d) return JSON.stringify(d);
+    return `the service answered ${status}${statusText ? " " + statusText : ""}`;
+  }
+
+  function explainStatus(err) {
+    // The service's own message first; a short hint for what the user can do about it.
+    const hints = {
+      401: "Enter a valid access token above.",
+      403: "This token may not make predictions.",
+      413: "Choose a smaller photo.",
+      415: "Choose a JPEG, PNG or WebP photo.",
+      422: "The file could not be read as an image.",
+      429: err.retryAfter ? `Try again in ${err.retryAfter} s.` : "Try again in a little while.",
+      503: "The service is busy or starting; try again shortly.",
+    };
+    const code = err.status ? ` (HTTP ${err.status})` : "";
+    const hint = hints[err.status] ? ` ${hints[err.status]}` : "";
+    return `${err.message}${code}${hint ? " —" + hint : ""}`;
+  }
+
+  function authHeaders() {
+    const t = els.token.value.trim();
+    return t ? { Authorization: `Bearer ${t}` } : {};
+  }
+
+  async function call(url, options) {
+    let resp;
+    try {
+      resp = await fetch(url, { ...options, headers: { Accept: "application/json", ...authHeaders(), ...(options && options.headers) } });
+    } catch (e) {
+      throw new ApiError(0, `the service could not be reached (${e.message || e})`);
+    }
+    let body = null;
+    const text = await resp.text();
+    try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
+    if (!resp.ok) throw new ApiError(resp.status, detailText(body, resp.status, resp.statusText), resp.headers.get("Retry-After"));
+    if (body === null) throw new ApiError(resp.status, "the service sent an answer this page cannot read");
+    return { status: resp.status, body };
+  }
+
+  // ---------- token ----------
+  try { els.token.value = localStorage.getItem(TOKEN_KEY) || ""; } catch (e) { /* storage blocked: fine */ }
+  els.token.addEventListener("input", () => {
+    try {
+      const t = els.token.value.trim();
+      if (t) localStorage.setItem(TOKEN_KEY, t); else localStorage.removeItem(TOKEN_KEY);
+    } catch (e) { /* storage blocked */ }
+  });
+  els.forget.addEventListener("click", () => {
+    els.token.value = "";
+    try { localStorage.removeItem(TOKEN_KEY); } catch (e) { /* storage blocked */ }
+    setStatus("Token forgotten.");
+    els.token.focus();
+  });
+
+  // ---------- file choice, preview, drag and drop ----------
+  function showPreview(file) {
+    if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
+    els.preview.hidden = true;
+    els.preview.removeAttribute("src");
+    if (!file) { els.fileName.textContent = ""; return; }
+    els.fileName.textContent = `${file.name} — ${size(file.size)}`;
+    if (file.size === 0) return;
+    previewUrl = URL.createObjectURL(file);
+    els.preview.onload = () => { els.preview.hidden = false; };
+    els.preview.onerror = () => { els.preview.hidden = true; };  // not an image we can show: the service will say why
+    els.preview.src = previewUrl;
+  }
+
+  els.file.addEventListener("change", () => {
+    clearError();
+    showPreview(els.file.files[0]);
+  });
+
+  ["dragenter", "dragover"].forEach((ev) => els.drop.addEventListener(ev, (e) => {
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+    els.drop.classList.add("over");
+  }));
+  ["dragleave", "dragend"].forEach((ev) => els.drop.addEventListener(ev, () => els.drop.classList.remove("over")));
+  els.drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    els.drop.classList.remove("over");
+    const files = e.dataTransfer && e.dataTransfer.files;
+    if (!files || !files.length) return;
+    if (files.length > 1) setStatus("Several files dropped: using the first one.");
+    const dt = new DataTransfer();
+    dt.items.add(files[0]);
+    els.file.files = dt.files;
+    els.file.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+  // Dropping a file anywhere else must not navigate away from the page.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => { if (!els.drop.contains(e.target)) e.preventDefault(); });
+
+  // ---------- rendering the answer ----------
+  function render(r) {
+    const top = describe(r);
+    els.label.textContent = top.text;
+    els.label.dataset.label = r.label;
+    els.label.className = "label " + (top.healthy ? "is-healthy" : "is-diseased");
+    els.confidence.textContent = `${pct(r.confidence)} confidence`;
+
+    els.topk.textContent = "";
+    (r.top_k || []).forEach((k) => {
+      const d = describe(k);
+      const li = document.createElement("li");
+      li.dataset.label = k.label;
+      li.dataset.classId = String(k.class_id);
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = d.text;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.setAttribute("role", "meter");
+      bar.setAttribute("aria-valuemin", "0");
+      bar.setAttribute("aria-valuemax", "100");
+      bar.setAttribute("aria-valuenow", (100 * k.probability).toFixed(1));
+      bar.setAttribute("aria-label", `${d.text}: ${pct(k.probability)}`);
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.width = `${Math.max(0, Math.min(100, 100 * k.probability)).toFixed(1)}%`;
+      bar.append(fill);
+      const value = document.createElement("span");
+      value.className = "value";
+      value.textContent = pct(k.probability);
+      li.append(name, bar, value);
+      els.topk.append(li);
+    });
+
+    if (r.heatmap_png_base64) {
+      els.heatmap.src = `data:image/png;base64,${r.heatmap_png_base64}`;
+      els.heatmap.hidden = false;
+      els.heatmapFigure.hidden = false;
+    }
+
+    const parts = [`Model ${r.model_name} v${r.model_version}`, `variant ${r.variant}`];
+    if (typeof r.latency_ms === "number") parts.push(`${Math.round(r.latency_ms)} ms in the service`);
+    if (typeof r.inference_ms === "number") parts.push(`${Math.round(r.inference_ms)} ms inference`);
+    if (typeof r.queued_ms === "number") parts.push(`${Math.round(r.queued_ms)} ms queued`);
+    els.model.textContent = parts.join(" · ");
+    els.result.dataset.variant = r.variant;
+    els.result.hidden = false;
+  }
+
+  // ---------- the request itself ----------
+  async function diagnose(file, explain) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const q = `explain=${explain ? "true" : "false"}`;
+    let task;
+    try {
+      task = (await call(`/predict/async?${q}`, { method: "POST", body: form })).body;
+    } catch (err) {
+      if (err.status !== 503) throw err;
+      setStatus("The queue is unavailable: asking the service directly…");
+      const form2 = new FormData();
+      form2.append("file", file, file.name);
+      return (await call(`/predict?${q}`, { method: "POST", body: form2 })).body;
+    }
+    const started = performance.now();
+    const url = task.result_url || `/result/${encodeURIComponent(task.task_id)}`;
+    setStatus("Queued; waiting for the model…");
+    for (;;) {
+      if (performance.now() - started > GIVE_UP_MS) {
+        throw new ApiError(0, `no answer after ${GIVE_UP_MS / 1000} s; the service may be overloaded — try again later (task ${task.task_id})`);
+      }
+      let t;
+      try {
+        t = (await call(`${url}?wait_s=${POLL_WAIT_S}`, { method: "GET" })).body;
+      } catch (err) {
+        if (err.status === 0 || err.status === 502 || err.status === 504) { await sleep(1000); continue; }  // transient
+        throw err;
+      }
+      if (t.status === "done" && t.result) return t.result;
+      if (t.status === "failed") throw new ApiError(t.status_code || 500, t.error || "the prediction failed");
+      setStatus(`Working… ${Math.round((performance.now() - started) / 1000)} s`);
+    }
+  }
+
+  els.form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (busy) return;
+    clearError();
+    const file = els.file.files[0];
+    if (!file) { showError("Choose a photo of a leaf first."); els.file.focus(); return; }
+    if (file.type && !ACCEPTED.includes(file.type)) setStatus(`"${file.type}" may not be accepted; sending it anyway…`);
+    clearResult();
+    setBusy(true);
+    const t0 = performance.now();
+    setStatus("Uploading…");
+    try {
+      const r = await diagnose(file, els.explain.checked);
+      render(r);
+      setStatus(`Done in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+    } catch (err) {
+      setStatus("");
+      showError(err instanceof ApiError ? explainStatus(err) : String(err && err.message || err));
+    } finally {
+      setBusy(false);
+    }
+  });
+})();

@@ -1,0 +1,177 @@
+"""The real service for the tests: two tiny models trained here (ResNet50 and EfficientNetB0; one served from an
+MLflow registry alias, one from its folder), a private Redis server, a Celery worker and uvicorn on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "test-secret-for-ci-only-0123456789abcdef"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    "Poll `check()` until it returns something truthy; fail with the process's log if it dies or time runs out."
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited {proc.returncode}\n{log.read_text()[-4000:] if log else ''}")
+        try:
+            if (v := check()): return v
+        except Exception: pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} not ready after {timeout} s\n{log.read_text()[-4000:] if log else ''}")
+
+
+class Redis:
+    "A private redis-server on a free port (Debian's redis-server), no persistence."
+
+    def __init__(self, workdir: Path):
+        exe = shutil.which("redis-server")
+        if exe is None: raise FileNotFoundError("redis-server not installed (apt-get install redis-server)")
+        self.port, self.log = free_port(), workdir / "redis.log"
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(workdir)],
+                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        import redis
+        wait_for(lambda: redis.Redis(port=self.port).ping(), 20, "redis-server", self.proc, self.log)
+
+    def stop(self):
+        self.proc.terminate(); self.proc.wait(10)
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 900) -> str:
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0: raise RuntimeError(f"{' '.join(map(str, cmd))} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r.stdout
+
+
+def train_models(work: Path, shared: Path | None) -> dict[str, Path]:
+    """Train a tiny ResNet50 and a tiny EfficientNetB0 (tomato leaves at 64 px when the real sample is here).
+    For quick local iterations, PLANT_DISEASE_TEST_MODELS=DIR reuses a folder an earlier call trained into."""
+    reuse = os.environ.get("PLANT_DISEASE_TEST_MODELS")
+    if reuse and (Path(reuse) / "models" / "efficientnetb0" / "model.keras").exists():
+        shutil.copytree(Path(reuse) / "models", work / "models"); shutil.copytree(Path(reuse) / "data", work / "data")
+        return {b: work / "models" / b for b in ("resnet50", "efficientnetb0")}
+    exe = str(BIN / "plant-disease")
+    shutil.copy(ROOT / "params.yaml", work / "params.yaml")
+    source = ["--profile", "tomato,cpu", "--set", f"data.source={shared / 'plantvillage'}", "--set", "data.max_per_class=40"] \
+        if shared else ["--profile", "cpu", "--set", "data.synthetic_per_class=40"]
+    run([exe, "data", *source], work)
+    short = ["--set", "train.stage1.epochs=1", "--set", "train.stage2.epochs=1", "--set", "train.verbose=0"]
+    out = {}
+    for backbone in ("resnet50", "efficientnetb0"):
+        run([exe, "train", *source, *short, "--set", f"model.backbone={backbone}", "--models-dir", f"models/{backbone}",
+             "--reports-dir", f"reports/{backbone}"], work)
+        out[backbone] = work / "models" / backbone
+    return out
+
+
+def register(model_dir: Path, tracking_uri: str, name: str) -> str:
+    "Log `model_dir` to MLflow and register it with alias `production` (as the pipeline's gate does)."
+    code = f"""
+import mlflow
+from mlflow import MlflowClient
+from plant_disease.registry import log_models
+mlflow.set_tracking_uri({tracking_uri!r})
+mlflow.set_experiment("service-tests")
+with mlflow.start_run():
+    uri = log_models({str(model_dir)!r})
+mv = mlflow.register_model(uri, {name!r})
+MlflowClient().set_registered_model_alias({name!r}, "production", mv.version)
+print(mv.version)
+"""
+    return run([sys.executable, "-c", code], model_dir.parent).strip().splitlines()[-1]
+
+
+@dataclass
+class Service:
+    "The running service and what the tests need to call it."
+    url: str
+    port: int
+    env: dict
+    classes: list[str]
+    leaf_photos: list[Path]
+    workdir: Path
+    api: subprocess.Popen
+    worker: subprocess.Popen
+    api_log: Path
+    worker_log: Path
+    redis: Redis
+    extra: dict = field(default_factory=dict)
+
+    def token(self, subject: str, scopes=("predict",), ttl: int = 3600) -> str:
+        from app.auth import mint_token
+        return mint_token(subject, list(scopes), ttl, SECRET)[0]
+
+    def headers(self, subject: str, scopes=("predict",)) -> dict:
+        return {"Authorization": f"Bearer {self.token(subject, scopes)}"}
+
+    def stop(self):
+        for p in (self.api, self.worker):
+            if p.poll() is None: p.send_signal(signal.SIGTERM)
+        for p in (self.api, self.worker):
+            try: p.wait(30)
+            except subprocess.TimeoutExpired: p.kill()
+        self.redis.stop()
+
+
+def leaf_photos(shared: Path | None, work: Path, n: int = 6) -> list[Path]:
+    "Real tomato leaf photos when the sample is here, else the synthetic leaves the models were trained on."
+    if shared:
+        photos = []
+        for d in sorted((shared / "plantvillage").glob("Tomato___*")):
+            photos += sorted(d.glob("*.[jJ][pP]*[gG]"))[-1:]
+        return photos[:n]
+    m = [l.split(",")[0] for l in (work / "data" / "manifest.csv").read_text().splitlines()[1:]]
+    return [Path(p) if Path(p).is_absolute() else work / p for p in m[:n]]
+
+
+def start_service(work: Path, shared: Path | None, database_url: str, **overrides) -> Service:
+    "Train, register, start Redis + a Celery worker + the API; return when /ready answers."
+    models = train_models(work, shared)
+    tracking = f"sqlite:///{work / 'mlflow.db'}"
+    register(models["resnet50"], tracking, "plant-disease-resnet50")
+    redis = Redis(work)
+    env = {**os.environ, "PD_VARIANTS": json.dumps([
+               {"name": "A", "source": "models:/plant-disease-resnet50@production", "weight": 0.5},
+               {"name": "B", "source": str(models["efficientnetb0"]), "weight": 0.5}]),
+           "PD_TRACKING_URI": tracking, "PD_MODEL_CACHE": str(work / "model-cache"), "PD_DATABASE_URL": database_url,
+           "PD_SPOOL_DIR": str(work / "spool"), "PD_REDIS_URL": redis.url, "PD_JWT_SECRET": SECRET,
+           "PD_RATE_LIMIT": "40/minute", "PD_ANONYMOUS_RATE_LIMIT": "10/minute",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), **overrides}
+    port = free_port()
+    api_log, worker_log = work / "api.log", work / "worker.log"
+    worker = subprocess.Popen([str(BIN / "celery"), "-A", "app.worker", "worker", "-Q", "predict", "-c", "1",
+                               "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                              cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT)
+    api = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port)], cwd=ROOT, env=env,
+                           stdout=api_log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/ready", timeout=5).status_code == 200, 240, "API /ready", api, api_log)
+        wait_for(lambda: "ready" in worker_log.read_text(), 240, "celery worker", worker, worker_log)
+    except Exception:
+        for p in (api, worker): p.kill()
+        redis.stop()
+        raise
+    classes = json.loads((models["resnet50"] / "classes.json").read_text())["classes"]
+    return Service(url, port, {k: v for k, v in env.items() if k.startswith("PD_")}, classes, leaf_photos(shared, work),
+                   work, api, worker, api_log, worker_log, redis, {"models": models})

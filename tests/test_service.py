@@ -1,0 +1,309 @@
+"""The prediction service end to end, over HTTP: real models, real Redis and Celery worker, the prediction log in
+PostgreSQL through pyodbc (stopped mid-load to test the spool), auth, rate limits, A/B, metrics, hostile uploads."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.xdist_group("service")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def post_image(svc, path: Path | bytes, subject: str = "tester", route: str = "/predict", headers: dict | None = None,
+               name: str = "leaf.jpg", ctype: str = "image/jpeg", **params) -> httpx.Response:
+    data = path.read_bytes() if isinstance(path, Path) else path
+    return httpx.post(f"{svc.url}{route}", files={"file": (name, data, ctype)}, params=params,
+                      headers={**svc.headers(subject), **(headers or {})}, timeout=60)
+
+
+# -- liveness, readiness, models
+
+def test_health_and_ready(service):
+    assert httpx.get(f"{service.url}/health").json() == {"status": "ok"}
+    r = httpx.get(f"{service.url}/ready").json()
+    assert r["ready"] and r["prediction_log"]["reachable"] and r["queue"]["reachable"]
+    by_name = {m["variant"]: m for m in r["models"]}
+    assert by_name["A"]["model_name"] == "plant-disease-resnet50" and by_name["A"]["model_version"] == "1"
+    assert by_name["A"]["backbone"] == "resnet50" and by_name["B"]["backbone"] == "efficientnetb0"
+    assert by_name["B"]["model_version"].startswith("local@")
+
+
+def test_warm_up_makes_the_first_request_fast(service):
+    "Warm-up at start-up traced the model: the service's first real request is not a multi-second outlier."
+    warm = [line for line in service.api_log.read_text().splitlines() if '"warm-up"' in line]
+    assert len(warm) == 2, warm
+    r = post_image(service, service.leaf_photos[0], "first-request")
+    assert r.status_code == 200 and r.json()["inference_ms"] < 1500, r.text
+
+
+# -- predictions
+
+def test_predict_answers_in_words(service):
+    r = post_image(service, service.leaf_photos[0], "words", top_k=3)
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["label"] in service.classes and b["crop"] and b["disease"]
+    assert b["label"] == b["top_k"][0]["label"] and len(b["top_k"]) == 3
+    assert 0 < b["confidence"] <= 1 and b["confidence"] == pytest.approx(b["top_k"][0]["probability"])
+    assert b["variant"] in ("A", "B") and b["model_name"] and b["model_version"]
+    assert b["latency_ms"] >= b["inference_ms"] > 0
+    assert b["request_id"] == r.headers["X-Request-ID"]
+    assert b["image_sha256"] and b["filename"] == "leaf.jpg" and b["heatmap_png_base64"] is None
+
+
+def test_predict_explain_returns_a_heatmap(service):
+    r = post_image(service, service.leaf_photos[1], "explain", explain="true")
+    assert r.status_code == 200, r.text
+    img = Image.open(io.BytesIO(base64.b64decode(r.json()["heatmap_png_base64"])))
+    assert img.format == "PNG" and img.size[0] >= 32
+
+
+def test_png_and_webp_are_accepted(service):
+    im = Image.open(service.leaf_photos[2]).convert("RGB")
+    for fmt, ctype in (("PNG", "image/png"), ("WEBP", "image/webp")):
+        buf = io.BytesIO(); im.save(buf, fmt)
+        r = post_image(service, buf.getvalue(), "formats", name=f"leaf.{fmt.lower()}", ctype=ctype)
+        assert r.status_code == 200, (fmt, r.text)
+
+
+def test_batch_answers_each_image_and_refuses_bad_ones_alone(service):
+    photos = service.leaf_photos[:3]
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
+    files.append(("files", ("broken.jpg", photos[0].read_bytes()[:500], "image/jpeg")))
+    r = httpx.post(f"{service.url}/predict/batch", files=files, headers=service.headers("batch"), timeout=60)
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["n"] == 4 and b["n_ok"] == 3
+    assert [x["ok"] for x in b["results"]] == [True, True, True, False]
+    assert b["results"][3]["status_code"] == 422 and "truncated" in b["results"][3]["error"]
+    assert all(x["prediction"]["label"] in service.classes for x in b["results"][:3])
+    single = post_image(service, photos[0], "batch").json()  # same caller, same variant, same model: same answer
+    assert b["results"][0]["prediction"]["label"] == single["label"]
+    assert b["results"][0]["prediction"]["confidence"] == pytest.approx(single["confidence"], abs=1e-4)
+
+
+# -- async path: Celery worker on Redis
+
+def test_async_predict_and_result(service):
+    r = post_image(service, service.leaf_photos[0], "async", route="/predict/async", explain="true")
+    assert r.status_code == 202, r.text
+    task = r.json()
+    assert task["status"] == "pending" and task["result_url"] == f"/result/{task['task_id']}"
+    h = service.headers("async")
+    deadline, body = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{service.url}{task['result_url']}", params={"wait_s": 2}, headers=h, timeout=30).json()
+        if body["status"] != "pending": break
+    assert body["status"] == "done", body
+    res = body["result"]
+    sync = post_image(service, service.leaf_photos[0], "async").json()
+    assert res["label"] == sync["label"] and res["variant"] == sync["variant"]
+    assert res["heatmap_png_base64"] and res["queued_ms"] is not None and res["latency_ms"] > 0
+
+
+def test_async_refuses_bad_images_before_queueing_and_hides_other_callers_tasks(service):
+    r = post_image(service, b"<html>not a leaf</html>", "async2", route="/predict/async")
+    assert r.status_code == 415, r.text
+    task = post_image(service, service.leaf_photos[1], "async2", route="/predict/async").json()
+    other = httpx.get(f"{service.url}/result/{task['task_id']}", headers=service.headers("someone-else"))
+    assert other.status_code == 404
+    unknown = httpx.get(f"{service.url}/result/0123456789abcdef", headers=service.headers("async2"))
+    assert unknown.status_code == 404
+    admin = httpx.get(f"{service.url}/result/{task['task_id']}", params={"wait_s": 10},
+                      headers=service.headers("ops", ("admin",)), timeout=30)
+    assert admin.status_code == 200 and admin.json()["status"] in ("pending", "done")
+
+
+def test_worker_loads_models_once(service):
+    log = service.worker_log.read_text()
+    assert log.count('"models loaded"') + log.count("models loaded") >= 1
+    assert "Traceback" not in log, log[-3000:]
+
+
+# -- A/B between the two models
+
+def test_ab_assignment_is_sticky_per_caller_and_can_be_forced(service):
+    photo = service.leaf_photos[0]
+    seen = {}
+    for i in range(12):
+        subject = f"ab-user-{i}"
+        a = post_image(service, photo, subject).json()["variant"]
+        b = post_image(service, photo, subject).json()["variant"]
+        assert a == b, subject
+        seen[subject] = a
+    assert set(seen.values()) == {"A", "B"}, seen  # a 50/50 split over 12 callers uses both
+    forced = post_image(service, photo, "ab-user-0", headers={"X-Model-Variant": "B"}).json()
+    assert forced["variant"] == "B" and forced["model_name"].startswith("local:")
+    forced = post_image(service, photo, "ab-user-0", headers={"X-Model-Variant": "A"}).json()
+    assert forced["model_name"] == "plant-disease-resnet50"
+    bad = post_image(service, photo, "ab-user-0", headers={"X-Model-Variant": "Z"})
+    assert bad.status_code == 400 and "unknown model variant" in bad.json()["detail"]
+
+
+# -- auth and rate limits
+
+def test_auth_rejects_missing_forged_expired_and_wrong_scope_tokens(service):
+    photo = service.leaf_photos[0]
+    files = {"file": ("leaf.jpg", photo.read_bytes(), "image/jpeg")}
+    r = httpx.post(f"{service.url}/predict", files=files)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+    from app.auth import mint_token
+    forged = mint_token("mallory", ["predict"], 3600, "not-the-secret-not-the-secret-0123")[0]
+    r = httpx.post(f"{service.url}/predict", files=files, headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401 and "invalid token" in r.json()["detail"]
+    expired = service.token("late", ttl=-10)
+    r = httpx.post(f"{service.url}/predict", files=files, headers={"Authorization": f"Bearer {expired}"})
+    assert r.status_code == 401 and r.json()["detail"] == "token expired"
+    r = httpx.get(f"{service.url}/stats", headers=service.headers("user"))
+    assert r.status_code == 403 and "admin" in r.json()["detail"]
+    r = httpx.post(f"{service.url}/predict", files=files, headers={"Authorization": "Bearer garbage"})
+    assert r.status_code == 401
+
+
+def test_admin_mints_tokens_that_work(service):
+    r = httpx.post(f"{service.url}/tokens", json={"subject": "new-client", "scopes": ["predict"], "ttl_s": 600},
+                   headers=service.headers("ops", ("admin",)))
+    assert r.status_code == 200, r.text
+    tok = r.json()["access_token"]
+    r = post_image(service, service.leaf_photos[0], "x", headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 200
+    r = httpx.post(f"{service.url}/tokens", json={"subject": "x"}, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 403
+    r = httpx.post(f"{service.url}/tokens", json={"subject": "x", "scopes": ["root"]}, headers=service.headers("ops", ("admin",)))
+    assert r.status_code == 422
+
+
+def test_tokens_cli(service):
+    import subprocess, sys
+    r = subprocess.run([sys.executable, "-m", "app.tokens", "--subject", "cli-user", "--scope", "predict", "--ttl", "60"],
+                       cwd=ROOT, env={**service.env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ok = post_image(service, service.leaf_photos[0], "x", headers={"Authorization": f"Bearer {r.stdout.strip()}"})
+    assert ok.status_code == 200
+    r = subprocess.run([sys.executable, "-m", "app.tokens", "--subject", "u", "--scope", "root"], cwd=ROOT,
+                       env=service.env, capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_rate_limit_per_subject_gives_429_with_retry_after(service):
+    "40/minute per subject in the test service: the 41st request in a minute is refused, another subject is not."
+    photo = service.leaf_photos[0].read_bytes()
+    h = service.headers("greedy")
+    codes = []
+    with httpx.Client(timeout=60) as c:
+        for _ in range(45):
+            r = c.post(f"{service.url}/predict", files={"file": ("l.jpg", photo, "image/jpeg")}, headers=h)
+            codes.append(r.status_code)
+            if r.status_code == 429: break
+    assert codes.count(200) == 40 and codes[-1] == 429, codes
+    assert int(r.headers["Retry-After"]) >= 1 and "rate limit" in r.json()["detail"]
+    assert post_image(service, photo, "patient").status_code == 200
+
+
+# -- hostile uploads
+
+def _png_bomb(side: int = 20000) -> bytes:
+    "A valid 1-bit PNG of side x side pixels (400 M pixels) that compresses to a few tens of kB."
+    raw = zlib.compressobj(9)
+    row = b"\x00" * (1 + side // 8)
+    idat = b"".join(raw.compress(row) for _ in range(side)) + raw.flush()
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("case,expect", [("truncated_jpeg", 422), ("png_bomb", 413), ("zero_bytes", 400),
+                                         ("html_named_jpg", 415), ("body_50mb", 413), ("text_as_png", 415)])
+def test_hostile_uploads_get_4xx_and_the_service_stays_up(service, case, expect):
+    photo = service.leaf_photos[0].read_bytes()
+    data = {"truncated_jpeg": photo[: len(photo) // 2], "png_bomb": _png_bomb(), "zero_bytes": b"",
+            "html_named_jpg": b"<!doctype html><html><script>alert(1)</script></html>",
+            "body_50mb": b"\xff\xd8\xff" + b"\0" * (50 * 2**20), "text_as_png": b"hello"}[case]
+    r = post_image(service, data, "hostile")
+    assert r.status_code == expect, (case, r.status_code, r.text[:300])
+    assert r.json()["detail"]
+    assert httpx.get(f"{service.url}/health").status_code == 200
+    assert post_image(service, service.leaf_photos[1], "hostile-ok").status_code == 200
+
+
+def test_wrong_types_and_parameters_are_4xx(service):
+    h = service.headers("types")
+    assert httpx.post(f"{service.url}/predict", data={"file": "text"}, headers=h).status_code == 422
+    assert httpx.post(f"{service.url}/predict", content=b"raw", headers={**h, "Content-Type": "image/jpeg"}).status_code == 422
+    assert post_image(service, service.leaf_photos[0], "types", top_k=0).status_code == 422
+    assert post_image(service, service.leaf_photos[0], "types", top_k="many").status_code == 422
+
+
+# -- log, stats, metrics, JSON logs
+
+def test_stats_counts_per_class_and_variant(service):
+    for i in range(4): post_image(service, service.leaf_photos[i], f"stats-{i}")
+    r = httpx.get(f"{service.url}/stats", params={"window_s": 3600}, headers=service.headers("ops", ("admin",)))
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert s["n"] >= 4 and sum(s["by_class"].values()) >= 4
+    assert set(s["by_variant"]) <= {"A", "B"} and sum(s["by_variant"].values()) == s["n"]
+    lat = s["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    assert set(s["variants"]) == {"A", "B"}
+
+
+def test_metrics_for_prometheus(service):
+    post_image(service, service.leaf_photos[0], "metrics")
+    text = httpx.get(f"{service.url}/metrics").text
+    assert 'http_requests_total{handler="/predict",method="POST",status="200"}' in text
+    assert 'http_request_duration_seconds_bucket{handler="/predict",le="0.1",method="POST",status="200"}' in text
+    assert "plant_disease_inference_seconds_bucket" in text and 'variant="A"' in text or 'variant="B"' in text
+    assert "plant_disease_queue_depth" in text and "plant_disease_predlog_spooled" in text
+
+
+def test_json_logs_carry_the_request_id(service):
+    r = post_image(service, service.leaf_photos[0], "logs", headers={"X-Request-ID": "0123456789abcdef0123456789abcdef"})
+    assert r.headers["X-Request-ID"] == "0123456789abcdef0123456789abcdef"
+    time.sleep(0.5)
+    lines = [json.loads(l) for l in service.api_log.read_text().splitlines() if l.startswith("{")]
+    mine = [l for l in lines if l.get("request_id") == "0123456789abcdef0123456789abcdef"]
+    assert any(l["message"] == "request" and l["path"] == "/predict" and l["status"] == 200 for l in mine), mine
+
+
+def test_database_outage_loses_no_prediction(service, postgres_server):
+    "Stop PostgreSQL mid-load: predictions keep being answered, records spool, and all arrive once it is back."
+    photo = service.leaf_photos[0].read_bytes()
+    subject, n, sent, ids = "outage", 36, 0, []
+    before = postgres_server.count("select count(*) from predictions")
+    h = service.headers(subject)
+    spooled_max = 0
+    with httpx.Client(timeout=60) as c:
+        for i in range(n):
+            if i == 12: postgres_server.stop()
+            if i == 24: postgres_server.start()
+            r = c.post(f"{service.url}/predict", files={"file": ("l.jpg", photo, "image/jpeg")}, headers=h)
+            assert r.status_code == 200, (i, r.text)
+            sent += 1; ids.append(r.json()["request_id"])
+            if 12 <= i < 24:
+                spooled_max = max(spooled_max, httpx.get(f"{service.url}/ready").json()["prediction_log"]["spooled"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready = httpx.get(f"{service.url}/ready").json()
+        if ready["ready"] and ready["prediction_log"]["spooled"] == 0: break
+        time.sleep(1)
+    time.sleep(2)
+    logged = postgres_server.count(f"select count(*) from predictions where caller = '{subject}'")
+    distinct = postgres_server.count(f"select count(distinct request_id) from predictions where caller = '{subject}'")
+    out = {"sent": sent, "logged": logged, "distinct_request_ids": distinct, "spooled_during_outage_max": spooled_max,
+           "rows_before": before, "database": "PostgreSQL 15 via pyodbc + psqlODBC"}
+    (ROOT / "reports").mkdir(exist_ok=True)
+    (ROOT / "reports" / "serve_outage.json").write_text(json.dumps(out, indent=2))
+    print("database outage test:", out)
+    assert spooled_max > 0, out
+    assert logged == sent == distinct, out
