@@ -248,11 +248,13 @@ def test_wrong_types_and_parameters_are_4xx(service):
 
 def test_stats_counts_per_class_and_variant(service):
     for i in range(4): post_image(service, service.leaf_photos[i], f"stats-{i}")
+    assert post_image(service, b"", "stats-0").status_code == 400  # refused, and logged as an error
     r = httpx.get(f"{service.url}/stats", params={"window_s": 3600}, headers=service.headers("ops", ("admin",)))
     assert r.status_code == 200, r.text
     s = r.json()
     assert s["n"] >= 4 and sum(s["by_class"].values()) >= 4
-    assert set(s["by_variant"]) <= {"A", "B"} and sum(s["by_variant"].values()) == s["n"]
+    assert set(s["by_variant"]) <= {"A", "B"} and sum(s["by_variant"].values()) + s["errors"] == s["n"]
+    assert s["errors"] >= 1 and sum(s["errors_by_variant"].values()) == s["errors"]  
     lat = s["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
     assert set(s["variants"]) == {"A", "B"}
@@ -307,3 +309,18 @@ def test_database_outage_loses_no_prediction(service, postgres_server):
     print("database outage test:", out)
     assert spooled_max > 0, out
     assert logged == sent == distinct, out
+
+
+def test_openapi_fuzzing_finds_no_server_error(service, tmp_path):
+    "Schemathesis generates requests from /openapi.json for every operation; none may get a 5xx."
+    import shutil, subprocess, sys
+    exe = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
+    report = ROOT / "reports" / "schemathesis"
+    r = subprocess.run([exe, "run", f"{service.url}/openapi.json", "--checks", "not_a_server_error",
+                        "--header", f"Authorization: Bearer {service.token('fuzz', ('admin',))}",
+                        "--max-examples", "12", "--seed", "1", "--workers", "2", "--request-timeout", "60",
+                        "--report", "junit", "--report-dir", str(report), "--suppress-health-check", "all"],
+                       capture_output=True, text=True, timeout=900)
+    print(r.stdout[-3000:])
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert httpx.get(f"{service.url}/health").status_code == 200
