@@ -74,6 +74,8 @@ class Settings(BaseSettings):
         if self.require_auth:
             if self.jwt_algorithm == "HS256" and not self.jwt_secret:
                 raise ValueError("PD_JWT_SECRET is required for HS256 tokens (or PD_REQUIRE_AUTH=false for a local, open service)")
+            if self.jwt_algorithm == "HS256" and len(self.jwt_secret.get_secret_value().encode()) < 32:
+                raise ValueError("PD_JWT_SECRET must be at least 32 bytes (RFC 7518): e.g. `openssl rand -hex 32`")
             if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
                 raise ValueError("PD_JWT_PUBLIC_KEY (PEM or path) is required for RS256 tokens")
         return self
