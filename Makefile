@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PLANT_DISEASE_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install run test check nbtest pytest clean
+.PHONY: install run test check nbtest pytest serve worker clean
 
 install: $(VENV)/.installed  ## create .venv and install the library with its dev tools (pinned by constraints.txt)
 
@@ -27,6 +27,16 @@ nbtest: install  ## the notebooks' own tests
 
 pytest: install  ## integration tests (real training on the shared sample when it is there)
 	$(BIN)/pytest -n 2 --dist loadgroup -ra tests
+
+serve: export PD_VARIANTS ?= [{"name": "A", "source": "models"}]
+serve: export PD_REQUIRE_AUTH ?= false
+serve: install  ## the API and web page on http://127.0.0.1:8000, answering with the model `make run` trained (no auth: local use)
+	$(BIN)/python -m app --host 127.0.0.1 --port 8000
+
+worker: export PD_VARIANTS ?= [{"name": "A", "source": "models"}]
+worker: export PD_REQUIRE_AUTH ?= false
+worker: install  ## one Celery worker for /predict/async (needs PD_REDIS_URL, e.g. redis://127.0.0.1:6379/0)
+	$(BIN)/celery -A app.worker worker -Q predict -c 1 --loglevel INFO
 
 clean:
 	rm -rf data/synthetic data/raw data/*.csv data/*.json models reports/figures reports/*.json reports/*.csv
