@@ -10,7 +10,7 @@ import logging
 import time
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from .config import get_settings
 
@@ -26,6 +26,14 @@ celery_app.conf.update(
     broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
 
 _runtime = None
+
+
+@setup_logging.connect
+def _json_logs(**_):
+    "JSON log lines like the API's, each carrying the request id of the task being run."
+    import logging.config
+    from .observability import logging_config
+    logging.config.dictConfig(logging_config())
 
 
 def runtime():
@@ -51,7 +59,9 @@ def _close(**_):
 def predict_task(image_b64: str, filename: str | None, variant: str, caller: str, request_id: str,
                  explain: bool = False, top_k: int | None = None, submitted: float | None = None) -> dict:
     "Answer one queued image; upload problems come back as {'error', 'status_code'}, not as task failures."
+    from asgi_correlation_id import correlation_id
     from .predicting import UploadError, log_record, predict_bytes
+    correlation_id.set(request_id)
     rt = runtime()
     v = rt.models.variants[variant]
     started = time.time()
@@ -66,5 +76,6 @@ def predict_task(image_b64: str, filename: str | None, variant: str, caller: str
         return {"error": e.detail, "status_code": e.status}
     ms = round(1000 * (time.perf_counter() - t), 2)
     rt.predlog.record(**log_record(body, request_id=request_id, caller=caller, route="async", latency_ms=ms, variant=v))
+    log.info("prediction", extra={"variant": v.name, "label": body["label"], "ms": ms})
     return {**body, "request_id": request_id, "latency_ms": ms,
             "queued_ms": round(1000 * (started - submitted), 2) if submitted else None}

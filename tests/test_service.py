@@ -124,9 +124,16 @@ def test_async_refuses_bad_images_before_queueing_and_hides_other_callers_tasks(
     assert admin.status_code == 200 and admin.json()["status"] in ("pending", "done")
 
 
-def test_worker_loads_models_once(service):
+def test_worker_loads_models_once_and_logs_json_with_the_request_id(service):
+    r = post_image(service, service.leaf_photos[2], "worker-log", route="/predict/async")
+    rid, task = r.headers["X-Request-ID"], r.json()["task_id"]
+    body = httpx.get(f"{service.url}/result/{task}", params={"wait_s": 10}, headers=service.headers("worker-log"), timeout=30).json()
+    assert body["status"] == "done" and body["result"]["request_id"] == rid
+    time.sleep(0.5)
     log = service.worker_log.read_text()
-    assert log.count('"models loaded"') + log.count("models loaded") >= 1
+    lines = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
+    assert sum(l["message"] == "models loaded" for l in lines) == 1, "one worker process loads the models once"
+    assert any(l["message"] == "prediction" and l["request_id"] == rid for l in lines)
     assert "Traceback" not in log, log[-3000:]
 
 
