@@ -11,5 +11,7 @@ ap.add_argument("--port", type=int, default=8000)
 ap.add_argument("--workers", type=int, default=1)
 ap.add_argument("--log-level", default="INFO")
 a = ap.parse_args()
+# X-Forwarded-For is trusted from FORWARDED_ALLOW_IPS (uvicorn's variable; default 127.0.0.1): set it to the proxy's
+# address (deploy/compose.yaml: nginx's network) so anonymous rate limits see the real client.
 uvicorn.run("app.main:create_app", factory=True, host=a.host, port=a.port, workers=a.workers, proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1", log_config=logging_config(a.log_level), access_log=False)
+            log_config=logging_config(a.log_level), access_log=False)
