@@ -327,7 +327,7 @@ def test_openapi_fuzzing_finds_no_server_error(service, tmp_path):
                         "--header", f"Authorization: Bearer {service.token('fuzz', ('admin',))}",
                         "--max-examples", "12", "--seed", "1", "--workers", "2", "--request-timeout", "60",
                         "--report", "junit", "--report-dir", str(report), "--suppress-health-check", "all"],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path)  # its cache stays in tmp
     print(r.stdout[-3000:])
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert httpx.get(f"{service.url}/health").status_code == 200
