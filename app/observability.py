@@ -5,7 +5,6 @@ import logging
 import logging.config
 import time
 
-from asgi_correlation_id import correlation_id
 from fastapi import HTTPException
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -86,7 +85,7 @@ class BodySizeLimit:
         body = json.dumps({"detail": f"request body of {n:,}+ bytes exceeds the limit of {self.max_bytes:,}"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close"), (b"x-request-id", (correlation_id.get() or "-").encode())]})
+                                (b"connection", b"close")]})  # X-Request-ID: added by CorrelationIdMiddleware
         await send({"type": "http.response.body", "body": body})
 
 

@@ -213,7 +213,10 @@ def test_nginx_refuses_13_mb_before_the_api(nginx, service):
     assert r.status_code == 413, r.text[:300]
     assert "proxy limit" in r.json()["detail"], r.text     # nginx's own answer, not the API's
     assert len(r.headers.get_list("X-Request-ID")) == 1
-    assert " 413 " in nginx.access_log.read_text()
+    # logged as nginx's 413 once nginx has finished with the connection (it reads and drops the rest of the body)
+    end = time.monotonic() + 10
+    while f'"POST /predict HTTP/1.1" 413 ' not in nginx.access_log.read_text() and time.monotonic() < end: time.sleep(0.2)
+    assert f'"POST /predict HTTP/1.1" 413 ' in nginx.access_log.read_text()
 
 
 def test_the_api_limit_applies_below_nginx_limit(nginx, service):
@@ -266,10 +269,23 @@ def test_compose_env_is_valid_for_the_app():
         assert "PD_JWT_SECRET" not in env, "the JWT secret belongs in the env file, not in compose.yaml"
         assert env["PD_REDIS_URL"] == "redis://redis:6379/0" and env["PD_TRACKING_URI"] == "http://mlflow:5000"
         kwargs = {k[3:].lower(): v for k, v in env.items() if k.startswith("PD_")}
-        s = Settings(**kwargs, jwt_secret="from-secrets-env", _env_file=None)
+        s = Settings(**kwargs, jwt_secret="f" * 64, _env_file=None)
         assert s.redis_url == "redis://redis:6379/0" and s.variants and s.database_url.startswith("sqlite:")
         assert c["services"][name]["env_file"], f"{name}: no env_file for PD_JWT_SECRET"
-    assert c["services"]["api"]["environment"] == c["services"]["worker"]["environment"]
+    pd = lambda env: {k: v for k, v in env.items() if k.startswith("PD_")}
+    assert pd(c["services"]["api"]["environment"]) == pd(c["services"]["worker"]["environment"])
+
+
+def test_api_trusts_proxy_headers_from_nginx_only():
+    "FORWARDED_ALLOW_IPS (read by `python -m app`) names the compose network nginx is on, not the whole internet."
+    import ipaddress
+    c = compose()
+    assert "FORWARDED_ALLOW_IPS" in (ROOT / "app" / "__main__.py").read_text()
+    trusted = c["services"]["api"]["environment"]["FORWARDED_ALLOW_IPS"]
+    assert trusted != "*"
+    subnets = [ipaddress.ip_network(s["subnet"]) for s in c["networks"]["default"]["ipam"]["config"]]
+    assert all(any(ipaddress.ip_network(t.strip()).subnet_of(n) for n in subnets) for t in trusted.split(",")), (trusted, subnets)
+    assert "ports" not in c["services"]["api"], "the API must be reached through nginx only"
 
 
 def test_commands_match_the_app():

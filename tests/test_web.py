@@ -3,6 +3,7 @@ leaf photo, get the diagnosis in words with its top-k bars and heatmap; bad uplo
 the page stays usable. Writes reports/web/predict.png and reports/web/timing.json."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -94,8 +95,8 @@ def service_detail(service, data: bytes, name: str = "leaf.jpg") -> tuple[int, s
     return r.status_code, r.json()["detail"]
 
 
-def test_page_is_accessible_and_complete(web):
-    "The page has every control, labelled, and its assets come from the service only."
+def test_page_is_accessible_and_complete(web, service):
+    "The page has every control, labelled, and its assets come from the service only; drag and drop picks a photo."
     p = web.open()
     assert "Plant" in p.title()
     for el in ("token", "file", "explain", "submit", "preview", "status", "result", "label", "confidence", "topk",
@@ -116,6 +117,17 @@ def test_page_is_accessible_and_complete(web):
     p.click("#forget-token")
     p.reload()
     assert p.input_value("#token") == ""
+    # drop a photo on the drop zone: it becomes the chosen file, with its preview
+    photo = service.leaf_photos[0]
+    dt = p.evaluate_handle("""([b64, name]) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], name, {type: "image/jpeg"}));
+        return dt; }""", [base64.b64encode(photo.read_bytes()).decode(), "dropped.jpg"])
+    p.dispatch_event("#dropzone", "drop", {"dataTransfer": dt})
+    p.wait_for_selector("#preview", state="visible", timeout=10_000)
+    assert p.evaluate("document.querySelector('#file').files[0].name") == "dropped.jpg"
+    assert "dropped.jpg" in p.text_content("#file-name")
 
 
 def test_diagnose_a_leaf_photo_with_heatmap(web, service):
@@ -185,6 +197,8 @@ def test_errors_are_shown_and_the_page_recovers(web, service):
     err = p.text_content("#error")
     assert detail in err and "415" in err, err
     assert p.is_hidden("#result") and p.is_hidden("#preview") and p.is_enabled("#submit")
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=str(REPORTS / "error.png"), full_page=True)
 
     # a 0-byte file
     status, detail = service_detail(service, b"", "empty.jpg")
