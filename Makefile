@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PLANT_DISEASE_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install run test check nbtest pytest serve worker clean
+.PHONY: install run test check nbtest pytest serve worker dashboard clean
 
 install: $(VENV)/.installed  ## create .venv and install the library with its dev tools (pinned by constraints.txt)
 
@@ -37,6 +37,11 @@ worker: export PD_VARIANTS ?= [{"name": "A", "source": "models"}]
 worker: export PD_REQUIRE_AUTH ?= false
 worker: install  ## one Celery worker for /predict/async (needs PD_REDIS_URL, e.g. redis://127.0.0.1:6379/0)
 	$(BIN)/celery -A app.worker worker -Q predict -c 1 --loglevel INFO
+
+dashboard: export PD_DASHBOARD_MODEL ?= models
+dashboard: export PD_DATABASE_URL ?= sqlite:///$(abspath predictions.db)
+dashboard: install  ## the Voilà dashboard on http://127.0.0.1:8866 (settings: app/voila.json), with the model `make run` trained and the service's prediction log
+	$(BIN)/voila app/dashboard.ipynb --Voila.config_file_paths=app
 
 clean:
 	rm -rf data/synthetic data/raw data/*.csv data/*.json models reports/figures reports/*.json reports/*.csv

@@ -30,7 +30,8 @@ setuptools.setup(
     python_requires=">=" + cfg["min_python"],
     install_requires=requirements,
     extras_require={"serve": (serve := shlex.split(cfg.get("serve_requirements", ""))),
-                    "dev": serve + shlex.split(cfg.get("dev_requirements", ""))},
+                    "dashboard": (dashboard := shlex.split(cfg.get("dashboard_requirements", ""))),
+                    "dev": serve + dashboard + shlex.split(cfg.get("dev_requirements", ""))},
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),
         "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],

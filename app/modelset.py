@@ -51,25 +51,9 @@ def _tracking_uri(settings: Settings) -> str:
 
 def _from_registry(spec: VariantSpec, settings: Settings) -> tuple[Path, str, str]:
     "Download `models:/name@alias` (or `models:/name/version`) once; return (model folder, name, version)."
-    import mlflow
-    from mlflow import MlflowClient
-    uri = spec.source
-    mlflow.set_tracking_uri(_tracking_uri(settings))
-    name, _, ref = uri.removeprefix("models:/").partition("@")
-    client = MlflowClient()
-    try:
-        if ref: mv = client.get_model_version_by_alias(name, ref)
-        else:
-            name, _, version = uri.removeprefix("models:/").partition("/")
-            mv = client.get_model_version(name, version)
-        dest = Path(settings.model_cache) / name / str(mv.version)
-        if not (dest / "artifacts" / "model_dir" / "model.keras").exists():
-            dest.mkdir(parents=True, exist_ok=True)
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest))
-    except Exception as e:
-        raise ModelLoadError(f"variant {spec.name}: cannot load {uri} from the MLflow registry at "
-                             f"{mlflow.get_tracking_uri()}: {type(e).__name__}: {e}") from None
-    return dest / "artifacts" / "model_dir", name, str(mv.version)
+    from plant_disease.registry import RegistryError, fetch_model
+    try: return fetch_model(spec.source, settings.model_cache, _tracking_uri(settings))
+    except RegistryError as e: raise ModelLoadError(f"variant {spec.name}: {e}") from None
 
 
 def load_variant(spec: VariantSpec, settings: Settings) -> Variant:

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'INPUT_COLUMNS', 'OUTPUT_COLUMNS', 'UNREADABLE', 'images_from_input', 'PlantDiseaseModel', 'pyfunc_signature',
-           'log_models', 'score_model', 'gate', 'register_and_gate']
+           'log_models', 'score_model', 'gate', 'register_and_gate', 'RegistryError', 'parse_model_uri', 'fetch_model',
+           'model_card']
 
 # %% ../nbs/10_registry.ipynb #6839d2d2
 INPUT_COLUMNS = ("image", "image_base64", "path")
@@ -258,3 +259,138 @@ def register_and_gate(model_uri: str, params: RegisterParams, manifest: Manifest
     print(f"register: {name} {reason} (scored on {new['n']} {split} images). {moved}; staging -> version {version}. "
           f"Decision written to {out}.")
     return decision
+
+# %% ../nbs/10_registry.ipynb #7420aab0
+class RegistryError(RuntimeError):
+    "A registered model that cannot be resolved or downloaded; the message names the URI and the registry."
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    "`(name, alias, version)` of `models:/name@alias` or `models:/name/version` (one of alias/version is None)."
+    rest = uri.removeprefix("models:/") if isinstance(uri, str) else ""
+    name, at, alias = rest.partition("@")
+    version = None
+    if not at: name, _, version = rest.partition("/")
+    if not uri.startswith("models:/") or not name or not (alias or version) or "/" in (alias or "") \
+            or (version is not None and not version.isdigit()):
+        raise RegistryError(f"{uri!r} is not a registry URI like models:/<name>@<alias> or models:/<name>/<version>")
+    return name, alias or None, version
+
+
+def _default_uri(tracking_uri: str | None) -> str:
+    from plant_disease.tracking import tracking_uri as default
+    return tracking_uri or default()
+
+
+def _version(client: MlflowClient, name: str, alias: str | None, version: str | None):
+    return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+
+
+def fetch_model(uri: str, cache_dir: str | os.PathLike, tracking_uri: str | None = None) -> tuple[Path, str, str]:
+    "Download the registered model `uri` once into `cache_dir`; return (model folder, name, version)."
+    name, alias, version = parse_model_uri(uri)
+    turi = _default_uri(tracking_uri)
+    try:
+        client = MlflowClient(turi, turi)
+        mv = _version(client, name, alias, version)
+        dest = Path(cache_dir) / name / str(mv.version)
+        folder = dest / "artifacts" / "model_dir"
+        if not (folder / "model.keras").exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}-", dir=dest.parent))
+            try:
+                got = Path(mlflow.artifacts.download_artifacts(artifact_uri=client.get_model_version_download_uri(name, mv.version),
+                                                               dst_path=str(tmp), tracking_uri=turi))  # the model's root
+                if not (got / "artifacts" / "model_dir" / "model.keras").exists():
+                    raise RegistryError(f"cannot load {uri} from the MLflow registry at {turi}: version {mv.version} has no "
+                                        "artifacts/model_dir/model.keras (not a model logged by plant_disease.registry.log_models)")
+                if dest.exists() and not (folder / "model.keras").exists(): shutil.rmtree(dest)  # an incomplete old download
+                try: got.rename(dest)
+                except OSError:
+                    if not (folder / "model.keras").exists(): raise  # else another process finished first
+            finally: shutil.rmtree(tmp, ignore_errors=True)
+    except RegistryError: raise
+    except Exception as e:
+        raise RegistryError(f"cannot load {uri} from the MLflow registry at {turi}: {type(e).__name__}: {e}") from None
+    return folder, name, str(mv.version)
+
+# %% ../nbs/10_registry.ipynb #fe5a95c9
+def _iso(ms: int | None) -> str | None:
+    from datetime import datetime, timezone
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
+
+
+def _evaluate_run(client: MlflowClient, run):
+    "The sibling `evaluate` run that scored the model of train run `run`, or None."
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if not parent: return None
+    kids = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'",
+                              order_by=["attributes.start_time ASC"], max_results=1000)
+    later_trains = [r.info.start_time for r in kids if r.data.tags.get("stage") == "train" and r.info.start_time > run.info.start_time]
+    until = min(later_trains, default=float("inf"))
+    evals = [r for r in kids if r.data.tags.get("stage") == "evaluate" and r.info.status == "FINISHED"
+             and run.info.start_time <= r.info.start_time < until]
+    return evals[-1] if evals else None
+
+
+def _csv_artifact(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
+    "The CSV artifact `path` of a run (first column as index), or None when the run has no such artifact."
+    folder, _, fname = path.rpartition("/")
+    if fname not in {Path(a.path).name for a in client.list_artifacts(run_id, folder or None)}: return None
+    with tempfile.TemporaryDirectory() as d:
+        return pd.read_csv(client.download_artifacts(run_id, path, d), index_col=0)
+
+
+def model_card(name: str, alias: str | None = "production", tracking_uri: str | None = None,
+               version: str | None = None) -> dict:
+    "Version, aliases, dates, backbone, gate, test metrics, per-class report and confusion matrix of a registered model."
+    turi = _default_uri(tracking_uri)
+    client = MlflowClient(turi, turi)
+    try: mv = _version(client, name, None if version else alias, str(version) if version else None)
+    except Exception as e:
+        ref = f"version {version}" if version else f"alias {alias!r}"
+        raise RegistryError(f"no {ref} of registered model {name!r} in the MLflow registry at {turi}: {type(e).__name__}: {e}") from None
+    missing = []
+    card = {"name": name, "version": str(mv.version), "aliases": sorted(mv.aliases or []), "tracking_uri": turi,
+            "registered_at": _iso(mv.creation_timestamp), "run_id": mv.run_id, "tags": dict(mv.tags or {}),
+            "gate": {"decision": (mv.tags or {}).get("gate_decision"), "reason": (mv.tags or {}).get("gate_reason")},
+            "trained_at": None, "backbone": None, "image_size": None, "classes": None, "synthetic_data": None,
+            "evaluate_run_id": None, "metrics": {}, "per_class": None, "confusion": None}
+    if card["gate"]["decision"] is None: missing.append("gate decision: the version has no gate_decision tag (not registered by the register stage)")
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            meta = json.loads(Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=client.get_model_version_download_uri(name, mv.version).rstrip("/") + "/artifacts/model_dir/classes.json",
+                dst_path=d, tracking_uri=turi)).read_text())
+        card.update(trained_at=meta.get("created"), backbone=meta.get("backbone"), image_size=meta.get("image_size"),
+                    classes=meta.get("classes"), synthetic_data=meta.get("synthetic_data"))
+        if not meta.get("created"): missing.append("training date: classes.json has no 'created'")
+    except Exception as e: missing.append(f"training date, backbone, image size: classes.json not readable ({type(e).__name__}: {e})")
+    run = None
+    if mv.run_id:
+        try: run = client.get_run(mv.run_id)
+        except Exception as e: missing.append(f"the version's run {mv.run_id} is not readable ({type(e).__name__}: {e})")
+    else: missing.append("the version has no run: no test metrics or evaluation artifacts")
+    runs = []
+    if run is not None:
+        ev = _evaluate_run(client, run)
+        if ev is not None: runs, card["evaluate_run_id"] = [ev, run], ev.info.run_id
+        else: runs = [run]
+    where = " or ".join(f"run {r.info.run_id}" for r in runs) or "no run"
+    for r in runs:
+        if (m := {k.removeprefix("test_"): v for k, v in r.data.metrics.items() if k.startswith("test_")}):
+            card["metrics"] = m; break
+    else:
+        if runs: missing.append(f"test metrics: no test_* metrics in {where} (the model's evaluate run was not found)"
+                                if card["evaluate_run_id"] is None else f"test metrics: no test_* metrics in {where}")
+    for key, path, what in (("per_class", "evaluate/classification_report.csv", "per-class report"),
+                            ("confusion", "evaluate/confusion_matrix.csv", "confusion matrix")):
+        for r in runs:
+            try: df = _csv_artifact(client, r.info.run_id, path)
+            except Exception as e:
+                missing.append(f"{what}: {path} of run {r.info.run_id} is not readable ({type(e).__name__}: {e})"); break
+            if df is not None: card[key] = df; break
+        else:
+            if runs: missing.append(f"{what}: no {path} in {where}")
+    card["missing"] = missing
+    return card

@@ -63,17 +63,23 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 900
     return r.stdout
 
 
+def _source(shared: Path | None) -> list[str]:
+    "The data options of the tiny test models: 40 real tomato photos per class, else synthetic leaves."
+    return ["--profile", "tomato,cpu", "--set", f"data.source={shared / 'plantvillage'}", "--set", "data.max_per_class=40"] \
+        if shared else ["--profile", "cpu", "--set", "data.synthetic_per_class=40"]
+
+
 def train_models(work: Path, shared: Path | None) -> dict[str, Path]:
     """Train a tiny ResNet50 and a tiny EfficientNetB0 (tomato leaves at 64 px when the real sample is here).
     For quick local iterations, PLANT_DISEASE_TEST_MODELS=DIR reuses a folder an earlier call trained into."""
     reuse = os.environ.get("PLANT_DISEASE_TEST_MODELS")
     if reuse and (Path(reuse) / "models" / "efficientnetb0" / "model.keras").exists():
         shutil.copytree(Path(reuse) / "models", work / "models"); shutil.copytree(Path(reuse) / "data", work / "data")
+        if (Path(reuse) / "reports").is_dir(): shutil.copytree(Path(reuse) / "reports", work / "reports")
         return {b: work / "models" / b for b in ("resnet50", "efficientnetb0")}
     exe = str(BIN / "plant-disease")
     shutil.copy(ROOT / "params.yaml", work / "params.yaml")
-    source = ["--profile", "tomato,cpu", "--set", f"data.source={shared / 'plantvillage'}", "--set", "data.max_per_class=40"] \
-        if shared else ["--profile", "cpu", "--set", "data.synthetic_per_class=40"]
+    source = _source(shared)
     run([exe, "data", *source], work)
     short = ["--set", "train.stage1.epochs=1", "--set", "train.stage2.epochs=1", "--set", "train.verbose=0"]
     out = {}
@@ -84,9 +90,20 @@ def train_models(work: Path, shared: Path | None) -> dict[str, Path]:
     return out
 
 
-def register(model_dir: Path, tracking_uri: str, name: str) -> str:
-    "Log `model_dir` to MLflow and register it with alias `production` (as the pipeline's gate does)."
-    code = f"""
+def evaluate_model(work: Path, shared: Path | None, backbone: str) -> Path:
+    "Run the real `plant-disease evaluate` on the test split for one trained model; return its reports folder."
+    if not (work / "params.yaml").exists(): shutil.copy(ROOT / "params.yaml", work / "params.yaml")
+    run([str(BIN / "plant-disease"), "evaluate", *_source(shared), "--models-dir", f"models/{backbone}",
+         "--reports-dir", f"reports/{backbone}"], work)
+    return work / "reports" / backbone
+
+
+def register(model_dir: Path, tracking_uri: str, name: str, reports_dir: Path | None = None) -> str:
+    """Log `model_dir` to MLflow and register it with alias `production`. With `reports_dir` (holding `train/` and
+    `evaluate/`), as the pipeline does: a parent run with a `train` child (the model) and an `evaluate` child (test
+    metrics, report, confusion matrix), then the register stage's gate (thresholds 0: it passes)."""
+    if reports_dir is None:
+        code = f"""
 import mlflow
 from mlflow import MlflowClient
 from plant_disease.registry import log_models
@@ -97,6 +114,28 @@ with mlflow.start_run():
 mv = mlflow.register_model(uri, {name!r})
 MlflowClient().set_registered_model_alias({name!r}, "production", mv.version)
 print(mv.version)
+"""
+    else:
+        work = model_dir.parent.parent
+        code = f"""
+import json, os
+from pathlib import Path
+os.environ["MLFLOW_TRACKING_URI"] = {tracking_uri!r}
+from plant_disease.config import RegisterParams, parse_params
+from plant_disease.data import load_manifest
+from plant_disease.registry import register_and_gate
+from plant_disease.stages import _log_stage_outputs
+from plant_disease.tracking import stage_run
+work, models, reports = Path({str(work)!r}), Path({str(model_dir)!r}), Path({str(reports_dir)!r})
+params = parse_params({{"tracking": {{"experiment": "service-tests"}}}})
+summary = json.loads((work / "data" / "manifest.json").read_text())
+for stage in ("train", "evaluate"):
+    with stage_run(stage, params, summary, work):
+        _log_stage_outputs(stage, work, work / "data", models, reports)
+uri = json.loads((models / "mlflow_run.json").read_text())["model_uri"]
+gate = register_and_gate(uri, RegisterParams(model_name={name!r}, min_accuracy=0, min_f1_macro=0), load_manifest(work / "data"),
+                         reports / "gate.json")
+print(gate["version"])
 """
     return run([sys.executable, "-c", code], model_dir.parent).strip().splitlines()[-1]
 
@@ -148,7 +187,7 @@ def start_service(work: Path, shared: Path | None, database_url: str, **override
     "Train, register, start Redis + a Celery worker + the API; return when /ready answers."
     models = train_models(work, shared)
     tracking = f"sqlite:///{work / 'mlflow.db'}"
-    register(models["resnet50"], tracking, "plant-disease-resnet50")
+    register(models["resnet50"], tracking, "plant-disease-resnet50", evaluate_model(work, shared, "resnet50"))
     redis = Redis(work)
     env = {**os.environ, "PD_VARIANTS": json.dumps([
                {"name": "A", "source": "models:/plant-disease-resnet50@production", "weight": 0.5},
