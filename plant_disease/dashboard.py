@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'PROJECT_ROOT', 'TOP_K', 'VARIANT', 'ENV_VARS', 'EMPTY', 'NOT_AN_IMAGE', 'DAMAGED', 'NOT_SURE', 'CSS',
            'WINDOWS', 'DashboardConfigError', 'DashboardSettings', 'NotesError', 'load_notes', 'DiagnosisError',
            'plain_reason', 'check_upload', 'verdict', 'DashboardStartError', 'LibraryBackend', 'ApiBackend', 'fig_png',
-           'answered', 'chart_top_k', 'chart_disease_frequency', 'chart_predictions_over_time', 'chart_confidence',
-           'chart_latency', 'summarise', 'answer_html', 'notes_html', 'meta_html', 'error_html', 'model_card_html',
-           'local_card', 'thumbnail', 'scaled_png', 'confusion_png', 'per_class_png', 'auto_freq',
+           'answered', 'chart_top_k', 'variant_colours', 'chart_disease_frequency', 'chart_predictions_over_time',
+           'chart_confidence', 'chart_latency', 'summarise', 'answer_html', 'notes_html', 'meta_html', 'error_html',
+           'model_card_html', 'local_card', 'thumbnail', 'scaled_png', 'confusion_png', 'per_class_png', 'auto_freq',
            'open_prediction_log', 'Dashboard', 'app']
 
 # %% ../nbs/13_dashboard.ipynb #ccb27c20
@@ -337,6 +337,11 @@ def chart_top_k(top_k: list[dict], min_confidence: float) -> Figure:
     return fig
 
 
+def variant_colours(df: pd.DataFrame) -> dict[str, str]:
+    "One colour per variant (sorted by name), the same in every chart."
+    return {v: f"C{i}" for i, v in enumerate(sorted(answered(df)["variant"].unique()))}
+
+
 def chart_disease_frequency(df: pd.DataFrame) -> Figure:
     "Answered photos per class (in words), one bar per variant."
     import seaborn as sns
@@ -347,7 +352,9 @@ def chart_disease_frequency(df: pd.DataFrame) -> Figure:
     counts = d.groupby(["label", "variant"]).size().rename("photos").reset_index()
     counts["class"] = counts["label"].map(_label)
     order = [_label(l) for l in d["label"].value_counts().index]
-    sns.barplot(counts, x="photos", y="class", hue="variant", order=order, ax=ax, orient="h")
+    colours = variant_colours(df)
+    sns.barplot(counts, x="photos", y="class", hue="variant", order=order, ax=ax, orient="h",
+                hue_order=list(colours), palette=colours)
     ax.set(xlabel="answered photos", ylabel="", title=title)
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -385,7 +392,8 @@ def chart_predictions_over_time(df: pd.DataFrame, freq: str = "1h", start=None, 
     counts = d.groupby([_buckets(d, freq), "variant"]).size().unstack("variant", fill_value=0)
     idx = _grid(d, freq, start, end)
     counts = counts.reindex(idx, fill_value=0)
-    for v in counts.columns: ax.plot(counts.index, counts[v], marker="o", ms=3, label=v)
+    colours = variant_colours(df)
+    for v in counts.columns: ax.plot(counts.index, counts[v], marker="o", ms=3, label=v, color=colours[v])
     refused = df[df["status"] != "ok"]
     if len(refused):
         r = refused.groupby(_buckets(refused, freq)).size().reindex(idx, fill_value=0)
@@ -403,7 +411,9 @@ def chart_confidence(df: pd.DataFrame, min_confidence: float) -> Figure:
     d = answered(df).dropna(subset=["confidence"])
     if d.empty: return _nothing(ax, title)
     bins = np.linspace(0, 1, 21)
-    for v, g in d.groupby("variant"): ax.hist(g["confidence"], bins=bins, alpha=0.55, label=f"{v} (n={len(g)})")
+    colours = variant_colours(df)
+    for v, g in d.groupby("variant"):
+        ax.hist(g["confidence"], bins=bins, alpha=0.55, label=f"{v} (n={len(g)})", color=colours[v])
     ax.axvline(min_confidence, color="#c62828", ls="--", lw=1, label=f"not-sure threshold {min_confidence:.0%}")
     ax.set(xlim=(0, 1), xlabel="top-1 confidence", ylabel="photos", title=title)
     ax.legend(fontsize=8)
@@ -419,8 +429,9 @@ def chart_latency(df: pd.DataFrame, freq: str = "1h", start=None, end=None) -> F
     d = answered(df).dropna(subset=["latency_ms"])
     if d.empty: return _nothing(ax, title)
     q = d.groupby(["variant", _buckets(d, freq)])["latency_ms"].quantile([0.5, 0.95]).unstack()
-    for i, v in enumerate(q.index.get_level_values(0).unique()):
-        s, c = q.loc[v], f"C{i}"
+    colours = variant_colours(df)
+    for v in q.index.get_level_values(0).unique():
+        s, c = q.loc[v], colours[v]
         ax.plot(s.index, s[0.5], "-o", ms=3, color=c, label=f"{v} p50")
         ax.plot(s.index, s[0.95], "--", color=c, label=f"{v} p95")
     ax.set(ylabel="ms", xlabel="time (UTC)", title=title, ylim=(0, None))
