@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     svc = None
     if a.start:
-        sys.path.insert(0, str(ROOT / "tests"))
+        sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
         from serving import start_service
         work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
         shared = a.images.parent if (a.images.parent / "plantvillage").is_dir() else None
