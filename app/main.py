@@ -40,8 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from .modelset import ModelLoadError
         from .runtime import Runtime
-        app.state.runtime = Runtime.start(settings)
+        try: app.state.runtime = Runtime.start(settings)
+        except ModelLoadError as e:
+            log.critical(f"cannot start: {e}")
+            raise
         log.info("ready", extra={"variants": list(app.state.runtime.models.variants)})
         yield
         app.state.runtime.close()

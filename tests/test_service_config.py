@@ -85,3 +85,19 @@ def test_ab_split_follows_the_weights_and_is_sticky():
     assert all(ms.choose(f"user-{i}").name == picks[i] for i in range(200))
     assert ms.choose("user-1", forced="B").name == "B"
     with pytest.raises(UnknownVariantError, match="unknown model variant 'C'"): ms.choose("user-1", forced="C")
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"PD_VARIANTS": '[{"name": "A"}'}, 'invalid settings: error parsing value for field "variants"'),
+    ({"PD_REQUIRE_AUTH": "true"}, "PD_JWT_SECRET is required"),
+    ({"PD_VARIANTS": '[{"name": "A", "source": "/no/such/model"}]'}, "cannot start: variant A: cannot load /no/such/model"),
+])
+def test_the_api_refuses_to_start_with_one_clear_line(env, message, tmp_path):
+    import os, subprocess, sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    base = {"PATH": os.environ["PATH"], "PD_REQUIRE_AUTH": "false", "PD_DATABASE_URL": f"sqlite:///{tmp_path}/p.db",
+            "PD_SPOOL_DIR": str(tmp_path / "spool"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    r = subprocess.run([sys.executable, "-m", "app", "--port", "1"], cwd=root, env={**base, **env},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]
