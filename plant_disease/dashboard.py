@@ -708,7 +708,7 @@ class Dashboard:
             cam = scaled_png(base64.b64decode(answer["heatmap_png_base64"]))
             pics.append(W.VBox([W.HTML("<b>Where the model looked</b> (Grad-CAM)"), img(cam, "png", "pd-gradcam")]))
         pics.append(img(fig_png(chart_top_k(answer["top_k"], mc)), "png", "pd-topk-chart", "420px"))
-        card = W.VBox([head, W.HBox(pics, layout=W.Layout(flex_flow="row wrap", gap="12px")),
+        card = W.VBox([head, W.HBox(pics, layout=W.Layout(flex_flow="row wrap")),
                        W.HTML(notes_html(answer["label"], self.notes, v["sure"])), W.HTML(meta_html(answer, len(data)))])
         card.add_class("pd-result")
         return card
