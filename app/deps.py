@@ -1,7 +1,10 @@
 """FastAPI dependencies shared by the routes."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from fastapi import HTTPException, Request, UploadFile
+from redis import Redis
 
 from .runtime import Runtime
 
@@ -23,3 +26,9 @@ def read_upload(file: UploadFile, max_bytes: int) -> bytes:
 def request_id() -> str:
     from asgi_correlation_id import correlation_id
     return correlation_id.get() or "-"
+
+
+@lru_cache
+def redis_client(url: str) -> Redis:
+    "One Redis client (and connection pool) per URL for the process, short timeouts."
+    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)

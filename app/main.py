@@ -9,30 +9,14 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import REGISTRY
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
 from .config import Settings, get_settings
-from .observability import LOG_SPOOLED, AccessLog, BodySizeLimit
+from .observability import LOG_SPOOLED, QUEUE_DEPTH, AccessLog, BodySizeLimit
 from .routes import admin, health, predict, tasks
 
 log = logging.getLogger("plant_disease.app")
 STATIC = Path(__file__).parent / "static"
-
-
-class _QueueDepth:
-    "Collector: the async queue's depth, read from Redis when Prometheus scrapes."
-    def __init__(self, app: FastAPI): self.app = app
-
-    def collect(self):
-        g = GaugeMetricFamily("plant_disease_queue_depth", "Async prediction tasks waiting in the Redis queue")
-        rt = getattr(self.app.state, "runtime", None)
-        if rt is not None:
-            q = health.queue_status(rt)
-            if q.get("reachable"): g.add_metric([], q["depth"])
-            LOG_SPOOLED.set(rt.predlog.spooled)
-        yield g
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,7 +30,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except ModelLoadError as e:
             log.critical(f"cannot start: {e}")
             raise
-        log.info("ready", extra={"variants": list(app.state.runtime.models.variants)})
+        rt = app.state.runtime
+        QUEUE_DEPTH.set_function(lambda: health.queue_status(rt).get("depth", float("nan")))  # read at scrape time
+        LOG_SPOOLED.set_function(lambda: rt.predlog.spooled)
+        log.info("ready", extra={"variants": list(rt.models.variants)})
         yield
         app.state.runtime.close()
 
@@ -62,9 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"]).add(
         metrics.requests()).add(metrics.latency(should_include_status=True)).instrument(app).expose(
         app, endpoint="/metrics", include_in_schema=False)
-    collector = _QueueDepth(app)
-    try: REGISTRY.register(collector)
-    except ValueError: pass  # a second app in one process (tests): the first one's collector stays
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes * max(1, settings.max_batch) + 64 * 1024)
     app.add_middleware(AccessLog)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

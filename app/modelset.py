@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +42,9 @@ class Variant:
 
 
 def _tracking_uri(settings: Settings) -> str:
-    if settings.tracking_uri: return settings.tracking_uri
-    if os.environ.get("MLFLOW_TRACKING_URI"): return os.environ["MLFLOW_TRACKING_URI"]
+    "PD_TRACKING_URI, else the library's choice (MLFLOW_TRACKING_URI, else the project's mlflow.db)."
     from plant_disease.tracking import tracking_uri
-    return tracking_uri(ROOT)
+    return settings.tracking_uri or tracking_uri(ROOT)
 
 
 def _from_registry(spec: VariantSpec, settings: Settings) -> tuple[Path, str, str]:

@@ -12,7 +12,7 @@ INFERENCE_SECONDS = Histogram("plant_disease_inference_seconds", "Model inferenc
                               "forward pass; Grad-CAM when asked)", ["variant"],
                               buckets=(.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
 PREDICTIONS = Counter("plant_disease_predictions_total", "Images answered, by variant and predicted class", ["variant", "label"])
-QUEUE_DEPTH = Gauge("plant_disease_queue_depth", "Async prediction tasks waiting in the Redis queue")
+QUEUE_DEPTH = Gauge("plant_disease_queue_depth", "Async prediction tasks waiting in the Redis queue (NaN: Redis unreachable)")
 LOG_SPOOLED = Gauge("plant_disease_predlog_spooled", "Prediction-log records spooled on disk while the database is down")
 
 
@@ -48,7 +48,7 @@ class AccessLog:
             await send(message)
         try: await self.app(scope, receive, send_wrapper)
         finally:
-            caller = getattr(scope.get("state", {}).get("caller"), "subject", None) if isinstance(scope.get("state"), dict) else None
+            caller = getattr(scope.get("state", {}).get("caller"), "subject", None)  # set by auth.get_caller
             access_log.info("request", extra={"method": scope["method"], "path": scope["path"], "status": status["code"],
                                               "ms": round(1000 * (time.perf_counter() - t), 2), "caller": caller,
                                               "client": (scope.get("client") or ["-"])[0]})

@@ -60,10 +60,15 @@ def predict_bytes(variant: Variant, data: bytes, filename: str | None = None, ex
     seconds = time.perf_counter() - t
     INFERENCE_SECONDS.labels(variant.name).observe(seconds)
     PREDICTIONS.labels(variant.name, pred.label).inc()
-    top = pred.top_k[: top_k or len(pred.top_k)]
-    return {"filename": filename, "image_sha256": sha, "class_id": pred.class_id, "label": pred.label,
+    return answer_body(variant, pred, filename, sha, seconds, overlay, top_k)
+
+
+def answer_body(variant: Variant, pred, filename: str | None, sha256: str, seconds: float, overlay=None,
+                top_k: int | None = None) -> dict:
+    "The answer for one image (a `Prediction`), as /predict, /predict/batch and the workers return it."
+    return {"filename": filename, "image_sha256": sha256, "class_id": pred.class_id, "label": pred.label,
             "crop": pred.crop, "disease": pred.disease, "healthy": pred.healthy, "confidence": pred.confidence,
-            "top_k": top, "variant": variant.name, "model_name": variant.model_name,
+            "top_k": pred.top_k[: top_k or len(pred.top_k)], "variant": variant.name, "model_name": variant.model_name,
             "model_version": variant.model_version, "inference_ms": round(1000 * seconds, 2),
             "heatmap_png_base64": _png_base64(overlay) if overlay is not None else None}
 

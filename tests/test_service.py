@@ -274,6 +274,8 @@ def test_metrics_for_prometheus(service):
     assert 'http_request_duration_seconds_bucket{handler="/predict",le="0.1",method="POST",status="200"}' in text
     assert "plant_disease_inference_seconds_bucket" in text and 'variant="A"' in text or 'variant="B"' in text
     assert "plant_disease_queue_depth" in text and "plant_disease_predlog_spooled" in text
+    depth = [l for l in text.splitlines() if l.startswith("plant_disease_queue_depth ")]
+    assert len(depth) == 1 and float(depth[0].split()[1]) >= 0, depth  # read from Redis when scraped
 
 
 def test_json_logs_carry_the_request_id(service):

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from ..auth import require_scope
-from ..deps import get_runtime
+from ..deps import get_runtime, redis_client
 from ..runtime import Runtime
 from ..schemas import Health, Ready
 
@@ -21,10 +21,7 @@ def health() -> Health:
 def queue_status(rt: Runtime) -> dict:
     "Is the async queue's Redis reachable, and how deep is the queue?"
     if not rt.settings.redis_url: return {"configured": False}
-    from redis import Redis
-    try:
-        r = Redis.from_url(rt.settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
-        return {"configured": True, "reachable": True, "depth": int(r.llen(rt.settings.queue))}
+    try: return {"configured": True, "reachable": True, "depth": int(redis_client(rt.settings.redis_url).llen(rt.settings.queue))}
     except Exception as e:
         return {"configured": True, "reachable": False, "error": f"{type(e).__name__}: {e}"}
 

@@ -1,7 +1,11 @@
 """Synchronous predictions: one image, or several in one request."""
 from __future__ import annotations
 
+import hashlib
 import time
+
+import numpy as np
+from plant_disease.inference import InvalidImageError
 
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, UploadFile
 
@@ -9,7 +13,7 @@ from ..auth import Caller, require_scope
 from ..deps import get_runtime, read_upload, request_id
 from ..observability import INFERENCE_SECONDS, PREDICTIONS
 from ..modelset import UnknownVariantError, Variant
-from ..predicting import UploadError, log_record, predict_bytes, validate_upload
+from ..predicting import UploadError, answer_body, log_record, predict_bytes, upload_error
 from ..ratelimit import rate_limited
 from ..runtime import Runtime
 from ..schemas import BatchItem, BatchOut, PredictionOut
@@ -63,26 +67,23 @@ def predict_batch(files: list[UploadFile] = File(..., description="several leaf 
     v = pick_variant(rt, caller, variant)
     rid = request_id()
     items: list[BatchItem | None] = []
-    good: list[tuple[int, bytes, str]] = []
-    total = 0
+    good: list[tuple[int, np.ndarray, str]] = []
+    total, ti = 0, time.perf_counter()
     for i, f in enumerate(files):
         data = read_upload(f, s.max_upload_bytes)
         total += len(data)
         if total > s.max_upload_bytes: raise HTTPException(413, f"batch exceeds the limit of {s.max_upload_bytes:,} bytes")
-        try: good.append((i, data, validate_upload(data, s.max_upload_bytes, s.max_pixels))); items.append(None)
-        except UploadError as e: items.append(BatchItem(filename=f.filename, ok=False, error=e.detail, status_code=e.status))
-    if good:
-        ti = time.perf_counter()
-        preds = v.predictor.predict_batch([d for _, d, _ in good], top_k=top_k)
-        per_image_ms = round(1000 * (time.perf_counter() - ti) / len(good), 2)
-        for p in preds:
-            INFERENCE_SECONDS.labels(v.name).observe(per_image_ms / 1000)
-            PREDICTIONS.labels(v.name, p.label).inc()
+        try: good.append((i, v.predictor.preprocess(data).numpy(), hashlib.sha256(data).hexdigest())); items.append(None)
+        except InvalidImageError as e:  # checked and decoded once, here; the model call below gets pixels
+            err = upload_error(str(e))
+            items.append(BatchItem(filename=f.filename, ok=False, error=err.detail, status_code=err.status))
+    preds = v.predictor.predict_batch([x for _, x, _ in good], top_k=top_k) if good else []
+    per_image_s = (time.perf_counter() - ti) / max(1, len(good))
     ms = round(1000 * (time.perf_counter() - t), 2)
-    for (i, _, sha), p in zip(good, preds if good else []):
-        body = {"filename": files[i].filename, "image_sha256": sha, **{k: getattr(p, k) for k in
-                ("class_id", "label", "crop", "disease", "healthy", "confidence")}, "top_k": p.top_k,
-                "variant": v.name, "model_name": v.model_name, "model_version": v.model_version, "inference_ms": per_image_ms}
+    for (i, _, sha), p in zip(good, preds):
+        INFERENCE_SECONDS.labels(v.name).observe(per_image_s)
+        PREDICTIONS.labels(v.name, p.label).inc()
+        body = answer_body(v, p, files[i].filename, sha, per_image_s)
         items[i] = BatchItem(filename=files[i].filename, ok=True, prediction=PredictionOut(**body, request_id=rid, latency_ms=ms))
     for i, item in enumerate(items):
         rt.predlog.record(**log_record(item.prediction.model_dump() if item.ok else None, request_id=rid, caller=caller.key,

@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
 from ..auth import Caller, require_scope
-from ..deps import get_runtime, read_upload, request_id
+from ..deps import get_runtime, read_upload, redis_client, request_id
 from ..predicting import UploadError, validate_upload
 from ..ratelimit import rate_limited
 from ..runtime import Runtime
@@ -21,8 +21,7 @@ TASK_KEY = "plant-disease:task:{}"
 
 def _redis(rt: Runtime):
     if not rt.settings.redis_url: raise HTTPException(503, "async predictions need a Redis queue: set PD_REDIS_URL")
-    from redis import Redis
-    return Redis.from_url(rt.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client(rt.settings.redis_url)
 
 
 @router.post("/predict/async", status_code=202, response_model=TaskOut, responses={**ERRORS, 503: {"description": "queue unavailable"}})
@@ -31,7 +30,7 @@ def predict_async(file: UploadFile = File(..., description="a leaf photo: JPEG, 
                   variant: str | None = VARIANT_HEADER, caller: Caller = Depends(require_scope("predict")),
                   _: Caller = Depends(rate_limited), rt: Runtime = Depends(get_runtime)) -> TaskOut:
     "Queue one photo; the answer comes from `GET /result/{task_id}`. Bad images are refused here, not queued."
-    from ..worker import predict_task
+    from ..worker import predict_task  # imported on use: app.worker reads the settings when it is imported
     s = rt.settings
     data = read_upload(file, s.max_upload_bytes)
     try: validate_upload(data, s.max_upload_bytes, s.max_pixels)
