@@ -6,7 +6,6 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -47,25 +46,14 @@ def _tracking_uri(settings: Settings) -> str:
     return settings.tracking_uri or tracking_uri(ROOT)
 
 
-def _from_registry(spec: VariantSpec, settings: Settings) -> tuple[Path, str, str]:
-    "Download `models:/name@alias` (or `models:/name/version`) once; return (model folder, name, version)."
-    from plant_disease.registry import RegistryError, fetch_model
-    try: return fetch_model(spec.source, settings.model_cache, _tracking_uri(settings))
-    except RegistryError as e: raise ModelLoadError(f"variant {spec.name}: {e}") from None
-
-
 def load_variant(spec: VariantSpec, settings: Settings) -> Variant:
-    "Load one variant's `Predictor` from its source."
-    from plant_disease.inference import Predictor
-    if spec.source.startswith("models:/"): folder, name, version = _from_registry(spec, settings)
-    else:
-        folder = Path(spec.source)
-        if not folder.is_absolute(): folder = ROOT / folder
-        name, version = f"local:{folder.name}", "local"
-    try: predictor = Predictor.from_dir(folder, top_k=settings.top_k, max_pixels=settings.max_pixels)
-    except (OSError, ValueError) as e: raise ModelLoadError(f"variant {spec.name}: cannot load {folder}: {e}") from None
-    if version == "local": version = f"local@{predictor.metadata.get('created', 'unknown')}"
-    return Variant(spec.name, spec.weight, spec.source, name, version, predictor)
+    "Load one variant's `Predictor` from its source (registry URI or model folder, relative to the project)."
+    from plant_disease.registry import RegistryError, load_served_model
+    try: m = load_served_model(spec.source, settings.model_cache, _tracking_uri(settings), ROOT,
+                               top_k=settings.top_k, max_pixels=settings.max_pixels)
+    except RegistryError as e: raise ModelLoadError(f"variant {spec.name}: {e}") from None
+    except (OSError, ValueError) as e: raise ModelLoadError(f"variant {spec.name}: cannot load {spec.source}: {e}") from None
+    return Variant(spec.name, spec.weight, spec.source, m.name, m.version, m.predictor)
 
 
 class ModelSet:
@@ -88,12 +76,7 @@ class ModelSet:
     def warm_up(self) -> None:
         "One prediction per variant (and one Grad-CAM) so the first request does not pay for tracing."
         for v in self.variants.values():
-            p = v.predictor
-            img = np.full((p.image_size, p.image_size, 3), 128, np.uint8)
-            t = time.perf_counter()
-            p.predict(img)
-            p.explain(img)
-            log.info("warm-up", extra={"variant": v.name, "ms": round(1000 * (time.perf_counter() - t), 1)})
+            log.info("warm-up", extra={"variant": v.name, "ms": round(1000 * v.predictor.warm_up(), 1)})
 
     def choose(self, caller_key: str, forced: str | None = None) -> Variant:
         "The caller's variant: forced by name, else a stable hash of the caller into the weighted split."

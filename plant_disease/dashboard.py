@@ -117,11 +117,6 @@ class DashboardSettings(BaseModel):
     def notes_path(self) -> Path:
         return self.notes or PROJECT_ROOT / "app" / "management_notes.yaml"
 
-    def model_folder(self) -> Path:
-        "`model` as a folder (relative paths are relative to the project); only for non-registry sources."
-        p = Path(self.model)
-        return p if p.is_absolute() else PROJECT_ROOT / p
-
 # %% ../nbs/13_dashboard.ipynb #abc71ba8
 class NotesError(ValueError):
     "A management notes file that cannot be used; the message names the file and the entry."
@@ -209,22 +204,16 @@ class LibraryBackend:
     kind = "library"
 
     def __init__(self, settings: DashboardSettings, predlog=None):
-        from plant_disease.inference import Predictor
-        from plant_disease.registry import RegistryError, fetch_model
+        from plant_disease.registry import RegistryError, load_served_model
         self.source, self.predlog = settings.model, predlog
-        if settings.model.startswith("models:/"):
-            try: folder, self.model_name, self.model_version = fetch_model(settings.model, settings.model_cache, settings.registry_uri())
-            except RegistryError as e: raise DashboardStartError(f"{e} (PD_DASHBOARD_MODEL)") from None
-        else: folder, self.model_name, self.model_version = settings.model_folder(), None, None
-        try: self.predictor = Predictor.from_dir(folder, top_k=TOP_K)
+        try: m = load_served_model(settings.model, settings.model_cache, settings.registry_uri(), PROJECT_ROOT, top_k=TOP_K)
+        except RegistryError as e: raise DashboardStartError(f"{e} (PD_DASHBOARD_MODEL)") from None
         except (OSError, ValueError) as e:
-            raise DashboardStartError(f"cannot load the model {settings.model!r} (PD_DASHBOARD_MODEL) from {folder}: {e}") from None
-        if self.model_name is None:
-            self.model_name, self.model_version = f"local:{folder.name}", f"local@{self.predictor.metadata.get('created', 'unknown')}"
-        self.folder, self.max_bytes = folder, int(settings.max_upload_mb * 2**20)
-        t, size = time.perf_counter(), self.predictor.image_size
-        self.predictor.explain(np.full((size, size, 3), 128, np.uint8))  # warm-up: the first photo does not pay for tracing
-        log.info("dashboard model %s version %s loaded and warmed up in %.1f s", self.model_name, self.model_version, time.perf_counter() - t)
+            raise DashboardStartError(f"cannot load the model {settings.model!r} (PD_DASHBOARD_MODEL): {e}") from None
+        self.predictor, self.folder, self.model_name, self.model_version = m.predictor, m.folder, m.name, m.version
+        self.max_bytes = int(settings.max_upload_mb * 2**20)
+        seconds = self.predictor.warm_up()  # the first photo does not pay for tracing
+        log.info("dashboard model %s version %s loaded and warmed up in %.1f s", self.model_name, self.model_version, seconds)
 
     def describe(self) -> list[dict]:
         "The model(s) answering, as the API's `/models` lists them."

@@ -152,3 +152,13 @@ def _explain(self: Predictor, image, class_id: int | None = None, alpha: float =
     return p, overlay_heatmap(x.numpy(), cam, alpha)
 
 Predictor.explain = _explain
+
+
+def _warm_up(self: Predictor, explain: bool = True) -> float:
+    "Trace the prediction (and Grad-CAM) on a grey image, so the first real photo is not slow; return the seconds."
+    t, img = time.perf_counter(), np.full((self.image_size, self.image_size, 3), 128, np.uint8)
+    self.predict(img)
+    if explain: self.explain(img)
+    return time.perf_counter() - t
+
+Predictor.warm_up = _warm_up

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import types
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'INPUT_COLUMNS', 'OUTPUT_COLUMNS', 'UNREADABLE', 'images_from_input', 'PlantDiseaseModel', 'pyfunc_signature',
            'log_models', 'score_model', 'gate', 'register_and_gate', 'RegistryError', 'parse_model_uri', 'fetch_model',
-           'model_card']
+           'ServedModel', 'load_served_model', 'model_card']
 
 # %% ../nbs/10_registry.ipynb #6839d2d2
 INPUT_COLUMNS = ("image", "image_base64", "path")
@@ -313,6 +314,27 @@ def fetch_model(uri: str, cache_dir: str | os.PathLike, tracking_uri: str | None
     except Exception as e:
         raise RegistryError(f"cannot load {uri} from the MLflow registry at {turi}: {type(e).__name__}: {e}") from None
     return folder, name, str(mv.version)
+
+
+@dataclass
+class ServedModel:
+    "A loaded `Predictor` with the folder it came from and the name and version to report with its answers."
+    predictor: Predictor
+    folder: Path
+    name: str
+    version: str
+
+
+def load_served_model(source: str, cache_dir: str | os.PathLike, tracking_uri: str | None = None,
+                      root: str | os.PathLike = ".", **predictor_kwargs) -> ServedModel:
+    """A model to serve from a registry URI (`models:/name@alias`, `models:/name/version`; `RegistryError` if that fails)
+    or a model folder (relative to `root`; `FileNotFoundError`/`ValueError` if unusable). A folder reports its name
+    as `local:<folder>` and its version as `local@<training time>`."""
+    if source.startswith("models:/"): folder, name, version = fetch_model(source, cache_dir, tracking_uri)
+    else: folder, name, version = Path(root) / source, None, None  # an absolute `source` replaces `root`
+    predictor = Predictor.from_dir(folder, **predictor_kwargs)
+    if name is None: name, version = f"local:{folder.name}", f"local@{predictor.metadata.get('created', 'unknown')}"
+    return ServedModel(predictor, folder, name, version)
 
 # %% ../nbs/10_registry.ipynb #fe5a95c9
 def _iso(ms: int | None) -> str | None:
