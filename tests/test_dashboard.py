@@ -128,6 +128,13 @@ class Dash:
         self.opened = t
         return time.monotonic() - t
 
+    def tab(self, name: str, ready_selector: str):
+        "Open the page if no test has yet, switch to tab `name`, wait for `ready_selector`; return the page."
+        if self.opened is None: self.open()
+        self.page.get_by_role("tab", name=name).click()
+        self.page.wait_for_selector(ready_selector, timeout=TIMEOUT_MS)
+        return self.page
+
     def upload(self, files: list) -> list:
         "Choose `files` (paths, or dicts {name, mimeType, buffer}) in the upload button; wait for their cards; return them."
         p = self.page
@@ -249,10 +256,7 @@ def test_several_photos_and_two_large_photos_at_once(dash, service, tmp_path):
 
 def test_analytics_tab_charts_from_the_prediction_log(dash, prediction_log):
     "The four charts render from the log (variants A, B and the dashboard's own answers); the window selector works."
-    if dash.opened is None: dash.open()
-    p = dash.page
-    p.get_by_role("tab", name="Analytics").click()
-    p.wait_for_selector(".pd-summary .pd-count", timeout=TIMEOUT_MS)
+    p = dash.tab("Analytics", ".pd-summary .pd-count")
     for k in ("frequency", "time", "confidence", "latency"):  # drawn (the browser loads each image after the widget update)
         p.wait_for_function(f"() => {{ const i = document.querySelector('.pd-chart-{k}'); return i && i.complete && i.naturalWidth > 200; }}",
                             timeout=10_000)
@@ -270,10 +274,7 @@ def test_analytics_tab_charts_from_the_prediction_log(dash, prediction_log):
 
 def test_model_tab_shows_the_registered_version(dash, service):
     "Version, gate, test metrics, per-class report and confusion matrix from MLflow."
-    if dash.opened is None: dash.open()
-    p = dash.page
-    p.get_by_role("tab", name="Model").click()
-    p.wait_for_selector(".pd-model-facts", timeout=TIMEOUT_MS)
+    p = dash.tab("Model", ".pd-model-facts")
     facts = p.locator(".pd-model-facts").inner_text()
     for text in ("plant-disease-resnet50", "Version\t1", "production", "resnet50", "64 px", "pass: version 1 passes the gate"):
         assert text in facts, (text, facts)
