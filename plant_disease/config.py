@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PROFILES', 'DataParams', 'EdaParams', 'PipelineParams', 'AugmentParams', 'ModelParams', 'StageParams',
-           'TrainParams', 'EvaluateParams', 'TrackingParams', 'RegisterParams', 'Params', 'deep_merge', 'ConfigError',
-           'parse_params', 'load_params', 'parse_overrides', 'flatten_params']
+           'TrainParams', 'EvaluateParams', 'TrackingParams', 'RegisterParams', 'ExportParams', 'Params', 'deep_merge',
+           'ConfigError', 'parse_params', 'load_params', 'parse_overrides', 'flatten_params']
 
 # %% ../nbs/00_config.ipynb #3140a9dd
 class _Strict(BaseModel):
@@ -126,6 +126,14 @@ class RegisterParams(_Strict):
     min_f1_macro: float = Field(0.80, ge=0, le=1)
     max_regression: float = Field(0.01, ge=0, le=1, description="how much worse than production (accuracy or macro F1) a new version may be")
 
+
+class ExportParams(_Strict):
+    "Edge formats written next to the Keras model, and the accuracy each must keep to be served."
+    formats: list[Literal["savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx"]] = ["tflite_int8", "tflite_fp32", "onnx"]
+    representative_images: int = Field(200, ge=1, le=5000, description="training images that calibrate full-int8 quantisation")
+    max_accuracy_drop: float = Field(0.005, ge=0, le=1, description="a format more than this below Keras (test accuracy) is not served")
+    onnx_opset: int = Field(17, ge=13, le=21)
+
 # %% ../nbs/00_config.ipynb #11b37943
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
 
@@ -142,6 +150,7 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
     register: RegisterParams = RegisterParams()
+    export: ExportParams = ExportParams()
 
     @field_validator("profile", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from PIL import Image
 from .data import check_image, parse_label
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize
+from .runtimes import KerasRuntime, Runtime, select_runtime
 
 # %% auto #0
 __all__ = ['DEFAULT_MAX_PIXELS', 'Prediction', 'InvalidImageError', 'Predictor', 'gradcam', 'overlay_heatmap']
@@ -82,24 +83,38 @@ class Predictor:
     "A trained classifier with its class names: validated inputs in, `Prediction`s (and Grad-CAM) out."
 
     def __init__(self, model: keras.Model, classes: list[str], top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, runtime: Runtime | None = None):
         n_out = model.output_shape[-1]
         if len(classes) != n_out: raise ValueError(f"{len(classes)} class names for a model with {n_out} outputs")
         self.model, self.classes, self.top_k, self.max_pixels = model, list(classes), top_k, max_pixels
         self.image_size = int(model.input_shape[1])
         self.metadata = metadata or {}
-        self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
-                                 input_signature=[tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)])
+        self.runtime = runtime or KerasRuntime(model)
+        if (self.runtime.image_size, self.runtime.n_classes) != (self.image_size, n_out):
+            raise ValueError(f"runtime {self.runtime.name} is {self.runtime.image_size}px with {self.runtime.n_classes} classes, "
+                             f"the Keras model {self.image_size}px with {n_out}: not the same model")
+        self.runtime_choice = {"runtime": self.runtime.name, "reason": "given"}
+        self.batcher = None  # a `batching.MicroBatcher` in front of the runtime, when enabled
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike = "models", **kwargs) -> "Predictor":
-        "Load `model.keras` and `classes.json` written by `train`."
+    def from_dir(cls, model_dir: str | os.PathLike = "models", runtime: str = "keras", max_accuracy_drop: float | None = None,
+                 **kwargs) -> "Predictor":
+        """Load `model.keras` and `classes.json` written by `train`; answer with `runtime` (a name in `runtimes.RUNTIMES`,
+        or `auto`: the fastest exported format within `max_accuracy_drop`, see `runtimes.select_runtime`)."""
         d = Path(model_dir)
         for f in ("model.keras", "classes.json"):
             if not (d / f).exists(): raise FileNotFoundError(f"{d / f} not found: train a model first (plant-disease train)")
         meta = json.loads((d / "classes.json").read_text())
         import plant_disease.model  # registers the preprocessing layer  # noqa: F401
-        return cls(keras.saving.load_model(d / "model.keras", compile=False), meta["classes"], metadata=meta, **kwargs)
+        model = keras.saving.load_model(d / "model.keras", compile=False)
+        rt, why = select_runtime(d, runtime, model, max_accuracy_drop)
+        p = cls(model, meta["classes"], metadata=meta, runtime=rt, **kwargs)
+        p.runtime_choice = why
+        return p
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        "Probabilities for a float32 batch, through the micro-batcher when there is one."
+        return (self.batcher or self.runtime)(x)
 
     def preprocess(self, image) -> tf.Tensor:
         "Validate and resize one image (bytes, path, PIL image or HxWx3 array) to the model's input."
@@ -108,9 +123,9 @@ class Predictor:
     def predict_proba(self, images: list, tta: bool = False) -> np.ndarray:
         "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
         x = tf.stack([self.preprocess(im) for im in images])
-        if not tta: return self._call(x).numpy()
+        if not tta: return self._infer(x.numpy())
         views = [x, tf.image.flip_left_right(x), tf.image.flip_up_down(x)]
-        return np.mean([self._call(v).numpy() for v in views], axis=0)
+        return np.mean([self._infer(v.numpy()) for v in views], axis=0)
 
     def predict(self, image, top_k: int | None = None, tta: bool = False) -> Prediction:
         "The answer for one image."
@@ -147,7 +162,7 @@ def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45)
 def _explain(self: Predictor, image, class_id: int | None = None, alpha: float = 0.45) -> tuple[Prediction, Image.Image]:
     "The prediction for `image` and its Grad-CAM overlay (a PIL image of the model's input size)."
     x = self.preprocess(image)
-    p = _prediction(self._call(x[None]).numpy()[0], self.classes, min(self.top_k, len(self.classes)))
+    p = _prediction(self._infer(x.numpy()[None])[0], self.classes, min(self.top_k, len(self.classes)))
     cam = gradcam(self.model, x, p.class_id if class_id is None else class_id)
     return p, overlay_heatmap(x.numpy(), cam, alpha)
 
