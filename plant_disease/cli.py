@@ -19,7 +19,7 @@ from .config import ConfigError, Params, load_params, parse_overrides
 log = logging.getLogger("plant_disease")
 
 # %% auto #0
-__all__ = ['log', 'EXPECTED_ERRORS', 'stage_data', 'stage_eda', 'stage_train', 'stage_evaluate', 'main']
+__all__ = ['log', 'EXPECTED_ERRORS', 'stage_data', 'stage_eda', 'stage_train', 'stage_evaluate', 'stage_export', 'main']
 
 # %% ../nbs/08_cli.ipynb #cd37dc75
 def stage_data(params: Params, data_dir="data"):
@@ -75,6 +75,17 @@ def stage_evaluate(params: Params, data_dir="data", models_dir="models", reports
           f"ECE {metrics['ece']:.4f} on {metrics['n_test']} test images -> {out / 'metrics.json'}")
     return metrics
 
+def stage_export(params: Params, data_dir="data", models_dir="models", export_dir="exported", reports_dir="reports") -> dict:
+    "The trained model in the edge formats of `params.export`, each checked on the test split -> `export_dir` (+ reports/export.json)."
+    from plant_disease.data import load_manifest
+    from plant_disease.export import export_model
+    report = export_model(models_dir, export_dir, load_manifest(data_dir), params.export)
+    Path(reports_dir).mkdir(parents=True, exist_ok=True)
+    (Path(reports_dir) / "export.json").write_text(json.dumps(report, indent=2))
+    print(f"export: {', '.join(report['formats'])} -> {export_dir}/ (fastest within the accuracy limit here: "
+          f"{report['fastest_within_limit']})")
+    return report
+
 # %% ../nbs/08_cli.ipynb #203a895f
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -92,19 +103,23 @@ def _parser() -> argparse.ArgumentParser:
                         ("run", "data + eda + train + evaluate"), ("params", "print the resolved parameters")]:
         sub.add_parser(name, parents=[common], help=help_)
     st = sub.add_parser("stage", parents=[common], help="run one pipeline notebook with papermill and track it in MLflow (what dvc.yaml calls)")
-    st.add_argument("name", choices=["data", "eda", "train", "evaluate", "register"])
+    st.add_argument("name", choices=["data", "eda", "train", "evaluate", "export", "register"])
+    ex = sub.add_parser("export", parents=[common], help="write the edge formats (LiteRT int8, ONNX, ...) with their measured accuracy")
+    ex.add_argument("--export-dir", default="exported", help="where the complete model folder goes (default: exported)")
     pr = sub.add_parser("predict", parents=[common], help="classify image files")
     pr.add_argument("images", nargs="+", type=Path)
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--tta", action="store_true", help="average over flipped views")
     pr.add_argument("--json", action="store_true", help="print JSON lines")
     pr.add_argument("--explain", type=Path, metavar="DIR", help="write Grad-CAM overlays (PNG) into DIR")
+    pr.add_argument("--runtime", default="keras", help="keras, savedmodel, tflite_fp32, tflite_dynamic, tflite_int8, onnx "
+                    "(files written by `export` into --models-dir) or auto (the fastest within the accuracy limit)")
     return p
 
 # %% ../nbs/08_cli.ipynb #13b3d08a
 def _predict(args, params: Params) -> int:
     from plant_disease.inference import InvalidImageError, Predictor
-    pred, failed = Predictor.from_dir(args.models_dir, top_k=args.top_k), 0
+    pred, failed = Predictor.from_dir(args.models_dir, runtime=args.runtime, top_k=args.top_k), 0
     for f in args.images:
         try:
             t0 = time.perf_counter()
@@ -136,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                              args.profile, parse_overrides(args.overrides))
         if args.command == "params": print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)); return 0
         if args.command == "predict": return _predict(args, params)
+        if args.command == "export":
+            args.stage = "export"
+            stage_export(params, args.data_dir, args.models_dir, args.export_dir, args.reports_dir); return 0
         if args.command == "stage":
             from plant_disease.stages import run_stage
             args.stage = f"stage {args.name}"

@@ -29,6 +29,7 @@ from .config import RegisterParams
 from .data import Manifest
 from .evaluate import compute_metrics
 from .inference import InvalidImageError, Prediction, Predictor
+from .runtimes import EXPORT_REPORT, RUNTIME_FILES
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,10 @@ def pyfunc_signature(top_k: int = 3) -> ModelSignature:
 
 
 def log_models(model_dir: str | os.PathLike = "models", run_id: str | None = None,
-               input_example_image: bytes | None = None, top_k: int = 3) -> str:
-    "Log `keras_model` (Keras flavour) and `model` (self-contained pyfunc) to the active run; return the pyfunc's URI."
+               input_example_image: bytes | None = None, top_k: int = 3, name: str = "model", keras_flavour: bool = True) -> str:
+    """Log `keras_model` (Keras flavour, unless `keras_flavour` is false) and `name` (a self-contained pyfunc whose
+    artifact is the model folder: the Keras model, the class list and any exported formats with `export.json`) to the
+    active run or `run_id`; return the pyfunc's URI."""
     import plant_disease
     predictor = Predictor.from_dir(model_dir)
     size, n = predictor.image_size, len(predictor.classes)
@@ -160,12 +163,16 @@ def log_models(model_dir: str | os.PathLike = "models", run_id: str | None = Non
     keras_sig = ModelSignature(Schema([TensorSpec(np.dtype(np.float32), (-1, size, size, 3))]),
                                Schema([TensorSpec(np.dtype(np.float32), (-1, n))]))
     with _in_run(run_id), tempfile.TemporaryDirectory() as tmp:
-        mlflow.models.Model.log(artifact_path=None, name="keras_model", flavor=_KERAS_FLAVOR, model=predictor.model,
-                                signature=keras_sig, input_example=example, pip_requirements=_pins("tensorflow", "keras"))
+        if keras_flavour:
+            mlflow.models.Model.log(artifact_path=None, name="keras_model", flavor=_KERAS_FLAVOR, model=predictor.model,
+                                    signature=keras_sig, input_example=example, pip_requirements=_pins("tensorflow", "keras"))
         staged = Path(tmp) / "model_dir"; staged.mkdir()
-        for f in ("model.keras", "classes.json"): shutil.copy2(Path(model_dir) / f, staged / f)
+        for f in ("classes.json", EXPORT_REPORT, *RUNTIME_FILES.values()):
+            src = Path(model_dir) / f
+            if src.is_dir(): shutil.copytree(src, staged / f)
+            elif src.exists(): shutil.copy2(src, staged / f)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=PlantDiseaseModel(top_k), artifacts={"model_dir": str(staged)},
+            name=name, python_model=PlantDiseaseModel(top_k), artifacts={"model_dir": str(staged)},
             code_paths=[str(Path(plant_disease.__file__).parent)], signature=pyfunc_signature(top_k),
             input_example=(pd.DataFrame({"image_base64": [base64.b64encode(input_example_image).decode()]})
                            if input_example_image is not None else None),

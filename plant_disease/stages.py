@@ -19,12 +19,13 @@ __all__ = ['log', 'STAGES', 'STAGE_GROUPS', 'PROFILE_GROUPS', 'PIPELINE_NOTEBOOK
            'execute_stage_notebook', 'run_stage']
 
 # %% ../nbs/11_stages.ipynb #be483d89
-STAGES = ("data", "eda", "train", "evaluate", "register")
+STAGES = ("data", "eda", "train", "evaluate", "export", "register")
 STAGE_GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("data", "tracking"),
     "eda": ("eda", "tracking"),
     "train": ("pipeline", "augment", "model", "train", "tracking"),
     "evaluate": ("pipeline", "evaluate", "tracking"),
+    "export": ("export", "tracking"),
     "register": ("tracking", "register"),
 }
 PROFILE_GROUPS = ("data", "pipeline", "model", "train")  # what profiles may change: stages reading these also read `profile`
@@ -60,7 +61,7 @@ def execute_stage_notebook(stage: str, params: Params, root: str | Path = ".", d
     return out
 
 # %% ../nbs/11_stages.ipynb #bbbb5e56
-def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path, reports_dir: Path) -> None:
+def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path, reports_dir: Path, export_dir: Path) -> None:
     import mlflow
     from plant_disease.registry import log_models
     from plant_disease.tracking import log_dict_metrics, log_history
@@ -90,6 +91,16 @@ def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path,
     elif stage == "evaluate":
         log_dict_metrics(json.loads((reports_dir / "evaluate" / "metrics.json").read_text()), prefix="test_")
         mlflow.log_artifacts(str(reports_dir / "evaluate"), "evaluate")
+    elif stage == "export":
+        rep = json.loads((export_dir / "export.json").read_text())
+        log_dict_metrics({f"{fmt}_{k}": v for fmt, r in rep["formats"].items() for k, v in r.items()
+                          if k in ("accuracy", "accuracy_drop", "agreement", "size_bytes", "batch1_ms")}, prefix="export_")
+        mlflow.set_tag("fastest_within_limit", rep["fastest_within_limit"])
+        mlflow.log_artifact(str(export_dir / "export.json"), "export")
+        train = json.loads((models_dir / "mlflow_run.json").read_text())
+        uri = log_models(export_dir, run_id=train["run_id"], name="model_all_formats", keras_flavour=False,
+                         input_example_image=_first_test_image(data_dir))
+        (export_dir / "mlflow_run.json").write_text(json.dumps({"run_id": train["run_id"], "model_uri": uri}, indent=2))
     elif stage == "register":
         gate = json.loads((reports_dir / "gate.json").read_text())
         mlflow.set_tags({"gate_decision": gate["decision"], "registered_version": str(gate["version"])})
@@ -104,17 +115,18 @@ def _first_test_image(data_dir: Path) -> bytes | None:
 
 # %% ../nbs/11_stages.ipynb #03062b75
 def run_stage(stage: str, params: Params, root: str | Path = ".", data_dir="data", models_dir="models",
-              reports_dir="reports") -> Path:
+              reports_dir="reports", export_dir="exported") -> Path:
     "Execute one pipeline stage and track it in MLflow (child run of this `dvc repro`); return the executed notebook."
     import mlflow
     from plant_disease.tracking import setup_tracking, stage_run
     root = Path(root).resolve()
-    d, m, r = (root / data_dir, root / models_dir, root / reports_dir)
+    d, m, r, x = (root / data_dir, root / models_dir, root / reports_dir, root / export_dir)
     setup_tracking(params.tracking, root)  # fails fast (TrackingError) if the server is unreachable
     extra = {}
-    if stage == "register":
-        info = m / "mlflow_run.json"
-        if not info.exists(): raise StageError(f"{info} not found: run the train stage first")
+    if stage == "export": extra = {"export_dir": str(export_dir)}
+    if stage == "register":  # the export stage's model (every format) if there is one, else the train stage's
+        info = next((f for f in (x / "mlflow_run.json", m / "mlflow_run.json") if f.exists()), None)
+        if info is None: raise StageError(f"{m / 'mlflow_run.json'} not found: run the train stage first")
         extra = {"model_uri": json.loads(info.read_text())["model_uri"]}
     failure = None
     try: executed = execute_stage_notebook(stage, params, root, data_dir, models_dir, reports_dir, extra)
@@ -126,6 +138,6 @@ def run_stage(stage: str, params: Params, root: str | Path = ".", data_dir="data
             failed = r / "notebooks" / f"{stage}.ipynb"
             if failed.exists(): mlflow.log_artifact(str(failed), "notebooks")
             raise failure
-        _log_stage_outputs(stage, root, d, m, r)
+        _log_stage_outputs(stage, root, d, m, r, x)
         mlflow.log_artifact(str(executed), "notebooks")
     return executed

@@ -82,7 +82,7 @@ def repo(tmp_path_factory):
 
 
 def test_repro_runs_every_stage_and_tracks_it(repo):
-    for stage in ("data", "eda", "train", "evaluate", "register"):
+    for stage in ("data", "eda", "train", "evaluate", "export", "register"):
         assert (repo / "reports" / "notebooks" / f"{stage}.ipynb").exists(), stage
     nb = json.loads((repo / "reports" / "notebooks" / "eda.ipynb").read_text())
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
@@ -95,12 +95,25 @@ def test_repro_runs_every_stage_and_tracks_it(repo):
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["plant-disease"], output_format="pandas")
     children = runs[runs["tags.stage"].notna()]
-    assert set(children["tags.stage"]) == {"data", "eda", "train", "evaluate", "register"}
+    assert set(children["tags.stage"]) == {"data", "eda", "train", "evaluate", "export", "register"}
     assert children["tags.pipeline_group"].nunique() == 1 and children["tags.git_commit"].notna().all()
     assert children["tags.manifest_sha256"].str.len().eq(64).all()
     train_run = children[children["tags.stage"] == "train"].iloc[0]
     hist = mlflow.MlflowClient().get_metric_history(train_run.run_id, "epoch_val_loss")
     assert len(hist) == len(pd.read_csv(repo / "reports" / "train" / "history.csv"))
+    # the export stage: its numbers in its run, every format logged next to the Keras model in the train run,
+    # and that model is the registered one
+    export_run = children[children["tags.stage"] == "export"].iloc[0]
+    rep = json.loads((repo / "reports" / "export.json").read_text())
+    assert export_run["metrics.export_tflite_int8_accuracy"] == rep["formats"]["tflite_int8"]["accuracy"]
+    logged = {lm.name for lm in mlflow.search_logged_models(filter_string=f"source_run_id = '{train_run.run_id}'", output_format="list")}
+    assert logged == {"keras_model", "model", "model_all_formats"}, logged
+    mv = mlflow.MlflowClient().get_model_version("plant-disease", str(gate["version"]))
+    uri = json.loads((repo / "exported" / "mlflow_run.json").read_text())["model_uri"]
+    assert mv.run_id == train_run.run_id and uri.split("/")[-1] in mv.source, (uri, mv.source)
+    from plant_disease.registry import fetch_model
+    folder, _, _ = fetch_model("models:/plant-disease@production", repo / "cache", f"sqlite:///{repo / 'mlflow.db'}")
+    assert {"model.keras", "model_int8.tflite", "model_fp32.tflite", "model.onnx", "export.json"} <= {p.name for p in folder.iterdir()}
 
 
 def test_production_model_classifies_test_images_as_metrics_say(repo):

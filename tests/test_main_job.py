@@ -29,6 +29,20 @@ def test_run_on_synthetic_default(tmp_path, params_file):
     assert r.returncode == 1 and [("error" in o) for o in out] == [False, True, False]
     assert out[0]["label"].startswith("Synthetic___") and len(list((tmp_path / "cams").glob("*.png"))) == 2
 
+    # export: the edge formats answer as the Keras model does (same labels), `auto` picks one of them
+    r = run_cli("export", *TINY, "--set", "export.formats=[tflite_int8, onnx]", "--set", "export.representative_images=16",
+                cwd=tmp_path)
+    rep = json.loads((tmp_path / "exported" / "export.json").read_text())
+    assert set(rep["formats"]) == {"keras", "tflite_int8", "onnx"} and rep["formats"]["onnx"]["agreement"] == 1.0, rep
+    assert json.loads((tmp_path / "reports" / "export.json").read_text()) == rep
+    labels = {}
+    for rt in ("keras", "onnx", "tflite_int8", "auto"):
+        r = run_cli("predict", "--json", "--models-dir", "exported", "--runtime", rt, *imgs, cwd=tmp_path)
+        labels[rt] = [json.loads(l)["label"] for l in r.stdout.strip().splitlines()]
+    assert labels["onnx"] == labels["keras"] == labels["auto"], labels
+    r = run_cli("predict", "--models-dir", "models", "--runtime", "onnx", imgs[0], cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "model.onnx not found" in r.stderr and "plant-disease export" in r.stderr, r.stderr
+
     # the same seed gives the same split
     first = (tmp_path / "data" / "manifest.csv").read_text()
     run_cli("data", *TINY, cwd=tmp_path)
@@ -41,3 +55,15 @@ def test_params_yaml_is_valid_and_profiles_resolve():
     assert p.profile == ["cpu"] and p.data.source == "synthetic" and p.from_scratch
     g = load_params(ROOT / "params.yaml", profile="tomato,gpu")
     assert (g.data.classes, g.pipeline.image_size, g.model.weights, g.pipeline.mixed_precision) == ("tomato", 224, "imagenet", True)
+
+
+def test_dvc_stages_read_exactly_their_param_groups():
+    "Each dvc.yaml stage declares the groups plant_disease.stages injects (plus `profile` where a profile can change them)."
+    import yaml
+    from plant_disease.stages import PROFILE_GROUPS, STAGE_GROUPS, STAGES
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert tuple(stages) == STAGES
+    for name, groups in STAGE_GROUPS.items():
+        expected = set(groups) | ({"profile"} if set(groups) & set(PROFILE_GROUPS) else set())
+        assert set(stages[name]["params"]) == expected, name
+        assert stages[name]["cmd"] == f"plant-disease stage {name}"
