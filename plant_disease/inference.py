@@ -122,6 +122,9 @@ class Predictor:
 
     def predict_proba(self, images: list, tta: bool = False) -> np.ndarray:
         "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
+        if self.batcher is not None and not tta:
+            with self.batcher.reserve() as infer:  # the batcher may wait for this request while it decodes
+                return infer(tf.stack([self.preprocess(im) for im in images]).numpy())
         x = tf.stack([self.preprocess(im) for im in images])
         if not tta: return self._infer(x.numpy())
         views = [x, tf.image.flip_left_right(x), tf.image.flip_up_down(x)]
