@@ -17,6 +17,10 @@ class VariantSpec(BaseModel):
     name: str = Field("A", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     source: str = "models:/plant-disease@production"
     weight: float = Field(1.0, ge=0)
+    runtime: str | None = None  # overrides PD_RUNTIME for this variant
+
+
+RUNTIME_CHOICES = ("auto", "keras", "savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx")
 
 
 class Settings(BaseSettings):
@@ -29,6 +33,13 @@ class Settings(BaseSettings):
     model_cache: Path = ROOT / ".cache" / "models"
     warmup: bool = True
     top_k: int = Field(5, ge=1, le=38)
+    # model engine: auto = the fastest exported format (timed at start-up) whose measured test accuracy is within
+    # max_accuracy_drop of the Keras model (default: the limit the export used); or a name, used as is
+    runtime: str = "auto"
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1)
+    # micro-batching of concurrent /predict requests (1: off): at most batch_wait_ms for callers already in flight
+    batch_max: int = Field(32, ge=1, le=256)
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000)
     # uploads
     max_upload_bytes: int = Field(10 * 2**20, ge=1024)   # per request; nginx allows a little more (deploy/nginx)
     max_pixels: int = Field(40_000_000, ge=64)
@@ -67,6 +78,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self):
+        for r in [self.runtime] + [v.runtime for v in self.variants if v.runtime]:
+            if r not in RUNTIME_CHOICES: raise ValueError(f"unknown runtime {r!r}: choose one of {', '.join(RUNTIME_CHOICES)}")
         names = [v.name for v in self.variants]
         if not names: raise ValueError("PD_VARIANTS is empty: give at least one model")
         if len(set(names)) != len(names): raise ValueError(f"variant names must be unique, got {names}")

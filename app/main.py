@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         from .modelset import ModelLoadError
         from .runtime import Runtime
-        try: app.state.runtime = Runtime.start(settings)
+        try: app.state.runtime = Runtime.start(settings, batching=True)
         except ModelLoadError as e:
             log.critical(f"cannot start: {e}")
             raise

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import ROOT, Settings, VariantSpec
+from .observability import BATCH_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ class Variant:
         return {"variant": self.name, "weight": self.weight, "source": self.source, "model_name": self.model_name,
                 "model_version": self.model_version, "backbone": p.metadata.get("backbone"),
                 "image_size": p.image_size, "classes": len(p.classes),
-                "synthetic_data": bool(p.metadata.get("synthetic_data", False)), "trained": p.metadata.get("created")}
+                "synthetic_data": bool(p.metadata.get("synthetic_data", False)), "trained": p.metadata.get("created"),
+                "runtime": p.runtime.name, "runtime_choice": p.runtime_choice,
+                "batching": {"max_batch": p.batcher.max_batch, "max_wait_ms": 1000 * p.batcher.max_wait} if p.batcher else None}
 
 
 def _tracking_uri(settings: Settings) -> str:
@@ -49,9 +52,11 @@ def _tracking_uri(settings: Settings) -> str:
 def load_variant(spec: VariantSpec, settings: Settings) -> Variant:
     "Load one variant's `Predictor` from its source (registry URI or model folder, relative to the project)."
     from plant_disease.registry import RegistryError, load_served_model
+    from plant_disease.runtimes import RuntimeUnavailableError
     try: m = load_served_model(spec.source, settings.model_cache, _tracking_uri(settings), ROOT,
-                               top_k=settings.top_k, max_pixels=settings.max_pixels)
-    except RegistryError as e: raise ModelLoadError(f"variant {spec.name}: {e}") from None
+                               top_k=settings.top_k, max_pixels=settings.max_pixels,
+                               runtime=spec.runtime or settings.runtime, max_accuracy_drop=settings.max_accuracy_drop)
+    except (RegistryError, RuntimeUnavailableError) as e: raise ModelLoadError(f"variant {spec.name}: {e}") from None
     except (OSError, ValueError) as e: raise ModelLoadError(f"variant {spec.name}: cannot load {spec.source}: {e}") from None
     return Variant(spec.name, spec.weight, spec.source, m.name, m.version, m.predictor)
 
@@ -64,10 +69,21 @@ class ModelSet:
         w = np.array([v.weight for v in variants], float)
         self._names, self._edges = [v.name for v in variants], np.cumsum(w / w.sum())
 
+    def close(self) -> None:
+        "Stop the variants' micro-batchers."
+        for v in self.variants.values():
+            if v.predictor.batcher is not None: v.predictor.batcher.close()
+
     @classmethod
-    def load(cls, settings: Settings) -> "ModelSet":
+    def load(cls, settings: Settings, batching: bool = False) -> "ModelSet":
+        "Load every variant; with `batching`, concurrent requests to a variant share model calls (the API's threads)."
         t = time.perf_counter()
         ms = cls([load_variant(s, settings) for s in settings.variants])
+        if batching and settings.batch_max > 1:
+            from plant_disease.batching import Predictor  # noqa: F401  (adds Predictor.enable_batching)
+            for v in ms.variants.values():
+                v.predictor.enable_batching(settings.batch_max, settings.batch_wait_ms,
+                                            on_batch=lambda n, s, name=v.name: BATCH_SIZE.labels(name).observe(n))
         log.info("models loaded", extra={"variants": [v.describe() for v in ms.variants.values()],
                                          "seconds": round(time.perf_counter() - t, 2)})
         if settings.warmup: ms.warm_up()

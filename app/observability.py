@@ -12,6 +12,8 @@ INFERENCE_SECONDS = Histogram("plant_disease_inference_seconds", "Model inferenc
                               "forward pass; Grad-CAM when asked)", ["variant"],
                               buckets=(.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
 PREDICTIONS = Counter("plant_disease_predictions_total", "Images answered, by variant and predicted class", ["variant", "label"])
+BATCH_SIZE = Histogram("plant_disease_batch_size", "Images per model call of the micro-batcher, by variant", ["variant"],
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 QUEUE_DEPTH = Gauge("plant_disease_queue_depth", "Async prediction tasks waiting in the Redis queue (NaN: Redis unreachable)")
 LOG_SPOOLED = Gauge("plant_disease_predlog_spooled", "Prediction-log records spooled on disk while the database is down")
 

@@ -21,9 +21,9 @@ class Runtime:
     migrated: bool = False
 
     @classmethod
-    def start(cls, settings: Settings, migrate: bool = True) -> "Runtime":
-        "Load and warm up the models, open the prediction log (migrating its schema when `migrate`)."
-        rt = cls(settings, ModelSet.load(settings), PredictionLog(settings.database_url, settings.spool_dir))
+    def start(cls, settings: Settings, migrate: bool = True, batching: bool = False) -> "Runtime":
+        "Load and warm up the models (micro-batched when `batching`), open the prediction log (migrating its schema when `migrate`)."
+        rt = cls(settings, ModelSet.load(settings, batching), PredictionLog(settings.database_url, settings.spool_dir))
         if migrate: rt.migrate()
         return rt
 
@@ -39,4 +39,5 @@ class Runtime:
         return self.migrated
 
     def close(self) -> None:
+        self.models.close()
         self.predlog.close()

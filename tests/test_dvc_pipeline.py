@@ -106,7 +106,8 @@ def test_repro_runs_every_stage_and_tracks_it(repo):
     export_run = children[children["tags.stage"] == "export"].iloc[0]
     rep = json.loads((repo / "reports" / "export.json").read_text())
     assert export_run["metrics.export_tflite_int8_accuracy"] == rep["formats"]["tflite_int8"]["accuracy"]
-    logged = {lm.name for lm in mlflow.search_logged_models(filter_string=f"source_run_id = '{train_run.run_id}'", output_format="list")}
+    logged = {lm.name for lm in mlflow.search_logged_models(experiment_ids=[train_run.experiment_id],
+                                                                filter_string=f"source_run_id = '{train_run.run_id}'", output_format="list")}
     assert logged == {"keras_model", "model", "model_all_formats"}, logged
     mv = mlflow.MlflowClient().get_model_version("plant-disease", str(gate["version"]))
     uri = json.loads((repo / "exported" / "mlflow_run.json").read_text())["model_uri"]

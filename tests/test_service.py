@@ -46,6 +46,45 @@ def test_warm_up_makes_the_first_request_fast(service):
     assert r.status_code == 200 and r.json()["inference_ms"] < 1500, r.text
 
 
+def test_runtime_is_the_fastest_within_the_accuracy_limit(service):
+    "B comes from an exported folder: auto timed Keras and each format whose test accuracy is within the limit."
+    models = {m["variant"]: m for m in httpx.get(f"{service.url}/models", headers=service.headers("rt")).json()}
+    a, b = models["A"], models["B"]
+    assert a["runtime"] == "keras" and list(a["runtime_choice"]["batch1_ms"]) == ["keras"]  # the registry model has no exports
+    export = json.loads((service.extra["models"]["efficientnetb0_exported"] / "export.json").read_text())
+    within = {f for f, r in export["formats"].items() if f != "keras" and r["accuracy_drop"] <= export["max_accuracy_drop"]}
+    timed = b["runtime_choice"]["batch1_ms"]
+    assert set(timed) == {"keras"} | within and "onnx" in within, (timed, export["formats"])
+    assert b["runtime"] == min(timed, key=timed.get)
+    assert b["batching"] == {"max_batch": 32, "max_wait_ms": 20.0}
+
+
+def test_service_answers_as_the_library_does_on_the_same_runtime(service):
+    from plant_disease.inference import Predictor
+    b = {m["variant"]: m for m in httpx.get(f"{service.url}/models", headers=service.headers("rt")).json()}["B"]
+    lib = Predictor.from_dir(service.extra["models"]["efficientnetb0_exported"], runtime=b["runtime"])
+    for photo in service.leaf_photos[:3]:
+        r = post_image(service, photo, "same-runtime", headers={"X-Model-Variant": "B"}).json()
+        p = lib.predict(photo)
+        assert (r["label"], r["confidence"]) == (p.label, pytest.approx(p.confidence, abs=1e-5)), (r, p)
+
+
+def test_concurrent_requests_share_model_calls(service):
+    "16 callers at once: every one answered, in fewer model calls than images (the micro-batcher's histogram)."
+    def batches():
+        text = httpx.get(f"{service.url}/metrics").text
+        val = lambda k: sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(f"plant_disease_batch_size_{k}{{") and 'variant="B"' in l)
+        return val("count"), val("sum")
+    c0, s0 = batches()
+    with ThreadPoolExecutor(16) as ex:
+        rs = list(ex.map(lambda i: post_image(service, service.leaf_photos[i % len(service.leaf_photos)], f"burst-{i}",
+                                              headers={"X-Model-Variant": "B"}), range(16)))
+    assert [r.status_code for r in rs] == [200] * 16, [r.text for r in rs if r.status_code != 200]
+    c1, s1 = batches()
+    assert s1 - s0 == 16 and c1 - c0 < 16, (c1 - c0, s1 - s0)
+    print(f"16 concurrent requests: {int(c1 - c0)} model calls")
+
+
 # -- predictions
 
 def test_predict_answers_in_words(service):
