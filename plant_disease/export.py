@@ -46,14 +46,15 @@ def export_tflite(saved_model: str | os.PathLike, path: str | os.PathLike, quant
     return Path(path)
 
 
-def export_onnx(model, path: str | os.PathLike, opset: int = 17) -> Path:
-    "The model as ONNX (tf2onnx), with a dynamic batch dimension and input named `image`."
-    import tensorflow as tf
-    import tf2onnx
-    size = int(model.input_shape[1])
-    spec = [tf.TensorSpec([None, size, size, 3], tf.float32, name="image")]
-    tf2onnx.convert.from_function(tf.function(lambda x: model(x, training=False)), input_signature=spec, opset=opset,
-                                  output_path=str(path))
+def export_onnx(saved_model: str | os.PathLike, path: str | os.PathLike, opset: int = 17) -> Path:
+    """A SavedModel as ONNX, with a dynamic batch dimension and input named `image`. Through tf2onnx's SavedModel
+    path (its command line), which freezes every captured tensor: converting the Keras call directly left
+    EfficientNet's normalisation constants as extra graph inputs."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--output", str(path),
+                        "--opset", str(opset)], capture_output=True, text=True)
+    if r.returncode != 0: raise RuntimeError(f"ONNX conversion failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
     return Path(path)
 
 # %% ../nbs/15_export.ipynb #ae109635
@@ -123,7 +124,7 @@ def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manif
                 if rep_x is None: rep_x, _ = split_images(manifest, classes, "train", size, ep.representative_images)
                 export_tflite(sm, path, "int8", rep_x)
             elif name.startswith("tflite_"): export_tflite(sm, path, {"tflite_fp32": "none", "tflite_dynamic": "dynamic"}[name])
-            elif name == "onnx": export_onnx(model, path, ep.onnx_opset)
+            elif name == "onnx": export_onnx(sm, path, ep.onnx_opset)
             seconds = time.perf_counter() - t
             rt = load_runtime(name, out)
             probs = np.concatenate([rt(x[i:i + batch]) for i in range(0, len(x), batch)])

@@ -131,7 +131,7 @@ params = parse_params({{"tracking": {{"experiment": "service-tests"}}}})
 summary = json.loads((work / "data" / "manifest.json").read_text())
 for stage in ("train", "evaluate"):
     with stage_run(stage, params, summary, work):
-        _log_stage_outputs(stage, work, work / "data", models, reports)
+        _log_stage_outputs(stage, work, work / "data", models, reports, work / "exported")
 uri = json.loads((models / "mlflow_run.json").read_text())["model_uri"]
 gate = register_and_gate(uri, RegisterParams(model_name={name!r}, min_accuracy=0, min_f1_macro=0), load_manifest(work / "data"),
                          reports / "gate.json")
