@@ -185,5 +185,7 @@ def select_runtime(folder: str | os.PathLike, preference: str = "auto", model=No
         except RuntimeUnavailableError as e: log.warning("runtime %s skipped: %s", name, e); continue
         timings[name] = round(time_runtime(loaded[name], repeats=repeats), 2)
     best = min(timings, key=timings.get)
-    return loaded[best], {"runtime": best, "reason": "fastest within the accuracy limit" if len(timings) > 1 else
-                          "no exported format within the accuracy limit", "batch1_ms": timings}
+    reason = ("fastest within the accuracy limit" if len(timings) > 1 else
+              "no exported format within the accuracy limit" if (Path(folder) / EXPORT_REPORT).exists() else
+              "nothing exported (plant-disease export)")
+    return loaded[best], {"runtime": best, "reason": reason, "batch1_ms": timings}
