@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, default=38, help="with --speed-only")
     ap.add_argument("--latency-n", type=int, default=100)
     ap.add_argument("--batches", type=int, default=5, help="batches of 32 for the throughput")
-    ap.add_argument("--representative", type=int, default=200)
+    ap.add_argument("--representative", type=int, nargs="+", default=[50, 100, 200], help="int8 calibration sizes to choose from")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_inference.json")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))

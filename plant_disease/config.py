@@ -11,7 +11,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -130,7 +130,13 @@ class RegisterParams(_Strict):
 class ExportParams(_Strict):
     "Edge formats written next to the Keras model, and the accuracy each must keep to be served."
     formats: list[Literal["savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx"]] = ["tflite_int8", "tflite_fp32", "onnx"]
-    representative_images: int = Field(200, ge=1, le=5000, description="training images that calibrate full-int8 quantisation")
+    representative_images: list[Annotated[int, Field(ge=1, le=5000)]] = Field(
+        [50, 100, 200], min_length=1, description="calibration sizes for full int8 (training photos); the one whose model "
+        "agrees best with Keras on the validation split is kept")
+
+    @field_validator("representative_images", mode="before")
+    @classmethod
+    def _one_or_many(cls, v): return [v] if isinstance(v, int) else v
     max_accuracy_drop: float = Field(0.005, ge=0, le=1, description="a format more than this below Keras (test accuracy) is not served")
     onnx_opset: int = Field(17, ge=13, le=21)
 

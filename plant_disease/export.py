@@ -16,10 +16,10 @@ import numpy as np
 
 from .config import ExportParams
 from .data import Manifest
-from .runtimes import EXPORT_REPORT, RUNTIME_FILES, load_runtime, time_runtime
+from .runtimes import EXPORT_REPORT, RUNTIME_FILES, LiteRTRuntime, load_runtime, time_runtime
 
 # %% auto #0
-__all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'export_model']
+__all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'calibrate_int8', 'export_model']
 
 # %% ../nbs/15_export.ipynb #6ebc5808
 def export_savedmodel(model, path: str | os.PathLike) -> Path:
@@ -79,6 +79,32 @@ def _link(src: Path, dst: Path) -> None:
     try: os.link(src, dst)
     except OSError: shutil.copy2(src, dst)
 
+# %% ../nbs/15_export.ipynb #82af465f
+def calibrate_int8(saved_model, path: str | os.PathLike, manifest: Manifest, classes: list[str], size: int,
+                   sizes: list[int], seed: int = 0) -> dict:
+    "Full-int8 `.tflite` at `path`, calibrated with the size in `sizes` that agrees best with Keras on the validation split."
+    import keras
+    sizes = sorted(set(sizes))
+    if len(sizes) == 1 or manifest.split("val").empty:
+        rep, _ = split_images(manifest, classes, "train", size, sizes[0], seed)
+        export_tflite(saved_model, path, "int8", rep)
+        return {"representative_images": sizes[0], "chosen_on": None}
+    xv, _ = split_images(manifest, classes, "val", size)
+    import tensorflow as tf
+    loaded = tf.saved_model.load(str(saved_model))  # keep a reference: its variables die with it
+    ref = np.concatenate([loaded.serve(xv[i:i + 32]).numpy() for i in range(0, len(xv), 32)]).argmax(1)
+    agreement, path = {}, Path(path)
+    for n in sizes:
+        rep, _ = split_images(manifest, classes, "train", size, n, seed)
+        cand = path.with_suffix(f".{n}.tflite")
+        export_tflite(saved_model, cand, "int8", rep)
+        agreement[n] = round(float((np.concatenate([LiteRTRuntime(cand)(xv[i:i + 32]) for i in range(0, len(xv), 32)]).argmax(1) == ref).mean()), 5)
+    best = max(sizes, key=lambda n: (agreement[n], -n))
+    path.with_suffix(f".{best}.tflite").replace(path)
+    for n in sizes:
+        path.with_suffix(f".{n}.tflite").unlink(missing_ok=True)
+    return {"representative_images": best, "chosen_on": "val", "val_agreement": {str(n): a for n, a in agreement.items()}}
+
 # %% ../nbs/15_export.ipynb #5e9885d6
 def _check(name: str, probs: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_acc: float) -> dict:
     acc = float((probs.argmax(1) == y).mean())
@@ -116,13 +142,10 @@ def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manif
                                     "batch1_ms": round(time_runtime(keras_rt), 2)}}}
     with tempfile.TemporaryDirectory() as tmp:
         sm = export_savedmodel(model, out / RUNTIME_FILES["savedmodel"] if "savedmodel" in ep.formats else Path(tmp) / "sm")
-        rep_x = None
         for name in ep.formats:
             t = time.perf_counter()
             path = out / RUNTIME_FILES[name]
-            if name == "tflite_int8":
-                if rep_x is None: rep_x, _ = split_images(manifest, classes, "train", size, ep.representative_images)
-                export_tflite(sm, path, "int8", rep_x)
+            if name == "tflite_int8": report["int8_calibration"] = calibrate_int8(sm, path, manifest, classes, size, ep.representative_images)
             elif name.startswith("tflite_"): export_tflite(sm, path, {"tflite_fp32": "none", "tflite_dynamic": "dynamic"}[name])
             elif name == "onnx": export_onnx(sm, path, ep.onnx_opset)
             seconds = time.perf_counter() - t
