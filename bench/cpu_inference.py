@@ -111,7 +111,7 @@ def main(argv=None) -> int:
               "keras": keras.__version__, "what": data_desc, "image_size": size, "n_test": rep["n_images"],
               "export_seconds": round(export_s, 1), "command": "python bench/cpu_inference.py " + " ".join(argv or sys.argv[1:]),
               "threads": os.environ.get("PLANT_DISEASE_THREADS") or os.cpu_count(), "rows": rows,
-              "fastest_within_limit": rep["fastest_within_limit"]}
+              "fastest_within_limit": rep["fastest_within_limit"], "int8_calibration": rep.get("int8_calibration")}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2))
     print(f"\n{data_desc}; {report['machine']}")
