@@ -83,7 +83,11 @@ def main(argv=None) -> int:
         data_desc = f"untrained ResNet50 at {a.image_size} px, {a.classes} classes (speed and size only)"
     else:
         src, manifest = a.model_dir, load_manifest(a.data_dir)
-        data_desc = f"model {a.model_dir} on the test split of {a.data_dir}/manifest.csv"
+        card, summary = json.loads((src / "classes.json").read_text()), manifest.summary
+        stages = ", ".join(f"{s_['epochs_run']} epoch(s)" for s_ in card.get("stages", []))
+        data_desc = (f"{card.get('backbone')} at {card.get('image_size')} px, weights {card.get('weights')}, {len(card['classes'])} classes, "
+                     f"trained {stages} on {summary.get('n_images')} {'SYNTHETIC' if summary.get('synthetic') else 'real'} images "
+                     f"({a.model_dir}, test split of {a.data_dir}/manifest.csv)")
     out = work / "exported"
     t = time.perf_counter()
     rep = export_model(src, out, manifest, ExportParams(formats=FORMATS, representative_images=a.representative))

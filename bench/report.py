@@ -66,9 +66,17 @@ def main() -> int:
                   "(`plant-disease run --profile plantvillage,gpu --set model.weights=none ...`).", ""]
     lines += ["## CPU inference", ""]
     for name, title in [("bench_inference_224.json", "ResNet50 at 224 px (production size): speed and size"),
-                        ("bench_inference.json", "A trained model: speed and accuracy of each format")]:
+                        ("bench_inference.json", "A model trained here: speed and accuracy of each format")]:
         r = load(name)
         if r: lines += inference_section(r, title)
+    if load("bench_inference.json"):
+        lines += ["The trained model is a ResNet50 trained from scratch on 2 CPU cores (the `cpu` profile at 128 px, the real "
+                  "tomato sample of `../shared/data`), because no ImageNet weights or GPU were available; its accuracy is what "
+                  "5 epochs give, and what matters here is each format's drop against it:", "",
+                  "```bash", "plant-disease data  --profile tomato,cpu --set data.source=../shared/data/plantvillage",
+                  "plant-disease train --profile tomato,cpu --set data.source=../shared/data/plantvillage --set pipeline.image_size=128",
+                  "plant-disease export --profile tomato,cpu --set data.source=../shared/data/plantvillage   # exported/, for the service bench",
+                  "```", ""]
     r = load("bench_serve_runtime.json")
     if r: lines += serve_section(r)
     r = load("bench_serve.json")
@@ -79,6 +87,22 @@ def main() -> int:
             lines.append(f"| /predict | {row['concurrency']} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | {row['throughput_rps']} |")
         a = r["async"]
         lines += [f"| async (1 worker) | {a['concurrency']} | {a['p50_ms']} | {a['p95_ms']} | {a['p99_ms']} | {a['throughput_rps']} |", ""]
+    lines += ["## What bounds each number", "",
+              "- **Batch-1 CPU latency is compute**: on these 2 cores one ResNet50 image already keeps both busy (XNNPACK and "
+              "oneDNN each use 2 threads), so int8 wins by doing cheaper arithmetic (VNNI int8 dot products), not by "
+              "batching; LiteRT and ONNX Runtime beat the Keras `tf.function` by skipping TensorFlow's per-op dispatch, and "
+              "`model.predict` adds its per-call setup (a data adapter and a callback loop) on top.",
+              "- **Batching pays where per-call overhead is large**: Keras gains from batch 32 (dispatch amortised), "
+              "LiteRT int8 hardly does (its batch-1 call is already compute-bound), hence micro-batching's gain per runtime "
+              "above. On a many-core server or a GPU, batch 1 leaves cores idle and the same batcher gains more.",
+              "- **The service at concurrency 1 is Python overhead**: with a 2-3 ms int8 model call, HTTP parsing, the "
+              "multipart upload, JPEG decode and resize (about 1 ms at 256x256), the answer's JSON and the prediction log "
+              "cost more than the model, and the client runs on the same 2 cores. The 15% target is not met: about 4 ms of "
+              "fixed per-request cost on a 5 ms in-process prediction.",
+              "- **Full int8 accuracy is calibration**: LiteRT's min-max calibration widens every range with each outlier, "
+              "so more calibration photos made it worse (0.46 points lost with 50, 1.84 with 200, 31.7 with 500 on the "
+              "trained model above); `export` therefore chooses the calibration size on the validation split. Dynamic-range "
+              "int8 (weights only) kept the Keras accuracy exactly at 1.2x the full-int8 latency.", ""]
     out = REPORTS / "benchmarks.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"written {out}")
