@@ -59,6 +59,7 @@ def stage_evaluate(params: Params, data_dir="data", models_dir="models", reports
     import keras
     import plant_disease.model  # noqa: F401  (registers the preprocessing layer)
     from plant_disease.data import load_manifest
+    from plant_disease.calibration import apply_temperature, calibration_report
     from plant_disease.evaluate import evaluate_predictions
     from plant_disease.train import predict_split
     md = Path(models_dir)
@@ -67,12 +68,16 @@ def stage_evaluate(params: Params, data_dir="data", models_dir="models", reports
     model = keras.saving.load_model(md / "model.keras", compile=False)
     manifest = load_manifest(data_dir)
     p = params.model_copy(update={"pipeline": params.pipeline.model_copy(update={"image_size": card["image_size"]})})
-    y, probs, paths = predict_split(model, manifest, card["classes"], p, "test")
+    y, raw, paths = predict_split(model, manifest, card["classes"], p, "test")
     out = Path(reports_dir) / "evaluate"
-    metrics = evaluate_predictions(y, probs, card["classes"], out, params.evaluate, paths,
-                                   synthetic=bool(manifest.summary.get("synthetic")))
-    print(f"evaluate: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['f1_macro']:.4f}, "
-          f"ECE {metrics['ece']:.4f} on {metrics['n_test']} test images -> {out / 'metrics.json'}")
+    temperature = float(card.get("temperature", 1.0))
+    cal = calibration_report(raw, y, temperature, params.evaluate.calibration_bins)
+    metrics = evaluate_predictions(y, apply_temperature(raw, temperature), card["classes"], out, params.evaluate, paths,
+                                   synthetic=bool(manifest.summary.get("synthetic")),
+                                   extra={"temperature": temperature, "ece_uncalibrated": cal["ece_before"],
+                                          "nll_uncalibrated": cal["nll_before"], "nll": cal["nll_after"]})
+    print(f"evaluate: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['f1_macro']:.4f}, ECE {metrics['ece']:.4f} "
+          f"(uncalibrated {cal['ece_before']:.4f}, temperature {temperature}) on {metrics['n_test']} test images -> {out / 'metrics.json'}")
     return metrics
 
 def stage_export(params: Params, data_dir="data", models_dir="models", export_dir="exported", reports_dir="reports") -> dict:

@@ -166,7 +166,7 @@ def plot_per_class_f1(metrics: dict, path: str | os.PathLike, title: str = "Per-
 # %% ../nbs/06_evaluate.ipynb #bc1dbbe5
 def evaluate_predictions(y_true, probs, classes: list[str], out_dir: str | os.PathLike = "reports",
                          params: EvaluateParams = EvaluateParams(), paths=None, synthetic: bool = False,
-                         prefix: str = "") -> dict:
+                         prefix: str = "", extra: dict | None = None) -> dict:
     "Compute metrics; write metrics.json, classification_report.csv, confusion_matrix.csv, predictions.csv and figures."
     classes = [str(c) for c in classes]
     y, probs = _check(y_true, probs, len(classes))
@@ -176,6 +176,7 @@ def evaluate_predictions(y_true, probs, classes: list[str], out_dir: str | os.Pa
     t = lambda s: SYNTHETIC_PREFIX + s if synthetic else s
     pred, conf = probs.argmax(1), probs.max(1)
 
+    m |= extra or {}  # e.g. the temperature and the uncalibrated ECE (cli.stage_evaluate)
     flat = {k: v for k, v in m.items() if k != "per_class"} | {"synthetic": bool(synthetic)}
     (out_dir / f"{prefix}metrics.json").write_text(json.dumps(flat, indent=2))
     (pd.DataFrame(m["per_class"]).T.rename_axis("class").astype({"support": int})

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from .calibration import apply_temperature
 from .data import check_image, parse_label
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize
@@ -101,6 +102,7 @@ class Predictor:
             raise ValueError(f"runtime {self.runtime.name} is {self.runtime.image_size}px with {self.runtime.n_classes} classes, "
                              f"the Keras model {self.image_size}px with {n_out}: not the same model")
         self.runtime_choice = {"runtime": self.runtime.name, "reason": "given"}
+        self.temperature = float(self.metadata.get("temperature", 1.0))  # fitted by `train` on the validation split
         self.batcher = None  # a `batching.MicroBatcher` in front of the runtime, when enabled
 
     @classmethod
@@ -120,8 +122,8 @@ class Predictor:
         return p
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
-        "Probabilities for a float32 batch, through the micro-batcher when there is one."
-        return (self.batcher or self.runtime)(x)
+        "Calibrated probabilities for a float32 batch, through the micro-batcher when there is one."
+        return apply_temperature((self.batcher or self.runtime)(x), self.temperature)
 
     def preprocess(self, image) -> tf.Tensor:
         "Validate and resize one image (bytes, path, PIL image or HxWx3 array) to the model's input."
@@ -131,7 +133,7 @@ class Predictor:
         "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
         if self.batcher is not None and not tta:
             with self.batcher.reserve() as infer:  # the batcher may wait for this request while it decodes
-                return infer(tf.stack([self.preprocess(im) for im in images]).numpy())
+                return apply_temperature(infer(tf.stack([self.preprocess(im) for im in images]).numpy()), self.temperature)
         x = tf.stack([self.preprocess(im) for im in images])
         if not tta: return self._infer(x.numpy())
         views = [x, tf.image.flip_left_right(x), tf.image.flip_up_down(x)]

@@ -83,6 +83,7 @@ def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path,
         for s in summary["stages"]:
             log_dict_metrics({"seconds": s["seconds"], "images_per_second": s["images_per_second"], "epochs_run": s["epochs_run"]},
                              prefix=f"train_stage{s['stage']}_")
+        if summary.get("calibration"): log_dict_metrics(summary["calibration"], prefix="val_calibration_")
         mlflow.log_artifacts(str(reports_dir / "train"), "train")
         example = _first_test_image(data_dir)
         uri = log_models(models_dir, input_example_image=example)

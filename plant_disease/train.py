@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from .calibration import calibration_report, fit_temperature
 from .config import Params, flatten_params
 from .data import Manifest
 from .model import build_model, set_trainable
@@ -58,8 +59,9 @@ class TrainResult:
     stages: list[dict] = field(default_factory=list)
 
 
-def _write_model_card(out: Path, classes, params: Params, synthetic: bool, stages, devices) -> None:
+def _write_model_card(out: Path, classes, params: Params, synthetic: bool, stages, devices, temperature: float = 1.0) -> None:
     meta = {"classes": classes, "image_size": params.pipeline.image_size, "backbone": params.model.backbone,
+            "temperature": temperature,  # applied by the Predictor to every runtime's probabilities
             "weights": params.model.weights, "input": "RGB uint8/float 0..255, preprocessing inside the model",
             "synthetic_data": synthetic, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "stages": stages, "devices": devices, "params": flatten_params(params)}
@@ -106,14 +108,22 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
         best = stage_best if best is None else better(best, stage_best)
     if not histories: raise ValueError("train.stage1.epochs and train.stage2.epochs are both 0: nothing to train")
     if ckpt.exists(): model.load_weights(ckpt)  # the best epoch over both stages
+    calibration = None
+    if data.val is not None:  # temperature scaling on the validation split (notebook 17)
+        y_val, p_val, _ = predict_split(model, manifest, classes, params, "val")
+        calibration = calibration_report(p_val, y_val, fit_temperature(p_val, y_val))
+        print(f"calibration: temperature {calibration['temperature']}, validation ECE {calibration['ece_before']:.4f} -> "
+              f"{calibration['ece_after']:.4f}")
     history = pd.concat(histories, ignore_index=True)
     history.to_csv(rep / "history.csv", index=False)
     (rep / "train_summary.json").write_text(json.dumps(
         {"stages": stages, "epochs": int(len(history)), f"best_{monitor}": best, "n_train": data.n_train,
-         "seconds": round(sum(s["seconds"] for s in stages), 2), "devices": devices}, indent=2, default=str))
+         "seconds": round(sum(s["seconds"] for s in stages), 2), "devices": devices, "calibration": calibration},
+        indent=2, default=str))
     model_path = out / "model.keras"
     model.save(model_path)
-    _write_model_card(out, classes, params, bool(manifest.summary.get("synthetic")), stages, devices)
+    _write_model_card(out, classes, params, bool(manifest.summary.get("synthetic")), stages, devices,
+                      calibration["temperature"] if calibration else 1.0)
     plot_history(history, rep / "figures" / "training_curves.png", synthetic=bool(manifest.summary.get("synthetic")))
     return TrainResult(model, classes, history, model_path, devices, stages)
 

@@ -101,6 +101,9 @@ def test_repro_runs_every_stage_and_tracks_it(repo):
     train_run = children[children["tags.stage"] == "train"].iloc[0]
     hist = mlflow.MlflowClient().get_metric_history(train_run.run_id, "epoch_val_loss")
     assert len(hist) == len(pd.read_csv(repo / "reports" / "train" / "history.csv"))
+    assert train_run["metrics.val_calibration_temperature"] > 0 and train_run["metrics.val_calibration_nll_after"] <= train_run["metrics.val_calibration_nll_before"]
+    evaluate_run = children[children["tags.stage"] == "evaluate"].iloc[0]
+    assert {"metrics.test_ece", "metrics.test_ece_uncalibrated", "metrics.test_temperature"} <= set(evaluate_run.dropna().index)
     # the export stage: its numbers in its run, every format logged next to the Keras model in the train run,
     # and that model is the registered one
     export_run = children[children["tags.stage"] == "export"].iloc[0]

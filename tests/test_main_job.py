@@ -19,6 +19,9 @@ def test_run_on_synthetic_default(tmp_path, params_file):
         assert (tmp_path / f).exists(), f
     metrics = json.loads((tmp_path / "reports" / "evaluate" / "metrics.json").read_text())
     assert metrics["synthetic"] is True and 0 <= metrics["accuracy"] <= 1
+    # temperature scaling: fitted on the validation split by train, applied by evaluate (ECE before and after)
+    card = json.loads((tmp_path / "models" / "classes.json").read_text())
+    assert metrics["temperature"] == card["temperature"] > 0 and {"ece", "ece_uncalibrated", "nll", "nll_uncalibrated"} <= set(metrics)
     assert json.loads((tmp_path / "reports" / "eda" / "eda.json").read_text())["synthetic"] is True
 
     # predict: good images answer, a bad one is an error line, the others still answer
