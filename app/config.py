@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plant_disease.runtimes import RUNTIMES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,7 +22,7 @@ class VariantSpec(BaseModel):
     runtime: str | None = None  # overrides PD_RUNTIME for this variant
 
 
-RUNTIME_CHOICES = ("auto", "keras", "savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx")
+RUNTIME_CHOICES = ("auto", *RUNTIMES)
 
 
 class Settings(BaseSettings):

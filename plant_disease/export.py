@@ -19,7 +19,7 @@ from .data import Manifest
 from .runtimes import EXPORT_REPORT, RUNTIME_FILES, LiteRTRuntime, load_runtime, time_runtime
 
 # %% auto #0
-__all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'calibrate_int8', 'export_model']
+__all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'batched', 'calibrate_int8', 'export_model']
 
 # %% ../nbs/15_export.ipynb #6ebc5808
 def export_savedmodel(model, path: str | os.PathLike) -> Path:
@@ -70,6 +70,11 @@ def split_images(manifest: Manifest, classes: list[str], split: str, size: int, 
     return x, df["class"].map(index).to_numpy()
 
 
+def batched(fn, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    "`fn` over `x` in chunks of `batch` rows, concatenated."
+    return np.concatenate([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
@@ -81,24 +86,22 @@ def _link(src: Path, dst: Path) -> None:
 
 # %% ../nbs/15_export.ipynb #82af465f
 def calibrate_int8(saved_model, path: str | os.PathLike, manifest: Manifest, classes: list[str], size: int,
-                   sizes: list[int], seed: int = 0) -> dict:
-    "Full-int8 `.tflite` at `path`, calibrated with the size in `sizes` that agrees best with Keras on the validation split."
-    import keras
+                   sizes: list[int], reference, seed: int = 0) -> dict:
+    """Full-int8 `.tflite` at `path`, calibrated with the size in `sizes` whose model agrees best with `reference` (the
+    Keras runtime) on the validation split."""
     sizes = sorted(set(sizes))
     if len(sizes) == 1 or manifest.split("val").empty:
         rep, _ = split_images(manifest, classes, "train", size, sizes[0], seed)
         export_tflite(saved_model, path, "int8", rep)
         return {"representative_images": sizes[0], "chosen_on": None}
     xv, _ = split_images(manifest, classes, "val", size)
-    import tensorflow as tf
-    loaded = tf.saved_model.load(str(saved_model))  # keep a reference: its variables die with it
-    ref = np.concatenate([loaded.serve(xv[i:i + 32]).numpy() for i in range(0, len(xv), 32)]).argmax(1)
+    ref = batched(reference, xv).argmax(1)
     agreement, path = {}, Path(path)
     for n in sizes:
         rep, _ = split_images(manifest, classes, "train", size, n, seed)
         cand = path.with_suffix(f".{n}.tflite")
         export_tflite(saved_model, cand, "int8", rep)
-        agreement[n] = round(float((np.concatenate([LiteRTRuntime(cand)(xv[i:i + 32]) for i in range(0, len(xv), 32)]).argmax(1) == ref).mean()), 5)
+        agreement[n] = round(float((batched(LiteRTRuntime(cand), xv).argmax(1) == ref).mean()), 5)
     best = max(sizes, key=lambda n: (agreement[n], -n))
     path.with_suffix(f".{best}.tflite").replace(path)
     for n in sizes:
@@ -106,7 +109,7 @@ def calibrate_int8(saved_model, path: str | os.PathLike, manifest: Manifest, cla
     return {"representative_images": best, "chosen_on": "val", "val_agreement": {str(n): a for n, a in agreement.items()}}
 
 # %% ../nbs/15_export.ipynb #5e9885d6
-def _check(name: str, probs: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_acc: float) -> dict:
+def _check(probs: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_acc: float) -> dict:
     acc = float((probs.argmax(1) == y).mean())
     return {"accuracy": round(acc, 5), "accuracy_drop": round(ref_acc - acc, 5),
             "agreement": round(float((probs.argmax(1) == ref.argmax(1)).mean()), 5),
@@ -134,7 +137,7 @@ def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manif
     split = "test" if len(manifest.split("test")) else "val"
     x, y = split_images(manifest, classes, split, size)
     keras_rt = load_runtime("keras", out, model)
-    ref = np.concatenate([keras_rt(x[i:i + batch]) for i in range(0, len(x), batch)])
+    ref = batched(keras_rt, x, batch)
     ref_acc = float((ref.argmax(1) == y).mean())
     report = {"image_size": size, "classes": len(classes), "split": split, "n_images": int(len(x)),
               "max_accuracy_drop": ep.max_accuracy_drop, "machine": f"{os.cpu_count()} CPU cores",
@@ -145,13 +148,14 @@ def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manif
         for name in ep.formats:
             t = time.perf_counter()
             path = out / RUNTIME_FILES[name]
-            if name == "tflite_int8": report["int8_calibration"] = calibrate_int8(sm, path, manifest, classes, size, ep.representative_images)
+            if name == "tflite_int8":
+                report["int8_calibration"] = calibrate_int8(sm, path, manifest, classes, size, ep.representative_images, keras_rt)
             elif name.startswith("tflite_"): export_tflite(sm, path, {"tflite_fp32": "none", "tflite_dynamic": "dynamic"}[name])
             elif name == "onnx": export_onnx(sm, path, ep.onnx_opset)
             seconds = time.perf_counter() - t
             rt = load_runtime(name, out)
-            probs = np.concatenate([rt(x[i:i + batch]) for i in range(0, len(x), batch)])
-            report["formats"][name] = {"file": RUNTIME_FILES[name], "size_bytes": _size(path), **_check(name, probs, y, ref, ref_acc),
+            probs = batched(rt, x, batch)
+            report["formats"][name] = {"file": RUNTIME_FILES[name], "size_bytes": _size(path), **_check(probs, y, ref, ref_acc),
                                        "batch1_ms": round(time_runtime(rt), 2), "export_seconds": round(seconds, 1)}
             r = report["formats"][name]
             log(f"export: {name}: {r['size_bytes'] / 1e6:.1f} MB, accuracy {r['accuracy']:.4f} "

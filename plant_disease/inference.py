@@ -121,9 +121,9 @@ class Predictor:
         p.runtime_choice = why
         return p
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        "Calibrated probabilities for a float32 batch, through the micro-batcher when there is one."
-        return apply_temperature((self.batcher or self.runtime)(x), self.temperature)
+    def _infer(self, x: np.ndarray, call=None) -> np.ndarray:
+        "Calibrated probabilities for a float32 batch, from `call` or else the micro-batcher (when there is one) or the runtime."
+        return apply_temperature((call or self.batcher or self.runtime)(x), self.temperature)
 
     def preprocess(self, image) -> tf.Tensor:
         "Validate and resize one image (bytes, path, PIL image or HxWx3 array) to the model's input."
@@ -133,7 +133,7 @@ class Predictor:
         "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
         if self.batcher is not None and not tta:
             with self.batcher.reserve() as infer:  # the batcher may wait for this request while it decodes
-                return apply_temperature(infer(tf.stack([self.preprocess(im) for im in images]).numpy()), self.temperature)
+                return self._infer(tf.stack([self.preprocess(im) for im in images]).numpy(), infer)
         x = tf.stack([self.preprocess(im) for im in images])
         if not tta: return self._infer(x.numpy())
         views = [x, tf.image.flip_left_right(x), tf.image.flip_up_down(x)]
