@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PROFILES', 'DataParams', 'EdaParams', 'PipelineParams', 'AugmentParams', 'ModelParams', 'StageParams',
-           'TrainParams', 'EvaluateParams', 'TrackingParams', 'RegisterParams', 'ExportParams', 'Params', 'deep_merge',
-           'ConfigError', 'parse_params', 'load_params', 'parse_overrides', 'flatten_params']
+           'TrainParams', 'EvaluateParams', 'TrackingParams', 'RegisterParams', 'ExportParams', 'AbstainParams',
+           'OodParams', 'RobustnessParams', 'Params', 'deep_merge', 'ConfigError', 'parse_params', 'load_params',
+           'parse_overrides', 'flatten_params']
 
 # %% ../nbs/00_config.ipynb #3140a9dd
 class _Strict(BaseModel):
@@ -40,6 +41,14 @@ class DataParams(_Strict):
     download_url: str = "https://github.com/spMohanty/PlantVillage-Dataset/archive/refs/heads/master.zip"
     download_sha256: str | None = None
     download_subdir: str = "raw/color"
+    holdout_classes: int | list[str] = Field(0, description="classes kept out of training, to measure how the model "
+        "answers leaves it never saw (split `holdout`): a number (picked with `seed`) or class folder names")
+
+    @field_validator("holdout_classes")
+    @classmethod
+    def _holdout(cls, v):
+        if isinstance(v, int) and v < 0: raise ValueError(f"holdout_classes must be >= 0, got {v}")
+        return v
 
     @field_validator("split")
     @classmethod
@@ -140,6 +149,32 @@ class ExportParams(_Strict):
     max_accuracy_drop: float = Field(0.005, ge=0, le=1, description="a format more than this below Keras (test accuracy) is not served")
     onnx_opset: int = Field(17, ge=13, le=21)
 
+
+class AbstainParams(_Strict):
+    "When the model answers \"unknown / retake the photo\" instead of a disease (fitted by `train` on the validation split)."
+    score: Literal["msp", "margin", "neg_entropy"] = Field("msp", description="in-distribution score of the calibrated "
+        "probabilities: top probability, top-1 minus top-2, or minus the entropy (the ood stage compares all three)")
+    target_false_rejection: float = Field(0.05, gt=0, lt=0.5, description="share of validation leaves answered unknown")
+
+
+class OodParams(_Strict):
+    "The out-of-distribution evaluation: what the model says to images that are not leaves it knows."
+    n_objects: int = Field(60, ge=1, le=5000, description="crops of bundled non-leaf photos (a portrait, a building, a flower)")
+    n_noise: int = Field(60, ge=1, le=5000, description="noise and flat-colour images")
+    seed: int = Field(0, ge=0)
+
+
+class RobustnessParams(_Strict):
+    "Accuracy under field-like corruptions of the test split, for the model and a twin trained with augmentation toggled."
+    corruptions: list[Literal["blur", "jpeg", "noise", "brightness", "contrast", "background", "rotation", "crop"]] = [
+        "blur", "jpeg", "noise", "brightness", "contrast", "background", "rotation", "crop"]
+    severities: list[Annotated[int, Field(ge=1, le=5)]] = Field([1, 3, 5], min_length=1)
+    max_images: int | None = Field(None, ge=1, description="cap test images (null: the whole split)")
+    twin: bool = Field(True, description="also train the twin: heavy augmentation if the model had none, none if it had")
+    heavy_augment: AugmentParams = AugmentParams(enabled=True, rotation=0.5, zoom=0.3, translation=0.15,
+                                                 contrast=0.4, brightness=0.3)
+    seed: int = Field(0, ge=0)
+
 # %% ../nbs/00_config.ipynb #11b37943
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
 
@@ -157,6 +192,9 @@ class Params(_Strict):
     tracking: TrackingParams = TrackingParams()
     register: RegisterParams = RegisterParams()
     export: ExportParams = ExportParams()
+    abstain: AbstainParams = AbstainParams()
+    ood: OodParams = OodParams()
+    robustness: RobustnessParams = RobustnessParams()
 
     @field_validator("profile", mode="before")
     @classmethod

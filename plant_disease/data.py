@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PLANTVILLAGE_CLASSES', 'TOMATO_CLASSES', 'IMAGE_EXTENSIONS', 'SYNTHETIC_MARKER', 'SPLITS', 'SYNTHETIC_CLASSES',
-           'MANIFEST_COLUMNS', 'parse_label', 'DataError', 'ImageListing', 'find_images', 'ImageCheck', 'check_image',
-           'verify_images', 'stratified_split', 'select_classes', 'make_synthetic', 'extract_zip', 'download',
-           'acquire', 'Manifest', 'build_manifest', 'load_manifest']
+           'MANIFEST_COLUMNS', 'HOLDOUT', 'parse_label', 'DataError', 'ImageListing', 'find_images', 'ImageCheck',
+           'check_image', 'verify_images', 'stratified_split', 'select_classes', 'make_synthetic', 'extract_zip',
+           'download', 'acquire', 'Manifest', 'pick_holdout', 'build_manifest', 'load_manifest']
 
 # %% ../nbs/01_data.ipynb #e94212fb
 PLANTVILLAGE_CLASSES = [
@@ -337,12 +337,22 @@ def acquire(params: DataParams, cache_dir: str | os.PathLike = "data") -> Path:
 MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "bytes", "width", "height"]
 
 
+HOLDOUT = "holdout"  # the split of classes kept out of training (data.holdout_classes)
+
+
 @dataclass
 class Manifest:
-    "A verified, split data set."
+    "A verified, split data set; `df` holds the classes the model learns, `holdout` the classes kept out of training."
     df: pd.DataFrame
     rejected: pd.DataFrame
     summary: dict
+    holdout: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MANIFEST_COLUMNS))
+
+    @classmethod
+    def from_rows(cls, rows: pd.DataFrame, rejected: pd.DataFrame, summary: dict) -> Manifest:
+        "Separate the held-out classes' rows from the rest."
+        out = rows["split"] == HOLDOUT
+        return cls(rows[~out].reset_index(drop=True), rejected, summary, rows[out].reset_index(drop=True))
 
     @property
     def classes(self) -> list[str]: return sorted(self.df["class"].unique())
@@ -350,6 +360,19 @@ class Manifest:
     def split(self, name: str) -> pd.DataFrame:
         "Rows of one split (`train`, `val` or `test`)."
         return self.df[self.df["split"] == name].reset_index(drop=True)
+
+
+def pick_holdout(classes: list[str], holdout: int | list[str], seed: int = 42) -> list[str]:
+    "The classes kept out of training: the names given, or `holdout` of `classes` drawn with `seed`."
+    if isinstance(holdout, int):
+        chosen = sorted(np.random.default_rng(seed).choice(sorted(classes), holdout, replace=False).tolist()) if 0 < holdout <= len(classes) else []
+        if holdout > len(classes): raise DataError(f"data.holdout_classes={holdout} but the data has {len(classes)} classes")
+    else:
+        chosen = sorted(holdout)
+        if missing := sorted(set(chosen) - set(classes)): raise DataError(f"data.holdout_classes names classes not in the data: {missing}")
+    if len(set(classes)) - len(chosen) < 2:
+        raise DataError(f"holding out {len(chosen)} of {len(set(classes))} classes leaves fewer than two to train on")
+    return chosen
 
 
 def _digest(df: pd.DataFrame) -> str:
@@ -369,6 +392,8 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
     rejected = pd.concat([bad, listing.ignored.assign(bytes=0, sha256="")], ignore_index=True)
     if good.empty: raise DataError(f"no readable images in {root}: see {out_dir / 'rejected.csv'}")
     good["split"] = stratified_split(good, params.split, params.seed)
+    held = pick_holdout(sorted(good["class"].unique()), params.holdout_classes, params.seed)
+    good.loc[good["class"].isin(held), "split"] = HOLDOUT
     df = good[MANIFEST_COLUMNS].sort_values(["class", "path"]).reset_index(drop=True)
     synthetic = (Path(root) / SYNTHETIC_MARKER).exists()
     summary = {"source": params.source, "root": str(root), "synthetic": synthetic, "seed": params.seed,
@@ -376,11 +401,13 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
                "n_classes": int(df["class"].nunique()), "empty_classes": listing.empty_classes,
                "splits": df["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
                "per_class": {c: g["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict() for c, g in df.groupby("class")},
+               "holdout_classes": held, "n_holdout": int((df["split"] == HOLDOUT).sum()),
                "manifest_sha256": _digest(df)}
+    if held: summary["n_classes"] -= len(held)  # the classes the model learns
     df.to_csv(out_dir / "manifest.csv", index=False)
     rejected.to_csv(out_dir / "rejected.csv", index=False)
     (out_dir / "manifest.json").write_text(json.dumps(summary, indent=2))
-    return Manifest(df, rejected, summary)
+    return Manifest.from_rows(df, rejected, summary)
 
 # %% ../nbs/01_data.ipynb #3880680d
 def load_manifest(out_dir: str | os.PathLike = "data") -> Manifest:
@@ -394,4 +421,4 @@ def load_manifest(out_dir: str | os.PathLike = "data") -> Manifest:
     rej = out_dir / "rejected.csv"
     rejected = pd.read_csv(rej) if rej.exists() and rej.stat().st_size else pd.DataFrame()
     summary = json.loads((out_dir / "manifest.json").read_text()) if (out_dir / "manifest.json").exists() else {}
-    return Manifest(df, rejected, summary)
+    return Manifest.from_rows(df, rejected, summary)
