@@ -19,6 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 from .calibration import apply_temperature
+from .ood import ADVICE, UNKNOWN, ood_score
 from .data import check_image, parse_label
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize
@@ -30,25 +31,32 @@ __all__ = ['DEFAULT_MAX_PIXELS', 'Prediction', 'InvalidImageError', 'Predictor',
 # %% ../nbs/07_inference.ipynb #9751f00d
 @dataclass
 class Prediction:
-    "One image's answer: the top class in words, its probability and the top-k alternatives."
-    class_id: int
+    """One image's answer: the top class in words, its probability and the top-k alternatives; or, when the
+    image does not look like a leaf the model knows (`unknown`), label `unknown`, no class, and `advice`."""
+    class_id: int | None
     label: str
-    crop: str
-    disease: str
-    healthy: bool
+    crop: str | None
+    disease: str | None
+    healthy: bool | None
     confidence: float
     top_k: list[dict] = field(default_factory=list)
+    unknown: bool = False
+    ood_score: float | None = None
+    advice: str | None = None
 
     def to_dict(self) -> dict: return asdict(self)
 
 
-def _prediction(probs: np.ndarray, classes: list[str], k: int) -> Prediction:
+def _prediction(probs: np.ndarray, classes: list[str], k: int, abstain: dict | None = None) -> Prediction:
     order = np.argsort(-probs)[:k]
     top = [{"class_id": int(i), "label": classes[i], "crop": parse_label(classes[i])[0],
             "disease": parse_label(classes[i])[1], "probability": float(probs[i])} for i in order]
     best = top[0]
+    score = float(ood_score(probs[None], abstain["score"])[0]) if abstain else None
+    if abstain and score < abstain["threshold"]:  # notebook 18: below the validation threshold the answer is unknown
+        return Prediction(None, UNKNOWN, None, None, None, best["probability"], top, True, score, ADVICE)
     return Prediction(best["class_id"], best["label"], best["crop"], best["disease"],
-                      best["disease"].lower() == "healthy", best["probability"], top)
+                      best["disease"].lower() == "healthy", best["probability"], top, False, score)
 
 # %% ../nbs/07_inference.ipynb #e490cd61
 class InvalidImageError(ValueError):
@@ -103,6 +111,7 @@ class Predictor:
                              f"the Keras model {self.image_size}px with {n_out}: not the same model")
         self.runtime_choice = {"runtime": self.runtime.name, "reason": "given"}
         self.temperature = float(self.metadata.get("temperature", 1.0))  # fitted by `train` on the validation split
+        self.abstain = self.metadata.get("abstain")  # {score, threshold}: "unknown" below it (notebook 18); None never abstains
         self.batcher = None  # a `batching.MicroBatcher` in front of the runtime, when enabled
 
     @classmethod
@@ -146,7 +155,7 @@ class Predictor:
     def predict_batch(self, images: list, top_k: int | None = None, tta: bool = False) -> list[Prediction]:
         "Answers for several images in one model call."
         probs = self.predict_proba(images, tta)
-        return [_prediction(p, self.classes, min(top_k or self.top_k, len(self.classes))) for p in probs]
+        return [_prediction(p, self.classes, min(top_k or self.top_k, len(self.classes)), self.abstain) for p in probs]
 
 # %% ../nbs/07_inference.ipynb #0df61af7
 def gradcam(model: keras.Model, x: tf.Tensor, class_id: int | None = None) -> np.ndarray:
@@ -174,8 +183,8 @@ def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45)
 def _explain(self: Predictor, image, class_id: int | None = None, alpha: float = 0.45) -> tuple[Prediction, Image.Image]:
     "The prediction for `image` and its Grad-CAM overlay (a PIL image of the model's input size)."
     x = self.preprocess(image)
-    p = _prediction(self._infer(x.numpy()[None])[0], self.classes, min(self.top_k, len(self.classes)))
-    cam = gradcam(self.model, x, p.class_id if class_id is None else class_id)
+    p = _prediction(self._infer(x.numpy()[None])[0], self.classes, min(self.top_k, len(self.classes)), self.abstain)
+    cam = gradcam(self.model, x, p.top_k[0]["class_id"] if class_id is None else class_id)  # unknown: the best guess's evidence
     return p, overlay_heatmap(x.numpy(), cam, alpha)
 
 Predictor.explain = _explain

@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .calibration import calibration_report, fit_temperature
+from .calibration import apply_temperature, calibration_report, fit_temperature
+from .ood import fit_threshold, ood_score, reference_profile
 from .config import Params, flatten_params
 from .data import Manifest
 from .model import build_model, set_trainable
@@ -25,7 +26,7 @@ from .pipeline import DataBundle, configure_devices, make_datasets
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'make_callbacks', 'compile_model', 'TrainResult', 'train', 'plot_history', 'predict_split']
+__all__ = ['log', 'make_callbacks', 'compile_model', 'TrainResult', 'fit_abstention', 'train', 'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 def make_callbacks(params: Params, ckpt: Path, monitor: str, best_so_far: float | None, csv: Path) -> list:
@@ -59,15 +60,26 @@ class TrainResult:
     stages: list[dict] = field(default_factory=list)
 
 
-def _write_model_card(out: Path, classes, params: Params, synthetic: bool, stages, devices, temperature: float = 1.0) -> None:
+def _write_model_card(out: Path, classes, params: Params, synthetic: bool, stages, devices, temperature: float = 1.0,
+                      abstain: dict | None = None, reference: dict | None = None) -> None:
     meta = {"classes": classes, "image_size": params.pipeline.image_size, "backbone": params.model.backbone,
             "temperature": temperature,  # applied by the Predictor to every runtime's probabilities
+            "abstain": abstain, "reference": reference,  # "unknown" below the threshold; the service's drift baseline
             "weights": params.model.weights, "input": "RGB uint8/float 0..255, preprocessing inside the model",
             "synthetic_data": synthetic, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "stages": stages, "devices": devices, "params": flatten_params(params)}
     (out / "classes.json").write_text(json.dumps(meta, indent=2, default=str))
 
 # %% ../nbs/05_train.ipynb #f6c386c9
+def fit_abstention(val_probs, classes: list[str], ap) -> tuple[dict, dict]:
+    "The abstention rule ({score, threshold, ...}) and the reference profile from calibrated validation probabilities."
+    scores = ood_score(val_probs, ap.score)
+    t = fit_threshold(scores, ap.target_false_rejection)
+    abstain = {"score": ap.score, "threshold": t, "target_false_rejection": ap.target_false_rejection,
+               "val_false_rejection": round(float((scores < t).mean()), 4), "n_val": int(len(scores))}
+    return abstain, reference_profile(val_probs, classes, abstain)
+
+# %% ../nbs/05_train.ipynb #9c8e1901
 def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train") -> TrainResult:
     "Run the two-stage schedule of `params.train` on `manifest`; save the model, class list and history."
     out, rep = Path(out_dir), Path(reports_dir)
@@ -114,16 +126,21 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
         calibration = calibration_report(p_val, y_val, fit_temperature(p_val, y_val))
         print(f"calibration: temperature {calibration['temperature']}, validation ECE {calibration['ece_before']:.4f} -> "
               f"{calibration['ece_after']:.4f}")
+        abstain, reference = fit_abstention(apply_temperature(p_val, calibration["temperature"]), classes, params.abstain)
+        print(f"abstention: {abstain['score']} below {abstain['threshold']:.4f} answers unknown "
+              f"({abstain['val_false_rejection']:.1%} of validation leaves)")
+    else: abstain = reference = None
     history = pd.concat(histories, ignore_index=True)
     history.to_csv(rep / "history.csv", index=False)
     (rep / "train_summary.json").write_text(json.dumps(
         {"stages": stages, "epochs": int(len(history)), f"best_{monitor}": best, "n_train": data.n_train,
-         "seconds": round(sum(s["seconds"] for s in stages), 2), "devices": devices, "calibration": calibration},
+         "seconds": round(sum(s["seconds"] for s in stages), 2), "devices": devices, "calibration": calibration,
+         "abstain": abstain},
         indent=2, default=str))
     model_path = out / "model.keras"
     model.save(model_path)
     _write_model_card(out, classes, params, bool(manifest.summary.get("synthetic")), stages, devices,
-                      calibration["temperature"] if calibration else 1.0)
+                      calibration["temperature"] if calibration else 1.0, abstain, reference)
     plot_history(history, rep / "figures" / "training_curves.png", synthetic=bool(manifest.summary.get("synthetic")))
     return TrainResult(model, classes, history, model_path, devices, stages)
 
