@@ -155,6 +155,8 @@ class AbstainParams(_Strict):
     score: Literal["msp", "margin", "neg_entropy"] = Field("msp", description="in-distribution score of the calibrated "
         "probabilities: top probability, top-1 minus top-2, or minus the entropy (the ood stage compares all three)")
     target_false_rejection: float = Field(0.05, gt=0, lt=0.5, description="share of validation leaves answered unknown")
+    domain_check: bool = Field(True, description="also answer unknown for photos unlike the training photos (image "
+        "descriptors, notebook 18); the two checks share the false-rejection budget")
 
 
 class OodParams(_Strict):

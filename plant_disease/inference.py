@@ -19,7 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 from .calibration import apply_temperature
-from .ood import ADVICE, UNKNOWN, ood_score
+from .ood import ADVICE, UNKNOWN, abstains, domain_score, image_descriptors, ood_score
 from .data import check_image, parse_label
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize
@@ -41,22 +41,24 @@ class Prediction:
     confidence: float
     top_k: list[dict] = field(default_factory=list)
     unknown: bool = False
-    ood_score: float | None = None
+    ood_score: float | None = None     # the calibrated-probability score (abstain.score)
+    domain_score: float | None = None  # how much the photo looks like the training photos (notebook 18)
     advice: str | None = None
 
     def to_dict(self) -> dict: return asdict(self)
 
 
-def _prediction(probs: np.ndarray, classes: list[str], k: int, abstain: dict | None = None) -> Prediction:
+def _prediction(probs: np.ndarray, classes: list[str], k: int, abstain: dict | None = None, domain: float | None = None) -> Prediction:
     order = np.argsort(-probs)[:k]
     top = [{"class_id": int(i), "label": classes[i], "crop": parse_label(classes[i])[0],
             "disease": parse_label(classes[i])[1], "probability": float(probs[i])} for i in order]
     best = top[0]
     score = float(ood_score(probs[None], abstain["score"])[0]) if abstain else None
-    if abstain and score < abstain["threshold"]:  # notebook 18: below the validation threshold the answer is unknown
-        return Prediction(None, UNKNOWN, None, None, None, best["probability"], top, True, score, ADVICE)
+    domain = None if domain is None else float(domain)
+    if abstain and abstains(probs[None], abstain, None if domain is None else np.array([domain]))[0]:
+        return Prediction(None, UNKNOWN, None, None, None, best["probability"], top, True, score, domain, ADVICE)  # notebook 18
     return Prediction(best["class_id"], best["label"], best["crop"], best["disease"],
-                      best["disease"].lower() == "healthy", best["probability"], top, False, score)
+                      best["disease"].lower() == "healthy", best["probability"], top, False, score, domain)
 
 # %% ../nbs/07_inference.ipynb #e490cd61
 class InvalidImageError(ValueError):
@@ -112,6 +114,7 @@ class Predictor:
         self.runtime_choice = {"runtime": self.runtime.name, "reason": "given"}
         self.temperature = float(self.metadata.get("temperature", 1.0))  # fitted by `train` on the validation split
         self.abstain = self.metadata.get("abstain")  # {score, threshold}: "unknown" below it (notebook 18); None never abstains
+        self.domain = self.metadata.get("domain")    # the training photos' descriptor model, for the domain check
         self.batcher = None  # a `batching.MicroBatcher` in front of the runtime, when enabled
 
     @classmethod
@@ -138,15 +141,24 @@ class Predictor:
         "Validate and resize one image (bytes, path, PIL image or HxWx3 array) to the model's input."
         return _to_tensor(image, self.image_size, self.max_pixels)
 
-    def predict_proba(self, images: list, tta: bool = False) -> np.ndarray:
-        "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
+    def _forward(self, images: list, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        "Calibrated probabilities and the model-size input batch for a list of images."
         if self.batcher is not None and not tta:
             with self.batcher.reserve() as infer:  # the batcher may wait for this request while it decodes
-                return self._infer(tf.stack([self.preprocess(im) for im in images]).numpy(), infer)
+                x = tf.stack([self.preprocess(im) for im in images]).numpy()
+                return self._infer(x, infer), x
         x = tf.stack([self.preprocess(im) for im in images])
-        if not tta: return self._infer(x.numpy())
+        if not tta: return self._infer(x.numpy()), x.numpy()
         views = [x, tf.image.flip_left_right(x), tf.image.flip_up_down(x)]
-        return np.mean([self._infer(v.numpy()) for v in views], axis=0)
+        return np.mean([self._infer(v.numpy()) for v in views], axis=0), x.numpy()
+
+    def predict_proba(self, images: list, tta: bool = False) -> np.ndarray:
+        "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
+        return self._forward(images, tta)[0]
+
+    def domain_scores(self, x: np.ndarray) -> np.ndarray | None:
+        "The domain score of each image in a model-size batch, or None when the model has no domain model."
+        return domain_score(image_descriptors(x), self.domain) if self.domain and self.abstain else None
 
     def predict(self, image, top_k: int | None = None, tta: bool = False) -> Prediction:
         "The answer for one image."
@@ -154,8 +166,10 @@ class Predictor:
 
     def predict_batch(self, images: list, top_k: int | None = None, tta: bool = False) -> list[Prediction]:
         "Answers for several images in one model call."
-        probs = self.predict_proba(images, tta)
-        return [_prediction(p, self.classes, min(top_k or self.top_k, len(self.classes)), self.abstain) for p in probs]
+        probs, x = self._forward(images, tta)
+        dom = self.domain_scores(x)
+        return [_prediction(p, self.classes, min(top_k or self.top_k, len(self.classes)), self.abstain,
+                            None if dom is None else dom[i]) for i, p in enumerate(probs)]
 
 # %% ../nbs/07_inference.ipynb #0df61af7
 def gradcam(model: keras.Model, x: tf.Tensor, class_id: int | None = None) -> np.ndarray:
@@ -183,7 +197,9 @@ def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45)
 def _explain(self: Predictor, image, class_id: int | None = None, alpha: float = 0.45) -> tuple[Prediction, Image.Image]:
     "The prediction for `image` and its Grad-CAM overlay (a PIL image of the model's input size)."
     x = self.preprocess(image)
-    p = _prediction(self._infer(x.numpy()[None])[0], self.classes, min(self.top_k, len(self.classes)), self.abstain)
+    dom = self.domain_scores(x.numpy()[None])
+    p = _prediction(self._infer(x.numpy()[None])[0], self.classes, min(self.top_k, len(self.classes)), self.abstain,
+                    None if dom is None else dom[0])
     cam = gradcam(self.model, x, p.top_k[0]["class_id"] if class_id is None else class_id)  # unknown: the best guess's evidence
     return p, overlay_heatmap(x.numpy(), cam, alpha)
 

@@ -5,6 +5,7 @@
 # %% ../nbs/18_ood.ipynb #adc8a247
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import numpy as np
 from PIL import Image
 
 # %% auto #0
-__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'NOISE_KINDS', 'CONFIDENCE_BINS', 'ood_score', 'fit_threshold', 'abstains', 'auroc',
+__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'THUMB', 'HIST_BINS', 'EDGE_EDGES', 'DESCRIPTOR_SIZE', 'NOISE_KINDS', 'CONFIDENCE_BINS',
+           'ood_score', 'fit_threshold', 'abstains', 'image_descriptors', 'fit_domain', 'domain_score', 'auroc',
            'ood_report', 'non_leaf_photo', 'object_images', 'noise_images', 'reference_profile', 'psi', 'drift_report']
 
 # %% ../nbs/18_ood.ipynb #306605f8
@@ -42,11 +44,63 @@ def fit_threshold(scores: np.ndarray, target_false_rejection: float = 0.05) -> f
     return float(np.quantile(s, target_false_rejection, method="lower"))
 
 
-def abstains(probs: np.ndarray, abstain: dict | None) -> np.ndarray:
-    "True where the answer is unknown under `abstain` ({score, threshold}); all False without one."
+def abstains(probs: np.ndarray, abstain: dict | None, domain: np.ndarray | None = None) -> np.ndarray:
+    """True where the answer is unknown under `abstain` ({score, threshold} and optionally domain_threshold, with
+    the images' `domain` scores); all False without a rule."""
     p = np.asarray(probs)
     if not abstain: return np.zeros(len(p), bool)
-    return ood_score(p, abstain["score"]) < abstain["threshold"]
+    out = ood_score(p, abstain["score"]) < abstain["threshold"]
+    if domain is not None and abstain.get("domain_threshold") is not None: out |= np.asarray(domain) < abstain["domain_threshold"]
+    return out
+
+# %% ../nbs/18_ood.ipynb #0c9cd4fd
+THUMB, HIST_BINS = 8, 16
+EDGE_EDGES = np.r_[0.0, np.geomspace(0.002, 1.0, HIST_BINS)]  # gradient magnitudes: flat board ... leaf veins ... noise
+DESCRIPTOR_SIZE = THUMB * THUMB * 3 + 5 * HIST_BINS
+
+
+def image_descriptors(x: np.ndarray) -> np.ndarray:
+    """Descriptors (n, 8*8*3 + 5*16) of a batch of RGB images (n, h, w, 3) in 0..255: the colour thumbnail (layout),
+    hue, saturation and value histograms (colour), and histograms of brightness and colour gradient magnitudes
+    (texture: in photos colour changes smoothly, in noise from pixel to pixel)."""
+    import tensorflow as tf
+    x = tf.clip_by_value(tf.convert_to_tensor(np.asarray(x, np.float32)) / 255.0, 0.0, 1.0)
+    thumb = tf.reshape(tf.image.resize(x, (THUMB, THUMB), method="area"), (len(x), -1)).numpy()
+    hsv = tf.reshape(tf.image.rgb_to_hsv(x), (len(x), -1, 3)).numpy()
+    hists = [np.stack([np.histogram(im[:, c], bins=HIST_BINS, range=(0, 1))[0] for im in hsv]) / hsv.shape[1] for c in range(3)]
+    r, g, b = tf.unstack(x, axis=-1)
+    opponent = tf.stack([r - g, (r + g) / 2 - b], axis=-1)  # the colour, without the brightness
+    edges = []
+    for channels in (tf.image.rgb_to_grayscale(x), opponent):
+        dy, dx = tf.image.image_gradients(channels)
+        mag = tf.reshape(tf.reduce_sum(tf.abs(dx) + tf.abs(dy), -1), (len(x), -1)).numpy()
+        edges.append(np.stack([np.histogram(np.clip(m, 0, 1), bins=EDGE_EDGES)[0] for m in mag]) / mag.shape[1])
+    return np.concatenate([thumb, *hists, *edges], axis=1).astype(np.float32)
+
+
+def fit_domain(desc: np.ndarray, k: int = 24, min_scale: float = 0.01) -> dict:
+    """A probabilistic PCA model of standardised training descriptors: mean and scale per dimension (scale floored
+    at `min_scale`, so a bin always empty in training still counts), `k` components with their variances, residual variance."""
+    d = np.asarray(desc, np.float64)
+    if len(d) < 3: raise ValueError(f"need at least 3 training images to fit the domain model, got {len(d)}")
+    mean, scale = d.mean(0), np.maximum(d.std(0), min_scale)
+    d = (d - mean) / scale
+    _, sv, vt = np.linalg.svd(d, full_matrices=False)
+    var = sv ** 2 / (len(d) - 1)
+    k = min(k, len(var) - 1)
+    resid = max(float(var[k:].sum() / (d.shape[1] - k)), 1e-8)
+    return {"mean": mean.round(6).tolist(), "scale": scale.round(6).tolist(), "components": vt[:k].round(6).tolist(),
+            "variances": np.maximum(var[:k], resid).round(8).tolist(), "residual_variance": resid, "n": int(len(d))}
+
+
+def domain_score(desc: np.ndarray, model: dict) -> np.ndarray:
+    "Minus the Mahalanobis distance (per dimension) of descriptors from the domain model: higher is more familiar."
+    d = (np.asarray(desc, np.float64) - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    comps = np.asarray(model["components"])
+    z = d @ comps.T
+    resid = (d ** 2).sum(1) - (z ** 2).sum(1)
+    dist = (z ** 2 / np.asarray(model["variances"])).sum(1) + np.maximum(resid, 0) / model["residual_variance"]
+    return -dist / d.shape[1]
 
 # %% ../nbs/18_ood.ipynb #165557e5
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
@@ -57,23 +111,30 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     return float(roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b]))
 
 
-def ood_report(in_probs: np.ndarray, y: np.ndarray, outliers: dict[str, np.ndarray], abstain: dict) -> dict:
-    "AUROC of every score per outlier set, and what `abstain` does: rejection rates, coverage, selective accuracy."
+def ood_report(in_probs: np.ndarray, y: np.ndarray, outliers: dict[str, np.ndarray], abstain: dict,
+               in_domain: np.ndarray | None = None, out_domain: dict[str, np.ndarray] | None = None) -> dict:
+    """AUROC of every score per outlier set (`domain` too when the domain scores are given), and what `abstain`
+    does: rejection rates, false rejections, selective accuracy."""
     in_probs, y = np.asarray(in_probs), np.asarray(y)
-    rep = {"score": abstain["score"], "threshold": abstain["threshold"], "n_in": int(len(y)),
+    rep = {"score": abstain["score"], "threshold": abstain["threshold"], "domain_threshold": abstain.get("domain_threshold"),
+           "n_in": int(len(y)),
            "auroc": {k: {name: round(auroc(ood_score(in_probs, k), ood_score(o, k)), 4) for name, o in outliers.items()}
                      for k in SCORES}}
-    rejected = abstains(in_probs, abstain)
+    if in_domain is not None and out_domain:
+        rep["auroc"]["domain"] = {name: round(auroc(in_domain, out_domain[name]), 4) for name in outliers}
+    out_domain = out_domain or {}
+    rejected = abstains(in_probs, abstain, in_domain)
     correct = in_probs.argmax(1) == y
     rep["false_rejection"] = round(float(rejected.mean()), 4)
     rep["accuracy_all"] = round(float(correct.mean()), 4)
     rep["accuracy_accepted"] = round(float(correct[~rejected].mean()), 4) if (~rejected).any() else None
     rep["rejected_when_wrong"] = round(float(rejected[~correct].mean()), 4) if (~correct).any() else None
-    rep["rejection"] = {name: round(float(abstains(o, abstain).mean()), 4) for name, o in outliers.items()}
+    rep["rejection"] = {name: round(float(abstains(o, abstain, out_domain.get(name)).mean()), 4) for name, o in outliers.items()}
     rep["n_out"] = {name: int(len(o)) for name, o in outliers.items()}
     return rep
 
 # %% ../nbs/18_ood.ipynb #b57a296c
+@functools.lru_cache(maxsize=1)
 def _bundled_photos() -> dict[str, Image.Image]:
     import matplotlib
     from sklearn.datasets import load_sample_images
@@ -132,10 +193,10 @@ def _confidence_hist(conf: np.ndarray) -> np.ndarray:
     return np.histogram(np.clip(np.asarray(conf, np.float64), 0, 1), bins=CONFIDENCE_BINS, range=(0, 1))[0]
 
 
-def reference_profile(probs: np.ndarray, classes: list[str], abstain: dict | None) -> dict:
+def reference_profile(probs: np.ndarray, classes: list[str], abstain: dict | None, domain: np.ndarray | None = None) -> dict:
     "Shares of each answer (classes and unknown) and of each confidence bin on the validation split."
     p = np.asarray(probs)
-    answers = np.where(abstains(p, abstain), len(classes), p.argmax(1))
+    answers = np.where(abstains(p, abstain, domain), len(classes), p.argmax(1))
     counts = np.bincount(answers, minlength=len(classes) + 1)
     return {"n": int(len(p)), "answers": dict(zip([*classes, UNKNOWN], (counts / len(p)).round(6).tolist())),
             "confidence": (_confidence_hist(p.max(1)) / len(p)).round(6).tolist()}

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .calibration import apply_temperature, calibration_report, fit_temperature
-from .ood import fit_threshold, ood_score, reference_profile
+from .ood import abstains, domain_score, fit_domain, fit_threshold, image_descriptors, ood_score, reference_profile
 from .config import Params, flatten_params
 from .data import Manifest
 from .model import build_model, set_trainable
@@ -26,7 +26,8 @@ from .pipeline import DataBundle, configure_devices, make_datasets
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'make_callbacks', 'compile_model', 'TrainResult', 'fit_abstention', 'train', 'plot_history', 'predict_split']
+__all__ = ['log', 'make_callbacks', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors', 'train',
+           'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 def make_callbacks(params: Params, ckpt: Path, monitor: str, best_so_far: float | None, csv: Path) -> list:
@@ -61,23 +62,40 @@ class TrainResult:
 
 
 def _write_model_card(out: Path, classes, params: Params, synthetic: bool, stages, devices, temperature: float = 1.0,
-                      abstain: dict | None = None, reference: dict | None = None) -> None:
+                      abstain: dict | None = None, reference: dict | None = None, domain: dict | None = None) -> None:
     meta = {"classes": classes, "image_size": params.pipeline.image_size, "backbone": params.model.backbone,
             "temperature": temperature,  # applied by the Predictor to every runtime's probabilities
             "abstain": abstain, "reference": reference,  # "unknown" below the threshold; the service's drift baseline
+            "domain": domain,  # the image-descriptor model of the training photos (notebook 18)
             "weights": params.model.weights, "input": "RGB uint8/float 0..255, preprocessing inside the model",
             "synthetic_data": synthetic, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "stages": stages, "devices": devices, "params": flatten_params(params)}
     (out / "classes.json").write_text(json.dumps(meta, indent=2, default=str))
 
 # %% ../nbs/05_train.ipynb #f6c386c9
-def fit_abstention(val_probs, classes: list[str], ap) -> tuple[dict, dict]:
-    "The abstention rule ({score, threshold, ...}) and the reference profile from calibrated validation probabilities."
+def fit_abstention(val_probs, classes: list[str], ap, train_desc=None, val_desc=None) -> tuple[dict, dict, dict | None]:
+    """The abstention rule ({score, threshold, domain_threshold, ...}), the reference profile and the domain model,
+    from calibrated validation probabilities (and image descriptors of the train and validation photos)."""
+    domain = fit_domain(train_desc) if ap.domain_check and train_desc is not None else None
+    budget = ap.target_false_rejection / (2 if domain else 1)  # each check gets half the budget
     scores = ood_score(val_probs, ap.score)
-    t = fit_threshold(scores, ap.target_false_rejection)
-    abstain = {"score": ap.score, "threshold": t, "target_false_rejection": ap.target_false_rejection,
-               "val_false_rejection": round(float((scores < t).mean()), 4), "n_val": int(len(scores))}
-    return abstain, reference_profile(val_probs, classes, abstain)
+    abstain = {"score": ap.score, "threshold": fit_threshold(scores, budget), "domain_threshold": None,
+               "target_false_rejection": ap.target_false_rejection, "n_val": int(len(scores))}
+    val_dom = None
+    if domain:
+        val_dom = domain_score(val_desc, domain)
+        abstain["domain_threshold"] = fit_threshold(val_dom, budget)
+    abstain["val_false_rejection"] = round(float(abstains(val_probs, abstain, val_dom).mean()), 4)
+    return abstain, reference_profile(val_probs, classes, abstain, val_dom), domain
+
+
+def split_descriptors(manifest: Manifest, params: Params, split: str, limit: int = 2000, seed: int = 0) -> np.ndarray:
+    "Image descriptors (notebook 18) of up to `limit` photos of one split, as the model sees them (resized)."
+    from plant_disease.pipeline import make_dataset
+    df = manifest.split(split)
+    if len(df) > limit: df = df.sample(limit, random_state=seed)
+    ds = make_dataset(df["path"], np.zeros(len(df), np.int32), params.pipeline, tag=f"{split}-descriptors")
+    return np.concatenate([image_descriptors(x.numpy()) for x, _ in ds])
 
 # %% ../nbs/05_train.ipynb #9c8e1901
 def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train") -> TrainResult:
@@ -126,10 +144,13 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
         calibration = calibration_report(p_val, y_val, fit_temperature(p_val, y_val))
         print(f"calibration: temperature {calibration['temperature']}, validation ECE {calibration['ece_before']:.4f} -> "
               f"{calibration['ece_after']:.4f}")
-        abstain, reference = fit_abstention(apply_temperature(p_val, calibration["temperature"]), classes, params.abstain)
-        print(f"abstention: {abstain['score']} below {abstain['threshold']:.4f} answers unknown "
-              f"({abstain['val_false_rejection']:.1%} of validation leaves)")
-    else: abstain = reference = None
+        desc = (split_descriptors(manifest, params, "train"), split_descriptors(manifest, params, "val")) \
+            if params.abstain.domain_check else (None, None)
+        abstain, reference, domain = fit_abstention(apply_temperature(p_val, calibration["temperature"]), classes, params.abstain, *desc)
+        print(f"abstention: {abstain['score']} below {abstain['threshold']:.4f}"
+              + (f" or domain score below {abstain['domain_threshold']:.3f}" if domain else "")
+              + f" answers unknown ({abstain['val_false_rejection']:.1%} of validation leaves)")
+    else: abstain = reference = domain = None
     history = pd.concat(histories, ignore_index=True)
     history.to_csv(rep / "history.csv", index=False)
     (rep / "train_summary.json").write_text(json.dumps(
@@ -140,7 +161,7 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
     model_path = out / "model.keras"
     model.save(model_path)
     _write_model_card(out, classes, params, bool(manifest.summary.get("synthetic")), stages, devices,
-                      calibration["temperature"] if calibration else 1.0, abstain, reference)
+                      calibration["temperature"] if calibration else 1.0, abstain, reference, domain)
     plot_history(history, rep / "figures" / "training_curves.png", synthetic=bool(manifest.summary.get("synthetic")))
     return TrainResult(model, classes, history, model_path, devices, stages)
 
