@@ -19,7 +19,8 @@ from .config import ConfigError, Params, load_params, parse_overrides
 log = logging.getLogger("plant_disease")
 
 # %% auto #0
-__all__ = ['log', 'EXPECTED_ERRORS', 'stage_data', 'stage_eda', 'stage_train', 'stage_evaluate', 'stage_export', 'main']
+__all__ = ['log', 'EXPECTED_ERRORS', 'stage_data', 'stage_eda', 'stage_train', 'stage_evaluate', 'stage_ood', 'stage_robustness',
+           'stage_export', 'main']
 
 # %% ../nbs/08_cli.ipynb #cd37dc75
 def stage_data(params: Params, data_dir="data"):
@@ -80,6 +81,108 @@ def stage_evaluate(params: Params, data_dir="data", models_dir="models", reports
           f"(uncalibrated {cal['ece_before']:.4f}, temperature {temperature}) on {metrics['n_test']} test images -> {out / 'metrics.json'}")
     return metrics
 
+def _probs_in_chunks(pred, images: list, chunk: int = 64):
+    "Calibrated probabilities and domain scores of many images (paths or arrays), `chunk` at a time."
+    import numpy as np
+    probs, dom = [], []
+    for i in range(0, len(images), chunk):
+        p, x = pred._forward(images[i:i + chunk])
+        probs.append(p); d = pred.domain_scores(x); dom.append(d if d is not None else np.zeros(len(p)))
+    return np.concatenate(probs), (np.concatenate(dom) if pred.domain else None)
+
+
+def stage_ood(params: Params, data_dir="data", models_dir="models", reports_dir="reports") -> dict:
+    """What the model answers to what is not a leaf it knows: the test split against held-out classes, non-leaf photos
+    and noise; AUROC of each score, rejection rates of the fitted rule -> reports/ood/ (notebook 18)."""
+    import numpy as np
+    from plant_disease.data import load_manifest
+    from plant_disease.inference import Predictor
+    from plant_disease.ood import SCORES, noise_images, object_images, ood_report, ood_score
+    pred = Predictor.from_dir(models_dir)
+    if not pred.abstain: raise ValueError(f"{Path(models_dir) / 'classes.json'} has no abstention rule: retrain (train fits it on the validation split)")
+    m, op = load_manifest(data_dir), params.ood
+    test = m.split("test")
+    if test.empty: raise ValueError("the manifest has no test images")
+    y = test["class"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
+    p_in, d_in = _probs_in_chunks(pred, test["path"].tolist())
+    sets = {"objects": list(object_images(op.n_objects, 256, op.seed)), "noise": list(noise_images(op.n_noise, 256, op.seed))}
+    if len(m.holdout): sets = {"holdout_classes": m.holdout["path"].tolist(), **sets}
+    out = {name: _probs_in_chunks(pred, imgs) for name, imgs in sets.items()}
+    rep = ood_report(p_in, y, {k: v[0] for k, v in out.items()}, pred.abstain, d_in,
+                     {k: v[1] for k, v in out.items()} if d_in is not None else None)
+    rep["holdout_classes"] = m.summary.get("holdout_classes", [])
+    mean_auroc = {k: round(float(np.mean(list(v.values()))), 4) for k, v in rep["auroc"].items()}
+    rep["best_probability_score"] = max(SCORES, key=lambda k: mean_auroc[k])
+    rep["mean_auroc"] = mean_auroc
+    d = Path(reports_dir) / "ood"; (d / "figures").mkdir(parents=True, exist_ok=True)
+    (d / "metrics.json").write_text(json.dumps(rep, indent=2))
+    _plot_ood_scores(ood_score(p_in, pred.abstain["score"]), {k: ood_score(v[0], pred.abstain["score"]) for k, v in out.items()},
+                     pred.abstain, d_in, {k: v[1] for k, v in out.items()}, d / "figures" / "scores.png", bool(m.summary.get("synthetic")))
+    print(f"ood: false rejection {rep['false_rejection']:.1%} of {rep['n_in']} test leaves; rejected "
+          + ", ".join(f"{k} {v:.1%}" for k, v in rep["rejection"].items()) + "; AUROC "
+          + "; ".join(f"{k} " + ", ".join(f"{n} {a:.3f}" for n, a in v.items()) for k, v in rep["auroc"].items()) + f" -> {d / 'metrics.json'}")
+    return rep
+
+
+def _plot_ood_scores(s_in, s_out: dict, abstain: dict, d_in, d_out: dict, path: Path, synthetic: bool) -> Path:
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [("probability score: " + abstain["score"], s_in, s_out, abstain["threshold"])]
+    if d_in is not None: panels.append(("domain score", d_in, d_out, abstain.get("domain_threshold")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, a, outs, t) in zip(axes[0], panels):
+        lo = min(float(min(a.min(), *(o.min() for o in outs.values()))), t if t is not None else 0)
+        bins = __import__("numpy").linspace(max(lo, -60.0), float(max(a.max(), *(o.max() for o in outs.values()))), 40)
+        ax.hist(a.clip(bins[0]), bins, alpha=0.6, density=True, label="test leaves")
+        for name, o in outs.items(): ax.hist(o.clip(bins[0]), bins, alpha=0.45, density=True, label=name)
+        if t is not None: ax.axvline(t, color="k", ls="--", label="threshold")
+        ax.set_title(title); ax.set_xlabel("score (higher: more like a known leaf)"); ax.legend(fontsize=8)
+    fig.suptitle("Known leaves vs everything else" + (" (SYNTHETIC data)" if synthetic else ""))
+    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    return path
+
+
+def stage_robustness(params: Params, data_dir="data", models_dir="models", reports_dir="reports") -> dict:
+    """Accuracy under field-like corruptions of the test split, for the model and a twin trained with augmentation
+    toggled -> reports/robustness/ (table, chart, metrics; notebook 19)."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    from plant_disease.data import load_manifest
+    from plant_disease.inference import Predictor
+    from plant_disease.robustness import plot_robustness, robustness_table, summarise
+    from plant_disease.train import train
+    rp, m = params.robustness, load_manifest(data_dir)
+    test = m.split("test")
+    if rp.max_images and len(test) > rp.max_images: test = test.sample(rp.max_images, random_state=rp.seed).sort_index()
+    d = Path(reports_dir) / "robustness"; (d / "figures").mkdir(parents=True, exist_ok=True)
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in test["path"]]
+    models = {("augmentation on" if params.augment.enabled else "augmentation off"): Path(models_dir)}
+    if rp.twin:  # the same data and schedule, augmentation toggled
+        twin_aug = params.augment.model_copy(update={"enabled": False}) if params.augment.enabled else rp.heavy_augment
+        twin_dir = Path(str(models_dir).rstrip("/") + "_twin")
+        print(f"robustness: training the twin ({'no' if params.augment.enabled else 'heavy'} augmentation) -> {twin_dir}")
+        train(params.model_copy(update={"augment": twin_aug}), m, twin_dir, d / "twin")
+        models["heavy augmentation" if not params.augment.enabled else "augmentation off (twin)"] = twin_dir
+    tables = {}
+    for name, md in models.items():
+        pred = Predictor.from_dir(md)
+        y = test["class"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
+        t = robustness_table(lambda batch, pred=pred: _probs_in_chunks(pred, batch), images, y, rp.corruptions, rp.severities, pred.abstain, rp.seed)
+        tables[name] = t.assign(model=name)
+    table = pd.concat(tables.values(), ignore_index=True)
+    table.to_csv(d / "robustness.csv", index=False)
+    wide = table.pivot_table(index=["corruption", "severity"], columns="model", values="accuracy", sort=False)
+    (d / "robustness.md").write_text(wide.to_markdown(floatfmt=".3f") + "\n")
+    metrics = {"n_test": len(test), "models": {name: summarise(t) for name, t in tables.items()}}
+    (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_robustness(tables, d / "figures" / "robustness.png", bool(m.summary.get("synthetic")))
+    for name, s in metrics["models"].items():
+        print(f"robustness: {name}: clean {s['clean_accuracy']:.3f}, corrupted mean {s['corrupted_accuracy']:.3f} "
+              f"({', '.join(f'{k[:-9]} {v:.2f}' for k, v in s.items() if k.endswith('_accuracy') and k[:-9] in set(table.corruption))})")
+    return metrics
+
+
 def stage_export(params: Params, data_dir="data", models_dir="models", export_dir="exported", reports_dir="reports") -> dict:
     "The trained model in the edge formats of `params.export`, each checked on the test split -> `export_dir` (+ reports/export.json)."
     from plant_disease.data import load_manifest
@@ -105,10 +208,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in [("data", "acquire, verify and split the images"), ("eda", "exploratory data analysis"),
                         ("train", "two-stage training"), ("evaluate", "test-split metrics and figures"),
-                        ("run", "data + eda + train + evaluate"), ("params", "print the resolved parameters")]:
+                        ("ood", "what the model answers to images that are not leaves it knows"),
+                        ("robustness", "accuracy under field-like corruptions (trains an augmentation twin)"),
+                        ("run", "data + eda + train + evaluate + ood"), ("params", "print the resolved parameters")]:
         sub.add_parser(name, parents=[common], help=help_)
     st = sub.add_parser("stage", parents=[common], help="run one pipeline notebook with papermill and track it in MLflow (what dvc.yaml calls)")
-    st.add_argument("name", choices=["data", "eda", "train", "evaluate", "export", "register"])
+    st.add_argument("name", choices=["data", "eda", "train", "evaluate", "ood", "robustness", "export", "register"])
     ex = sub.add_parser("export", parents=[common], help="write the edge formats (LiteRT int8, ONNX, ...) with their measured accuracy")
     ex.add_argument("--export-dir", default="exported", help="where the complete model folder goes (default: exported)")
     pr = sub.add_parser("predict", parents=[common], help="classify image files")
@@ -138,6 +243,9 @@ def _predict(args, params: Params) -> int:
             print(json.dumps({"file": str(f), "error": str(e)}) if args.json else f"{f}: error: {e}")
             continue
         if args.json: print(json.dumps({"file": str(f), **p.to_dict(), "latency_ms": round(ms, 1)}))
+        elif p.unknown:
+            guesses = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in p.top_k)
+            print(f"{f}: unknown — {p.advice} ({ms:.0f} ms)  [the model's guesses: {guesses}]")
         else:
             alts = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in p.top_k[1:])
             print(f"{f}: {p.crop} — {p.disease} ({p.confidence:.1%}, {ms:.0f} ms)" + (f"  [then: {alts}]" if alts else ""))
@@ -167,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stage {args.name}: done in {time.perf_counter() - t0:.1f} s, executed notebook {out}")
             return 0
         dirs = {"data_dir": args.data_dir}
-        steps = ["data", "eda", "train", "evaluate"] if args.command == "run" else [args.command]
+        steps = ["data", "eda", "train", "evaluate", "ood"] if args.command == "run" else [args.command]
         for step in steps:
             t0 = time.perf_counter()
             args.stage = step

@@ -69,12 +69,14 @@ def corrupt(image: np.ndarray, kind: str, severity: int, rng: np.random.Generato
 # %% ../nbs/19_robustness.ipynb #ba13f913
 def robustness_table(predict, images: list[np.ndarray], y, corruptions=CORRUPTIONS, severities=(1, 3, 5),
                      abstain: dict | None = None, seed: int = 0) -> pd.DataFrame:
-    "Accuracy (and share answered unknown) of `predict` on `images` clean and under each corruption and severity."
+    """Accuracy (and share answered unknown) of `predict` on `images` clean and under each corruption and severity.
+    `predict` returns probabilities, or (probabilities, domain scores) for the full abstention rule."""
     from plant_disease.ood import abstains
     y = np.asarray(y)
     def row(kind, sev, batch):
-        p = predict(batch)
-        unk = abstains(p, abstain)
+        out = predict(batch)
+        p, dom = out if isinstance(out, tuple) else (out, None)
+        unk = abstains(p, abstain, dom)
         right = p.argmax(1) == y
         return {"corruption": kind, "severity": sev, "accuracy": round(float(right.mean()), 4),
                 "unknown_rate": round(float(unk.mean()), 4),

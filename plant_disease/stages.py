@@ -19,12 +19,14 @@ __all__ = ['log', 'STAGES', 'STAGE_GROUPS', 'PROFILE_GROUPS', 'PIPELINE_NOTEBOOK
            'execute_stage_notebook', 'run_stage']
 
 # %% ../nbs/11_stages.ipynb #be483d89
-STAGES = ("data", "eda", "train", "evaluate", "export", "register")
+STAGES = ("data", "eda", "train", "evaluate", "ood", "robustness", "export", "register")
 STAGE_GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("data", "tracking"),
     "eda": ("eda", "tracking"),
-    "train": ("pipeline", "augment", "model", "train", "tracking"),
+    "train": ("pipeline", "augment", "model", "train", "abstain", "tracking"),
     "evaluate": ("pipeline", "evaluate", "tracking"),
+    "ood": ("ood", "tracking"),
+    "robustness": ("pipeline", "augment", "model", "train", "abstain", "robustness", "tracking"),  # trains the augmentation twin
     "export": ("export", "tracking"),
     "register": ("tracking", "register"),
 }
@@ -92,6 +94,18 @@ def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path,
     elif stage == "evaluate":
         log_dict_metrics(json.loads((reports_dir / "evaluate" / "metrics.json").read_text()), prefix="test_")
         mlflow.log_artifacts(str(reports_dir / "evaluate"), "evaluate")
+    elif stage == "ood":
+        rep = json.loads((reports_dir / "ood" / "metrics.json").read_text())
+        log_dict_metrics({"false_rejection": rep["false_rejection"], "accuracy_accepted": rep["accuracy_accepted"],
+                          **{f"rejection_{k}": v for k, v in rep["rejection"].items()},
+                          **{f"auroc_{s}_{k}": v for s, a in rep["auroc"].items() for k, v in a.items()}}, prefix="ood_")
+        mlflow.log_artifacts(str(reports_dir / "ood"), "ood")
+    elif stage == "robustness":
+        rep = json.loads((reports_dir / "robustness" / "metrics.json").read_text())
+        for i, (name, summary) in enumerate(rep["models"].items()):
+            log_dict_metrics(summary, prefix="robustness_" + ("model_" if i == 0 else "twin_"))
+            mlflow.set_tag(f"robustness_{'model' if i == 0 else 'twin'}", name)
+        mlflow.log_artifacts(str(reports_dir / "robustness"), "robustness")
     elif stage == "export":
         rep = json.loads((export_dir / "export.json").read_text())
         log_dict_metrics({f"{fmt}_{k}": v for fmt, r in rep["formats"].items() for k, v in r.items()
