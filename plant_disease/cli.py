@@ -173,7 +173,7 @@ def stage_robustness(params: Params, data_dir="data", models_dir="models", repor
     table = pd.concat(tables.values(), ignore_index=True)
     table.to_csv(d / "robustness.csv", index=False)
     wide = table.pivot_table(index=["corruption", "severity"], columns="model", values="accuracy", sort=False)
-    (d / "robustness.md").write_text(wide.to_markdown(floatfmt=".3f") + "\n")
+    (d / "robustness.md").write_text(wide.reset_index().to_markdown(index=False, floatfmt=".3f") + "\n")
     metrics = {"n_test": len(test), "models": {name: summarise(t) for name, t in tables.items()}}
     (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_robustness(tables, d / "figures" / "robustness.png", bool(m.summary.get("synthetic")))
