@@ -72,8 +72,9 @@ def repo(tmp_path_factory):
     if shared_data() is None:
         pytest.skip("real PlantVillage sample not found: set PLANT_DISEASE_SHARED_DATA")
     r = clean_copy(tmp_path_factory.mktemp("clone"))
-    set_params(r, profile=["tomato", "cpu"], data={"source": str(shared_data() / "plantvillage")},
-               register={"min_accuracy": 0.5, "min_f1_macro": 0.4})  # a 5-epoch CPU run; the default gate is 0.80
+    set_params(r, profile=["tomato", "cpu"], data={"source": str(shared_data() / "plantvillage"), "holdout_classes": 2},
+               register={"min_accuracy": 0.5, "min_f1_macro": 0.4},  # a 5-epoch CPU run; the default gate is 0.80
+               robustness={"twin": False, "max_images": 100, "severities": [1, 4]})  # the twin: the tiny synthetic run below
     commit(r, "CPU profile on the real tomato sample")
     t0 = time.time()
     out = sh("dvc", "repro", cwd=r)
@@ -81,8 +82,11 @@ def repo(tmp_path_factory):
     return r
 
 
+STAGES = ("data", "eda", "train", "evaluate", "ood", "robustness", "export", "register")
+
+
 def test_repro_runs_every_stage_and_tracks_it(repo):
-    for stage in ("data", "eda", "train", "evaluate", "export", "register"):
+    for stage in STAGES:
         assert (repo / "reports" / "notebooks" / f"{stage}.ipynb").exists(), stage
     nb = json.loads((repo / "reports" / "notebooks" / "eda.ipynb").read_text())
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
@@ -95,7 +99,7 @@ def test_repro_runs_every_stage_and_tracks_it(repo):
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["plant-disease"], output_format="pandas")
     children = runs[runs["tags.stage"].notna()]
-    assert set(children["tags.stage"]) == {"data", "eda", "train", "evaluate", "export", "register"}
+    assert set(children["tags.stage"]) == set(STAGES)
     assert children["tags.pipeline_group"].nunique() == 1 and children["tags.git_commit"].notna().all()
     assert children["tags.manifest_sha256"].str.len().eq(64).all()
     train_run = children[children["tags.stage"] == "train"].iloc[0]
@@ -104,6 +108,24 @@ def test_repro_runs_every_stage_and_tracks_it(repo):
     assert train_run["metrics.val_calibration_temperature"] > 0 and train_run["metrics.val_calibration_nll_after"] <= train_run["metrics.val_calibration_nll_before"]
     evaluate_run = children[children["tags.stage"] == "evaluate"].iloc[0]
     assert {"metrics.test_ece", "metrics.test_ece_uncalibrated", "metrics.test_temperature"} <= set(evaluate_run.dropna().index)
+    # ood: two tomato classes held out of training, presented with non-leaf photos and noise; numbers in MLflow and dvc
+    ood = json.loads((repo / "reports" / "ood" / "metrics.json").read_text())
+    print(json.dumps({k: ood[k] for k in ("auroc", "rejection", "false_rejection", "accuracy_accepted")}, indent=1))
+    assert len(ood["holdout_classes"]) == 2 and set(ood["rejection"]) == {"holdout_classes", "objects", "noise"}
+    assert ood["auroc"]["domain"]["noise"] > 0.9 and ood["auroc"]["domain"]["objects"] > 0.9, ood["auroc"]
+    assert ood["rejection"]["noise"] > 0.9 and ood["false_rejection"] < 0.15, ood
+    ood_run = children[children["tags.stage"] == "ood"].iloc[0]
+    assert ood_run["metrics.ood_rejection_noise"] == ood["rejection"]["noise"]
+    assert ood_run["metrics.ood_auroc_msp_holdout_classes"] == ood["auroc"]["msp"]["holdout_classes"]
+    rob = json.loads((repo / "reports" / "robustness" / "metrics.json").read_text())
+    (name, summary), = rob["models"].items()
+    assert name == "augmentation off" and 0 <= summary["corrupted_accuracy"] <= 1 and "background_accuracy" in summary
+    table = pd.read_csv(repo / "reports" / "robustness" / "robustness.csv")
+    assert len(table) == 1 + 8 * 2 and (repo / "reports" / "robustness" / "figures" / "robustness.png").stat().st_size > 10_000
+    rob_run = children[children["tags.stage"] == "robustness"].iloc[0]
+    assert rob_run["metrics.robustness_model_clean_accuracy"] == summary["clean_accuracy"]
+    shown = sh("dvc", "metrics", "show", "--json", cwd=repo).stdout
+    assert "reports/ood/metrics.json" in shown and "reports/robustness/metrics.json" in shown
     # the export stage: its numbers in its run, every format logged next to the Keras model in the train run,
     # and that model is the registered one
     export_run = children[children["tags.stage"] == "export"].iloc[0]
@@ -186,7 +208,8 @@ def test_pipeline_against_a_real_mlflow_server(tmp_path):
     set_params(repo, data={"synthetic_per_class": 20, "synthetic_size": 64},
                pipeline={"image_size": 32}, model={"backbone": "mobilenetv2", "dense_units": 16},
                train={"stage1": {"epochs": 1, "lr": 0.003, "unfreeze_last": "all"}, "stage2": {"epochs": 1, "lr": 0.001, "unfreeze_last": "all"}},
-               register={"min_accuracy": 0.0, "min_f1_macro": 0.0})
+               register={"min_accuracy": 0.0, "min_f1_macro": 0.0},
+               robustness={"max_images": 20, "severities": [3], "corruptions": ["blur", "background"]})  # with the twin
     commit(repo, "tiny synthetic")
     port = free_port()
     server = subprocess.Popen([BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -205,5 +228,10 @@ def test_pipeline_against_a_real_mlflow_server(tmp_path):
         assert production_version(repo, uri=uri) == "1"
         gate = json.loads((repo / "reports" / "gate.json").read_text())
         assert gate["decision"] == "pass"
+        rob = json.loads((repo / "reports" / "robustness" / "metrics.json").read_text())
+        assert list(rob["models"]) == ["augmentation off", "heavy augmentation"], rob  # the twin trained with heavy augmentation
+        assert (repo / "models_twin" / "model.keras").exists()
+        twin = json.loads((repo / "reports" / "robustness" / "twin" / "train_summary.json").read_text())
+        assert twin["epochs"] >= 1
     finally:
         server.terminate(); server.wait(30)

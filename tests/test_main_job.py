@@ -23,6 +23,10 @@ def test_run_on_synthetic_default(tmp_path, params_file):
     card = json.loads((tmp_path / "models" / "classes.json").read_text())
     assert metrics["temperature"] == card["temperature"] > 0 and {"ece", "ece_uncalibrated", "nll", "nll_uncalibrated"} <= set(metrics)
     assert json.loads((tmp_path / "reports" / "eda" / "eda.json").read_text())["synthetic"] is True
+    # abstention, fitted by train on the validation split; the ood stage of the run measures it
+    assert card["abstain"]["score"] == "msp" and card["abstain"]["domain_threshold"] is not None and card["reference"]["n"] > 0
+    ood = json.loads((tmp_path / "reports" / "ood" / "metrics.json").read_text())
+    assert set(ood["rejection"]) == {"objects", "noise"} and ood["auroc"]["domain"]["noise"] > 0.9, ood
 
     # predict: good images answer, a bad one is an error line, the others still answer
     imgs = pd.read_csv(tmp_path / "data" / "manifest.csv")["path"].head(2).tolist()
@@ -30,7 +34,17 @@ def test_run_on_synthetic_default(tmp_path, params_file):
     r = run_cli("predict", "--json", imgs[0], tmp_path / "bad.jpg", imgs[1], "--explain", tmp_path / "cams", cwd=tmp_path, check=False)
     out = [json.loads(l) for l in r.stdout.strip().splitlines()]
     assert r.returncode == 1 and [("error" in o) for o in out] == [False, True, False]
-    assert out[0]["label"].startswith("Synthetic___") and len(list((tmp_path / "cams").glob("*.png"))) == 2
+    best = out[0]["top_k"][0]["label"]
+    assert best.startswith("Synthetic___") and out[0]["label"] in (best, "unknown") and len(list((tmp_path / "cams").glob("*.png"))) == 2
+    # what is not a leaf is answered unknown, with the advice to retake the photo
+    from PIL import Image
+    from plant_disease.ood import noise_images, non_leaf_photo
+    Image.fromarray(noise_images(1, 128)[0]).save(tmp_path / "noise.png")
+    (tmp_path / "portrait.jpg").write_bytes(non_leaf_photo("portrait"))
+    r = run_cli("predict", "--json", tmp_path / "noise.png", tmp_path / "portrait.jpg", cwd=tmp_path)
+    out = [json.loads(l) for l in r.stdout.strip().splitlines()]
+    assert [(o["label"], o["unknown"], o["class_id"]) for o in out] == [("unknown", True, None)] * 2, out
+    assert "retake" in run_cli("predict", tmp_path / "noise.png", cwd=tmp_path).stdout
 
     # export: the edge formats answer as the Keras model does (same labels), `auto` picks one of them
     r = run_cli("export", *TINY, "--set", "export.formats=[tflite_int8, onnx]", "--set", "export.representative_images=16",
