@@ -40,7 +40,7 @@ __all__ = ['log', 'INPUT_COLUMNS', 'OUTPUT_COLUMNS', 'UNREADABLE', 'images_from_
 
 # %% ../nbs/10_registry.ipynb #6839d2d2
 INPUT_COLUMNS = ("image", "image_base64", "path")
-OUTPUT_COLUMNS = ["class_id", "label", "crop", "disease", "confidence", "top_k", "error"]
+OUTPUT_COLUMNS = ["class_id", "label", "crop", "disease", "confidence", "top_k", "unknown", "error"]
 
 
 def _b64(text: str) -> bytes:
@@ -77,7 +77,7 @@ def images_from_input(model_input) -> list:
 # %% ../nbs/10_registry.ipynb #b5da6fcb
 def _answer(p: Prediction) -> dict:
     return {"class_id": p.class_id, "label": p.label, "crop": p.crop, "disease": p.disease,
-            "confidence": p.confidence, "top_k": json.dumps(p.top_k), "error": None}
+            "confidence": p.confidence, "top_k": json.dumps(p.top_k), "unknown": p.unknown, "error": None}
 
 
 class PlantDiseaseModel(mlflow.pyfunc.PythonModel):
@@ -104,7 +104,8 @@ class PlantDiseaseModel(mlflow.pyfunc.PythonModel):
         if arrays:
             for i, p in zip(where, self.predictor.predict_batch(arrays, top_k=k)): rows[i] = _answer(p)
         out = pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object) for c in OUTPUT_COLUMNS})
-        if all(r["error"] is None for r in rows): out = out.astype({"class_id": "int64", "confidence": "float64"})
+        if all(r["error"] is None for r in rows):  # class_id stays nullable when some answer is unknown
+            out = out.astype({"confidence": "float64", "unknown": "bool", **({"class_id": "int64"} if out["class_id"].notna().all() else {})})
         return out
 
 # %% ../nbs/10_registry.ipynb #6c8a36d5
@@ -146,7 +147,7 @@ def pyfunc_signature(top_k: int = 3) -> ModelSignature:
     outputs = Schema([ColSpec("long", "class_id", required=False), ColSpec("string", "label", required=False),
                       ColSpec("string", "crop", required=False), ColSpec("string", "disease", required=False),
                       ColSpec("double", "confidence", required=False), ColSpec("string", "top_k", required=False),
-                      ColSpec("string", "error", required=False)])
+                      ColSpec("boolean", "unknown", required=False), ColSpec("string", "error", required=False)])
     return ModelSignature(inputs, outputs, ParamSchema([ParamSpec("top_k", "long", top_k)]))
 
 

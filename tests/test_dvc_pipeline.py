@@ -149,12 +149,17 @@ mlflow.set_tracking_uri("sqlite:///{repo / 'mlflow.db'}")
 model = mlflow.pyfunc.load_model("models:/plant-disease@production")
 m = pd.read_csv("data/manifest.csv"); test = m[m.split == "test"]
 out = model.predict(pd.DataFrame({{"path": test["path"]}}))
-print(json.dumps({{"accuracy": float((out["label"].values == test["class"].values).mean()), "n": len(test)}}))
+best = out["top_k"].map(lambda t: json.loads(t)[0]["label"])  # the model's class, also when the answer is unknown
+print(json.dumps({{"accuracy": float((best.values == test["class"].values).mean()), "n": len(test),
+                  "unknown": float(out["unknown"].mean()), "answered_right": float((out["label"].values == test["class"].values).mean())}}))
 """
     res = json.loads(sh(sys.executable, "-c", code, cwd=repo).stdout.strip().splitlines()[-1])
     metrics = json.loads((repo / "reports" / "evaluate" / "metrics.json").read_text())
     assert res["n"] == metrics["n_test"]
     assert abs(res["accuracy"] - metrics["accuracy"]) < 0.01, (res, metrics["accuracy"])
+    # the registered model abstains as the ood stage measured (it may run another runtime: a little tolerance)
+    ood = json.loads((repo / "reports" / "ood" / "metrics.json").read_text())
+    assert abs(res["unknown"] - ood["false_rejection"]) < 0.05, (res, ood["false_rejection"])
 
 
 def test_second_repro_does_nothing(repo):
