@@ -115,6 +115,10 @@ class TrainParams(_Strict):
     min_lr: float = Field(1e-7, ge=0)
     seed: int = Field(42, ge=0)
     verbose: Literal[0, 1, 2] = 2
+    distribute: Literal["none", "mirrored", "multi_worker"] = Field("none", description="tf.distribute strategy: "
+        "`mirrored` over this machine's GPUs, `multi_worker` over the machines of TF_CONFIG (notebook 20)")
+    logical_cpus: int = Field(0, ge=0, le=64, description="`mirrored` without GPUs: split the CPU into this many "
+        "logical devices (tests and CPU-only rehearsals; 0 or 1: one device)")
 
 
 class EvaluateParams(_Strict):

@@ -136,6 +136,11 @@ def run_stage(stage: str, params: Params, root: str | Path = ".", data_dir="data
     from plant_disease.tracking import setup_tracking, stage_run
     root = Path(root).resolve()
     d, m, r, x = (root / data_dir, root / models_dir, root / reports_dir, root / export_dir)
+    from plant_disease.distribute import is_chief
+    if stage == "train" and params.train.distribute == "multi_worker" and not is_chief():
+        # another worker of a multi-worker run: it trains in step with the chief, which alone writes and logs (notebook 20)
+        import tempfile
+        return execute_stage_notebook(stage, params, root, data_dir, models_dir, tempfile.mkdtemp(prefix="plant-disease-worker-"))
     setup_tracking(params.tracking, root)  # fails fast (TrackingError) if the server is unreachable
     extra = {}
     if stage == "export": extra = {"export_dir": str(export_dir)}

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .calibration import apply_temperature, calibration_report, fit_temperature
+from .distribute import is_chief, make_strategy, shard_by_data, strategy_info
 from .ood import abstains, domain_score, fit_domain, fit_threshold, image_descriptors, ood_score, reference_profile
 from .config import Params, flatten_params
 from .data import Manifest
@@ -26,8 +29,8 @@ from .pipeline import DataBundle, configure_devices, make_datasets
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'make_callbacks', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors', 'train',
-           'plot_history', 'predict_split']
+__all__ = ['log', 'make_callbacks', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors', 'sync_batchnorm',
+           'train', 'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 def make_callbacks(params: Params, ckpt: Path, monitor: str, best_so_far: float | None, csv: Path) -> list:
@@ -98,15 +101,29 @@ def split_descriptors(manifest: Manifest, params: Params, split: str, limit: int
     return np.concatenate([image_descriptors(x.numpy()) for x, _ in ds])
 
 # %% ../nbs/05_train.ipynb #9c8e1901
+def sync_batchnorm(model: keras.Model, on: bool = True) -> int:
+    "Switch synchronised (global-batch) BatchNorm statistics on or off (TensorFlow backend); return the layers changed."
+    if keras.backend.backend() != "tensorflow": return 0
+    bns = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    for l in bns: l.synchronized = on
+    return len(bns)
+
+# %% ../nbs/05_train.ipynb #ba883595
 def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train") -> TrainResult:
     "Run the two-stage schedule of `params.train` on `manifest`; save the model, class list and history."
-    out, rep = Path(out_dir), Path(reports_dir)
+    strategy = make_strategy(params.train.distribute, params.train.logical_cpus)  # notebook 20; before devices are set up
+    chief = is_chief() if params.train.distribute == "multi_worker" else True
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="plant-disease-worker-"))  # only the chief keeps files
+    out, rep = (Path(out_dir), Path(reports_dir)) if scratch is None else (scratch / "models", scratch / "reports")
     out.mkdir(parents=True, exist_ok=True); (rep / "figures").mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(params.train.seed)
-    devices = configure_devices(params.pipeline)
+    devices = {**configure_devices(params.pipeline), **strategy_info(strategy)}
     classes = manifest.classes
-    data = make_datasets(manifest.df, classes, params.pipeline, params.augment, seed=params.train.seed)
-    model = build_model(len(classes), params.pipeline.image_size, params.model)
+    pp = params.pipeline.model_copy(update={"batch_size": params.pipeline.batch_size * strategy.num_replicas_in_sync})  # global batch
+    data = make_datasets(manifest.df, classes, pp, params.augment, seed=params.train.seed)
+    data = replace(data, train=shard_by_data(data.train), val=shard_by_data(data.val))
+    with strategy.scope(): model = build_model(len(classes), params.pipeline.image_size, params.model)
+    sync_batchnorm(model, strategy.num_replicas_in_sync > 1)  # global-batch statistics, as on one device
     monitor = params.train.monitor if data.val is not None else params.train.monitor.removeprefix("val_")
     better = max if monitor.endswith("accuracy") else min
     ckpt = out / "best.weights.h5"
@@ -115,8 +132,9 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
     for i, stage in enumerate([params.train.stage1, params.train.stage2], start=1):
         if stage.epochs == 0: continue
         unfreeze = "all" if params.from_scratch else stage.unfreeze_last
-        sizes = set_trainable(model, unfreeze, train_bn=params.from_scratch)
-        compile_model(model, stage.lr, 3, devices["xla"])
+        with strategy.scope():
+            sizes = set_trainable(model, unfreeze, train_bn=params.from_scratch)
+            compile_model(model, stage.lr, 3, devices["xla"])
         log.info("stage %d: %s", i, sizes)
         print(f"stage {i}: {stage.epochs} epoch(s) at lr {stage.lr}, unfrozen backbone layers: "
               f"{sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}")
@@ -129,7 +147,7 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
         hist = pd.DataFrame(h.history).assign(stage=i, epoch=h.epoch)
         histories.append(hist)
         epoch += len(h.epoch)
-        per_epoch = data.steps_per_epoch * params.pipeline.batch_size if data.steps_per_epoch else data.n_train
+        per_epoch = data.steps_per_epoch * pp.batch_size if data.steps_per_epoch else data.n_train
         stage_best = float(better(hist[monitor]))
         stages.append({"stage": i, "epochs_run": len(h.epoch), "seconds": round(secs, 2), "lr": stage.lr,
                        "unfrozen_layers": sizes["unfrozen_layers"], "trainable_params": sizes["trainable_params"],
@@ -159,10 +177,12 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
          "abstain": abstain},
         indent=2, default=str))
     model_path = out / "model.keras"
+    sync_batchnorm(model, False)  # the saved model runs anywhere
     model.save(model_path)
     _write_model_card(out, classes, params, bool(manifest.summary.get("synthetic")), stages, devices,
                       calibration["temperature"] if calibration else 1.0, abstain, reference, domain)
     plot_history(history, rep / "figures" / "training_curves.png", synthetic=bool(manifest.summary.get("synthetic")))
+    if scratch is not None: shutil.rmtree(scratch, ignore_errors=True)  # a non-chief worker's copies
     return TrainResult(model, classes, history, model_path, devices, stages)
 
 # %% ../nbs/05_train.ipynb #1b658694
