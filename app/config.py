@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # prediction log
     database_url: str = f"sqlite:///{ROOT / 'predictions.db'}"
     spool_dir: Path = ROOT / "spool"
+    # drift monitoring (/stats, /metrics): each variant's last drift_window answers against its validation profile
+    drift_window: int = Field(500, ge=10, le=1_000_000)
     # async workers and shared rate-limit storage
     redis_url: str | None = None
     queue: str = "predict"

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
 from .config import Settings, get_settings
-from .observability import LOG_SPOOLED, QUEUE_DEPTH, AccessLog, BodySizeLimit
+from .observability import DRIFT, LOG_SPOOLED, QUEUE_DEPTH, AccessLog, BodySizeLimit
 from .routes import admin, health, predict, tasks
 
 log = logging.getLogger("plant_disease.app")
@@ -33,8 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rt = app.state.runtime
         QUEUE_DEPTH.set_function(lambda: health.queue_status(rt).get("depth", float("nan")))  # read at scrape time
         LOG_SPOOLED.set_function(lambda: rt.predlog.spooled)
+        DRIFT.source = rt.drift.reports  # at scrape time too (cached a few seconds)
         log.info("ready", extra={"variants": list(rt.models.variants)})
         yield
+        DRIFT.source = None
         app.state.runtime.close()
 
     app = FastAPI(title="plant-disease", version="1.0", lifespan=lifespan,

@@ -6,7 +6,8 @@ import logging.config
 import time
 
 from fastapi import HTTPException
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 INFERENCE_SECONDS = Histogram("plant_disease_inference_seconds", "Model inference time per image (validation, resize, "
                               "forward pass; Grad-CAM when asked)", ["variant"],
@@ -16,6 +17,44 @@ BATCH_SIZE = Histogram("plant_disease_batch_size", "Images per model call of the
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 QUEUE_DEPTH = Gauge("plant_disease_queue_depth", "Async prediction tasks waiting in the Redis queue (NaN: Redis unreachable)")
 LOG_SPOOLED = Gauge("plant_disease_predlog_spooled", "Prediction-log records spooled on disk while the database is down")
+
+
+class DriftCollector:
+    """The drift gauges, computed when Prometheus scrapes from `source()` (`{variant: drift report}`, set by the app):
+    PSI of the answers and of the confidences, the unknown rate and the status (0 stable, 1 watch, 2 drift, -1 too few
+    answers or unavailable); NaN where a value is not known."""
+
+    def __init__(self): self.source = None
+
+    def _families(self):
+        return (GaugeMetricFamily("plant_disease_drift_psi", "Population stability index of a variant's recent answers "
+                                  "against its model's validation profile", labels=["variant", "kind"]),
+                GaugeMetricFamily("plant_disease_unknown_rate", "Share of a variant's recent answers that are unknown "
+                                  "(retake the photo)", labels=["variant"]),
+                GaugeMetricFamily("plant_disease_drift_status", "Drift status of a variant: 0 stable, 1 watch, 2 drift, "
+                                  "-1 too few answers or no reference", labels=["variant"]))
+
+    def describe(self):
+        return list(self._families())
+
+    def collect(self):
+        from .drift import STATUS_CODES
+        psi, unknown, status = self._families()
+        try: reports = self.source() if self.source else {}
+        except Exception as e:  # a scrape never fails for this
+            logging.getLogger(__name__).warning("drift gauges unavailable: %s: %s", type(e).__name__, e)
+            reports = {}
+        num = lambda v: float("nan") if v is None else float(v)
+        for variant, r in reports.items():
+            psi.add_metric([variant, "answers"], num(r.get("answers_psi")))
+            psi.add_metric([variant, "confidence"], num(r.get("confidence_psi")))
+            unknown.add_metric([variant], num(r.get("unknown_rate")))
+            status.add_metric([variant], float(STATUS_CODES.get(r.get("status"), -1)))
+        yield from (psi, unknown, status)
+
+
+DRIFT = DriftCollector()
+REGISTRY.register(DRIFT)
 
 
 def logging_config(level: str = "INFO") -> dict:

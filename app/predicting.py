@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
 import time
 
 from plant_disease.data import check_image
@@ -63,12 +64,21 @@ def predict_bytes(variant: Variant, data: bytes, filename: str | None = None, ex
     return answer_body(variant, pred, filename, sha, seconds, overlay, top_k)
 
 
+def _finite(x: float | None) -> float | None:
+    "A score as JSON can carry it: None for none, NaN or infinity."
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
 def answer_body(variant: Variant, pred, filename: str | None, sha256: str, seconds: float, overlay=None,
                 top_k: int | None = None) -> dict:
-    "The answer for one image (a `Prediction`), as /predict, /predict/batch and the workers return it."
+    """The answer for one image (a `Prediction`), as /predict, /predict/batch and the workers return it. An image that
+    does not look like a leaf the model knows is answered `unknown` (label "unknown", no class, `advice`), with the
+    model's guesses still in `top_k`."""
     return {"filename": filename, "image_sha256": sha256, "class_id": pred.class_id, "label": pred.label,
             "crop": pred.crop, "disease": pred.disease, "healthy": pred.healthy, "confidence": pred.confidence,
-            "top_k": pred.top_k[: top_k or len(pred.top_k)], "variant": variant.name, "model_name": variant.model_name,
+            "top_k": pred.top_k[: top_k or len(pred.top_k)], "unknown": bool(getattr(pred, "unknown", False)),
+            "ood_score": _finite(getattr(pred, "ood_score", None)), "domain_score": _finite(getattr(pred, "domain_score", None)),
+            "advice": getattr(pred, "advice", None), "variant": variant.name, "model_name": variant.model_name,
             "model_version": variant.model_version, "inference_ms": round(1000 * seconds, 2),
             "heatmap_png_base64": _png_base64(overlay) if overlay is not None else None}
 

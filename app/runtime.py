@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 from plant_disease.predlog import PredictionLog, upgrade
 
@@ -37,6 +38,12 @@ class Runtime:
             log.error("prediction log database unavailable; records are spooled until it returns",
                       extra={"error": f"{type(e).__name__}: {e}"})
         return self.migrated
+
+    @cached_property
+    def drift(self):
+        "The variants' drift monitor (`app.drift.DriftMonitor`) over the last `drift_window` answers of each."
+        from .drift import DriftMonitor
+        return DriftMonitor(self.models, self.predlog, self.settings.drift_window)
 
     def close(self) -> None:
         self.models.close()

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import html
 import io
+import json
 import logging
 import mimetypes
 import os
@@ -31,17 +32,19 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 import plant_disease
 from .data import check_image, parse_label
 from .eda import _label
+from .ood import ADVICE, UNKNOWN, drift_report
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PROJECT_ROOT', 'TOP_K', 'VARIANT', 'ENV_VARS', 'EMPTY', 'NOT_AN_IMAGE', 'DAMAGED', 'NOT_SURE', 'CSS',
-           'WINDOWS', 'DashboardConfigError', 'DashboardSettings', 'NotesError', 'load_notes', 'DiagnosisError',
-           'plain_reason', 'check_upload', 'verdict', 'DashboardStartError', 'LibraryBackend', 'ApiBackend', 'fig_png',
-           'answered', 'chart_top_k', 'variant_colours', 'chart_disease_frequency', 'chart_predictions_over_time',
-           'chart_confidence', 'chart_latency', 'summarise', 'answer_html', 'notes_html', 'meta_html', 'error_html',
-           'model_card_html', 'local_card', 'thumbnail', 'scaled_png', 'confusion_png', 'per_class_png', 'auto_freq',
-           'open_prediction_log', 'Dashboard', 'app']
+__all__ = ['log', 'PROJECT_ROOT', 'TOP_K', 'VARIANT', 'ENV_VARS', 'EMPTY', 'NOT_AN_IMAGE', 'DAMAGED', 'NOT_SURE',
+           'UNKNOWN_HEADLINE', 'UNKNOWN_ADVICE', 'CSS', 'DRIFT_WORDS', 'WINDOWS', 'DashboardConfigError',
+           'DashboardSettings', 'NotesError', 'load_notes', 'DiagnosisError', 'plain_reason', 'check_upload', 'verdict',
+           'DashboardStartError', 'LibraryBackend', 'ApiBackend', 'fig_png', 'answered', 'answer_words', 'chart_top_k',
+           'variant_colours', 'chart_disease_frequency', 'chart_predictions_over_time', 'chart_confidence',
+           'chart_latency', 'summarise', 'answer_html', 'notes_html', 'meta_html', 'error_html', 'model_card_html',
+           'local_card', 'reference_of', 'registry_metadata', 'served_models', 'drift_rows', 'drift_html', 'thumbnail',
+           'scaled_png', 'confusion_png', 'per_class_png', 'auto_freq', 'open_prediction_log', 'Dashboard', 'app']
 
 # %% ../nbs/13_dashboard.ipynb #ccb27c20
 PROJECT_ROOT = Path(plant_disease.__file__).resolve().parents[1]
@@ -51,7 +54,7 @@ VARIANT = "dashboard"  # variant, route and caller of the dashboard's own predic
 ENV_VARS = {"backend": "PD_DASHBOARD_BACKEND", "model": "PD_DASHBOARD_MODEL", "min_confidence": "PD_DASHBOARD_MIN_CONFIDENCE",
             "notes": "PD_DASHBOARD_NOTES", "max_upload_mb": "PD_DASHBOARD_MAX_UPLOAD_MB", "api_url": "PD_API_URL",
             "api_token": "PD_API_TOKEN", "database_url": "PD_DATABASE_URL", "spool_dir": "PD_SPOOL_DIR",
-            "tracking_uri": "PD_TRACKING_URI", "model_cache": "PD_MODEL_CACHE"}
+            "tracking_uri": "PD_TRACKING_URI", "model_cache": "PD_MODEL_CACHE", "drift_window": "PD_DRIFT_WINDOW"}
 
 
 class DashboardConfigError(ValueError):
@@ -72,6 +75,7 @@ class DashboardSettings(BaseModel):
     spool_dir: Path = PROJECT_ROOT / "spool"
     tracking_uri: str | None = None
     model_cache: Path = PROJECT_ROOT / ".cache" / "models"
+    drift_window: int = Field(500, ge=10, le=1_000_000)
 
     @field_validator("api_url")
     @classmethod
@@ -180,13 +184,22 @@ NOT_SURE = ("Not sure: retake the photo or ask an expert. The model is only {pct
             "{min_pct}%). Photograph one leaf, in focus, in daylight, filling the frame; the best guess below may be wrong.")
 
 
+UNKNOWN_HEADLINE = "Unknown — retake the photo"
+UNKNOWN_ADVICE = ADVICE  # the library's words, when an answer carries none
+
+
 def verdict(answer: dict, min_confidence: float) -> dict:
-    "The answer in words (`headline`), `sure` (confidence >= `min_confidence`) and the not-sure `message` if any."
+    """The answer in words (`headline`), `sure` (confidence >= `min_confidence`) and the not-sure `message` if any;
+    `unknown` answers are never sure and their message is the model's advice."""
+    pct = int(np.floor(100 * float(answer["confidence"])))
+    if answer.get("unknown"):
+        return {"headline": UNKNOWN_HEADLINE, "sure": False, "confidence_pct": pct, "unknown": True,
+                "message": answer.get("advice") or UNKNOWN_ADVICE}
     sure = float(answer["confidence"]) >= min_confidence
     crop, disease = answer.get("crop") or parse_label(answer["label"])[0], answer.get("disease") or parse_label(answer["label"])[1]
     headline = f"{crop}: healthy" if answer.get("healthy", disease.lower() == "healthy") else f"{crop}: {disease}"
-    pct, min_pct = int(np.floor(100 * float(answer["confidence"]))), int(np.ceil(100 * min_confidence))
-    return {"headline": headline, "sure": sure, "confidence_pct": pct,
+    min_pct = int(np.ceil(100 * min_confidence))
+    return {"headline": headline, "sure": sure, "confidence_pct": pct, "unknown": False,
             "message": None if sure else NOT_SURE.format(pct=pct, min_pct=min_pct)}
 
 # %% ../nbs/13_dashboard.ipynb #d7f1183b
@@ -241,7 +254,8 @@ class LibraryBackend:
         inference_ms, heatmap = round(1000 * (time.perf_counter() - ti), 2), _png_base64(overlay)
         answer = {"request_id": rid, "filename": filename, "image_sha256": sha, "class_id": pred.class_id, "label": pred.label,
                   "crop": pred.crop, "disease": pred.disease, "healthy": pred.healthy, "confidence": pred.confidence,
-                  "top_k": pred.top_k, "variant": VARIANT, "model_name": self.model_name, "model_version": self.model_version,
+                  "top_k": pred.top_k, "unknown": pred.unknown, "ood_score": pred.ood_score, "domain_score": pred.domain_score,
+                  "advice": pred.advice, "variant": VARIANT, "model_name": self.model_name, "model_version": self.model_version,
                   "latency_ms": round(1000 * (time.perf_counter() - t), 2), "inference_ms": inference_ms, "queued_ms": None,
                   "heatmap_png_base64": heatmap}
         self._record(request_id=rid, filename=filename, image_sha256=sha, class_id=pred.class_id, label=pred.label,
@@ -314,14 +328,20 @@ def answered(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def chart_top_k(top_k: list[dict], min_confidence: float) -> Figure:
-    "Horizontal bars of the top-k probabilities (best on top) in words, with the confidence threshold."
+def answer_words(label: str) -> str:
+    "A logged answer in words: the class (`Tomato: Early blight`), or `Unknown (retake)`."
+    return "Unknown (retake)" if label == UNKNOWN else _label(label)
+
+
+def chart_top_k(top_k: list[dict], min_confidence: float, guesses: bool = False) -> Figure:
+    """Horizontal bars of the top-k probabilities (best on top) in words, with the confidence threshold; `guesses`
+    (an unknown answer): titled as the model's guesses, all bars grey."""
     fig, ax = _fig(5.6, 0.9 + 0.42 * len(top_k))
     names, probs = [_label(t["label"]) for t in top_k][::-1], [float(t["probability"]) for t in top_k][::-1]
-    bars = ax.barh(names, probs, color=["#2e7d32" if p >= min_confidence else "#90a4ae" for p in probs])
+    bars = ax.barh(names, probs, color=["#2e7d32" if p >= min_confidence and not guesses else "#90a4ae" for p in probs])
     ax.bar_label(bars, labels=[f"{p:.0%}" for p in probs], padding=3, fontsize=9)
     ax.axvline(min_confidence, color="#c62828", ls="--", lw=1, label=f"needed to be sure ({min_confidence:.0%})")
-    ax.set(xlim=(0, 1.12), xlabel="model confidence", title=f"Top {len(top_k)} answers")
+    ax.set(xlim=(0, 1.12), xlabel="model confidence", title="The model's guesses" if guesses else f"Top {len(top_k)} answers")
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
@@ -339,8 +359,8 @@ def chart_disease_frequency(df: pd.DataFrame) -> Figure:
     title = "Diagnoses per class"
     if d.empty: return _nothing(ax, title)
     counts = d.groupby(["label", "variant"]).size().rename("photos").reset_index()
-    counts["class"] = counts["label"].map(_label)
-    order = [_label(l) for l in d["label"].value_counts().index]
+    counts["class"] = counts["label"].map(answer_words)
+    order = [answer_words(l) for l in d["label"].value_counts().index]
     colours = variant_colours(df)
     sns.barplot(counts, x="photos", y="class", hue="variant", order=order, ax=ax, orient="h",
                 hue_order=list(colours), palette=colours)
@@ -448,13 +468,20 @@ CSS = """<style>
 .pd-error {border-color: #c62828; background: #fdecea}
 .pd-label {font-size: 150%; font-weight: 600} .pd-raw-label {color: #666; font-size: 85%}
 .pd-unsure-box {background: #fff4e5; border-left: 4px solid #ef6c00; padding: 6px 10px; margin: 6px 0}
+.pd-unknown-box {background: #fff4e5; border-left: 4px solid #8a5a00; padding: 6px 10px; margin: 6px 0}
+.pd-drift-stable {color: #2e7d32} .pd-drift-watch {color: #ef6c00; font-weight: 600} .pd-drift-drift {color: #c62828; font-weight: 700}
 .pd-start-error-box {background: #fdecea; border-left: 4px solid #c62828; padding: 10px}
 .pd-table td, .pd-table th {padding: 2px 8px; text-align: left}
 </style>"""
 
 
 def answer_html(answer: dict, v: dict, min_confidence: float) -> str:
-    "Headline (the answer in words), the raw label and the confidence line; the not-sure box when unsure."
+    """Headline (the answer in words), the raw label and the confidence line; the not-sure box when unsure; for an
+    unknown answer, *Unknown — retake the photo* with the advice."""
+    if v.get("unknown"):
+        return (f'<div><span class="pd-label">{_esc(v["headline"])}</span> <code class="pd-raw-label">{_esc(answer["label"])}</code></div>'
+                f'<div class="pd-unknown-box" role="alert"><span class="pd-advice">{_esc(v["message"])}</span></div>'
+                f'<div class="pd-confidence pd-muted">The model\'s best guess, only a guess: <b>{v["confidence_pct"]}%</b></div>')
     sure = (f'<div class="pd-unsure-box" role="alert"><b>{_esc(v["message"].split(". ")[0])}.</b> '
             f'{_esc(". ".join(v["message"].split(". ")[1:]))}</div>') if not v["sure"] else ""
     return (f'<div><span class="pd-label">{_esc(v["headline"])}</span> <code class="pd-raw-label">{_esc(answer["label"])}</code></div>'
@@ -462,8 +489,10 @@ def answer_html(answer: dict, v: dict, min_confidence: float) -> str:
             f'<span class="pd-muted">(sure from {min_confidence:.0%})</span></div>{sure}')
 
 
-def notes_html(label: str, notes: dict, sure: bool) -> str:
+def notes_html(label: str, notes: dict, sure: bool, unknown: bool = False) -> str:
     "The class's management points and their source (or a line saying there are none)."
+    if unknown: return ('<div class="pd-notes pd-muted">No management notes: the photo was not recognised as a leaf the model '
+                        'knows. Retake it, or ask an agronomist.</div>')
     entry = notes.get(label)
     head = "What to do" if sure else "If the best guess is right"
     if entry is None: return f'<div class="pd-notes"><b>{head}</b>: no management notes for {_esc(_label(label))} in the notes file.</div>'
@@ -525,6 +554,73 @@ def local_card(folder: Path, metadata: dict, version: str) -> dict:
             "per_class": None, "confusion": None,
             "missing": [f"test metrics, per-class report, confusion matrix and gate: {folder} is a model folder, not a version in the "
                         "MLflow registry (set PD_DASHBOARD_MODEL=models:/<name>@<alias> to see them)"]}
+
+# %% ../nbs/13_dashboard.ipynb #7c05e46e
+DRIFT_WORDS = {"stable": "stable", "watch": "watch", "drift": "drift", "too_few": "too few answers", "unavailable": "unavailable"}
+
+
+def reference_of(metadata: dict | None) -> dict | None:
+    "The validation profile (`reference`) in a model's classes.json metadata, or None."
+    ref = (metadata or {}).get("reference")
+    return ref if isinstance(ref, dict) and isinstance(ref.get("answers"), dict) and UNKNOWN in ref["answers"] else None
+
+
+def registry_metadata(name: str, version: str, tracking_uri: str | None = None) -> dict:
+    "The classes.json of registered model `name` version `version` (only that file is downloaded)."
+    import mlflow
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri, tracking_uri)
+    uri = client.get_model_version_download_uri(name, str(version)).rstrip("/") + "/artifacts/model_dir/classes.json"
+    with tempfile.TemporaryDirectory() as d:
+        return json.loads(Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=d, tracking_uri=tracking_uri)).read_text())
+
+
+def served_models(df: pd.DataFrame) -> list[tuple[str, str | None, str | None]]:
+    "The (variant, model name, model version) that answered in a prediction-log frame, by variant then name."
+    d = answered(df)
+    if d.empty: return []
+    keys = d[["variant", "model_name", "model_version"]].astype(object).where(d[["variant", "model_name", "model_version"]].notna(), None)
+    return sorted({tuple(r) for r in keys.itertuples(index=False)}, key=lambda k: tuple("" if x is None else str(x) for x in k))
+
+
+def drift_rows(predlog, models: list[tuple], reference_for, window: int = 500) -> list[dict]:
+    """One drift report per (variant, model name, version): its last `window` answers from `predlog` against
+    `reference_for(model_name, model_version)` (a profile, or a string saying why there is none)."""
+    rows = []
+    for variant, name, version in models:
+        row = {"variant": variant, "model_name": name, "model_version": version, "window": window}
+        ref = reference_for(name, version)
+        if not isinstance(ref, dict):
+            rows.append({**row, "status": "unavailable", "reason": ref or "no validation profile"}); continue
+        try: labels, conf = predlog.recent_answers(variant, window, model_name=name, model_version=version)
+        except Exception as e:
+            rows.append({**row, "status": "unavailable", "reason": f"the prediction log cannot be read ({type(e).__name__})"}); continue
+        rows.append({**row, **drift_report(labels, conf, ref)})
+    return rows
+
+
+def drift_html(rows: list[dict], window: int) -> str:
+    "The drift panel: per model its status, answers compared, unknown rate against the expected one, and the two PSIs."
+    head = (f"<h4>Drift</h4><div class='pd-muted'>Each model's last {window} answers (any time) against its validation "
+            "profile. PSI of the answers (classes and unknown) and of the confidences: <i>watch</i> from 0.1, <i>drift</i> "
+            "from 0.25 (each also needs a significant chi-square test); below 50 answers: too few to tell.</div>")
+    if not rows: return head + "<div class='pd-muted pd-drift-none'>No model answered in this window.</div>"
+    pct = lambda x: "–" if x is None else f"{100 * x:.1f}%"
+    num = lambda x: "–" if x is None else f"{x:.3f}"
+    body = ""
+    for r in rows:
+        st = r["status"]
+        status = f'<span class="pd-drift-status pd-drift-{_esc(st)}">{_esc(DRIFT_WORDS.get(st, st))}</span>'
+        if st == "unavailable": status += f' <span class="pd-muted">({_esc(str(r.get("reason")))})</span>'
+        unk = ("–" if st == "unavailable" else f"{pct(r.get('unknown_rate'))} <span class='pd-muted'>(expected "
+               f"{pct(r.get('expected_unknown_rate'))})</span>")
+        body += (f'<tr class="pd-drift-row" data-variant="{_esc(str(r["variant"]))}" data-status="{_esc(st)}">'
+                 f'<td>{_esc(str(r["variant"]))}</td><td>{_esc(str(r.get("model_name")))} '
+                 f'<span class="pd-muted">{_esc(str(r.get("model_version")))}</span></td><td>{status}</td>'
+                 f'<td class="pd-drift-n">{r.get("n", "–")}</td><td>{unk}</td><td>{num(r.get("answers_psi"))}</td>'
+                 f'<td>{num(r.get("confidence_psi"))}</td></tr>')
+    return (head + "<table class='pd-table pd-drift-table'><tr><th>variant</th><th>model version</th><th>status</th>"
+            "<th>answers</th><th>unknown rate</th><th>answers PSI</th><th>confidence PSI</th></tr>" + body + "</table>")
 
 # %% ../nbs/13_dashboard.ipynb #5c5523b4
 def thumbnail(data: bytes, size: int = 320) -> bytes | None:
@@ -618,12 +714,14 @@ class Dashboard:
         self.window.add_class("pd-window")
         self.refresh_analytics = W.Button(description="Refresh", icon="refresh")
         self.summary = W.HTML(); self.summary.add_class("pd-summary")
+        self.drift = W.HTML(); self.drift.add_class("pd-drift")
+        self._references: dict[tuple, dict | str] = {}
         self.charts = {k: W.Image(format="png", layout=W.Layout(width="100%")) for k in ("frequency", "time", "confidence", "latency")}
         for k, im in self.charts.items(): im.add_class(f"pd-chart-{k}")
         self.chart_grid = W.GridBox(list(self.charts.values()), layout=W.Layout(grid_template_columns="repeat(2, minmax(0, 1fr))"))
         self.window.observe(lambda _: self.render_analytics(), "value")
         self.refresh_analytics.on_click(lambda _: self.render_analytics())
-        analytics = W.VBox([W.HBox([self.window, self.refresh_analytics]), self.summary, self.chart_grid])
+        analytics = W.VBox([W.HBox([self.window, self.refresh_analytics]), self.summary, self.drift, self.chart_grid])
         # Model
         self.refresh_model = W.Button(description="Refresh", icon="refresh")
         self.model_box = W.VBox(); self.model_box.add_class("pd-model")
@@ -687,7 +785,8 @@ class Dashboard:
         mc = self.settings.min_confidence
         v = verdict(answer, mc)
         head = W.HTML(answer_html(answer, v, mc)); head.add_class("pd-answer")
-        if not v["sure"]: head.add_class("pd-unsure")
+        if v["unknown"]: head.add_class("pd-unknown")
+        elif not v["sure"]: head.add_class("pd-unsure")
         def img(value, fmt, cls, width="256px"):
             w = W.Image(value=value, format=fmt, layout=W.Layout(width=width)); w.add_class(cls)
             return w
@@ -696,9 +795,9 @@ class Dashboard:
         if answer.get("heatmap_png_base64"):
             cam = scaled_png(base64.b64decode(answer["heatmap_png_base64"]))
             pics.append(W.VBox([W.HTML("<b>Where the model looked</b> (Grad-CAM)"), img(cam, "png", "pd-gradcam")]))
-        pics.append(img(fig_png(chart_top_k(answer["top_k"], mc)), "png", "pd-topk-chart", "420px"))
+        pics.append(img(fig_png(chart_top_k(answer["top_k"], mc, guesses=v["unknown"])), "png", "pd-topk-chart", "420px"))
         card = W.VBox([head, W.HBox(pics, layout=W.Layout(flex_flow="row wrap")),
-                       W.HTML(notes_html(answer["label"], self.notes, v["sure"])), W.HTML(meta_html(answer, len(data)))])
+                       W.HTML(notes_html(answer["label"], self.notes, v["sure"], v["unknown"])), W.HTML(meta_html(answer, len(data)))])
         card.add_class("pd-result")
         return card
 
@@ -712,6 +811,7 @@ class Dashboard:
         if self.predlog is None:
             self.summary.value = ('<div class="pd-unsure-box">Analytics read the prediction log: set PD_DATABASE_URL to the '
                                   "service's prediction log database and reload the page.</div>")
+            self.drift.value = ""
             self.chart_grid.layout.display = "none"
             return None
         span, freq = WINDOWS[self.window.value]
@@ -722,6 +822,7 @@ class Dashboard:
         except Exception as e:
             log.exception("prediction log unreadable")
             self.summary.value = f'<div class="pd-unsure-box">The prediction log cannot be read right now ({_esc(type(e).__name__)}): try Refresh later.</div>'
+            self.drift.value = ""
             self.chart_grid.layout.display = "none"
             return None
         freq = freq or auto_freq(df)
@@ -730,7 +831,8 @@ class Dashboard:
                        ("confidence", chart_confidence(df, self.settings.min_confidence)), ("latency", chart_latency(df, freq, start, end))):
             self.charts[k].value = fig_png(fig)
         self.chart_grid.layout.display = None
-        s = summarise(df)  # the summary comes last: when it shows, the charts are there
+        self.render_drift(df)
+        s = summarise(df)  # the summary comes last: when it shows, the charts and the drift panel are there
         ms = lambda x: "–" if x is None else f"{x:.0f}"
         per = "".join(f"<tr><td>{_esc(v)}</td><td>{x['answered']}</td><td>{x['mean_confidence']:.0%}</td>"
                       f"<td>{ms(x['p50_ms'])} / {ms(x['p95_ms'])} ms</td></tr>" for v, x in s["variants"].items())
@@ -739,6 +841,39 @@ class Dashboard:
                               + (f"<table class='pd-table'><tr><th>variant</th><th>answered</th><th>mean confidence</th>"
                                  f"<th>latency p50 / p95</th></tr>{per}</table>" if per else ""))
         return s
+
+    def reference_for(self, model_name: str | None, model_version: str | None) -> dict | str:
+        "The validation profile of a model version, or why there is none (remembered for the dashboard's lifetime)."
+        key = (model_name, model_version)
+        if key in self._references: return self._references[key]
+        meta, why = None, None
+        try:
+            if model_name is None: why = "the log does not name the model"
+            elif self.backend.kind == "library" and key == (self.backend.model_name, self.backend.model_version):
+                meta = self.backend.predictor.metadata
+            elif model_name.startswith("local:"):
+                src = next((m.get("source") for m in (self.backend.describe() if self.backend.kind == "api" else [])
+                            if (m.get("model_name"), str(m.get("model_version"))) == key), None)
+                folder = None if src is None else (Path(src) if Path(src).is_absolute() else PROJECT_ROOT / src)
+                if folder is not None and (folder / "classes.json").is_file(): meta = json.loads((folder / "classes.json").read_text())
+                else: why = "a model folder this dashboard cannot read"
+            else: meta = registry_metadata(model_name, str(model_version), self.settings.registry_uri())
+        except Exception as e:  # registry or service down: try again on the next refresh
+            return f"its classes.json cannot be read ({type(e).__name__})"
+        ref = reference_of(meta) if why is None else None
+        self._references[key] = out = ref if ref is not None else (why or "the model has no validation profile (trained before drift monitoring)")
+        return out
+
+    def render_drift(self, df: pd.DataFrame) -> list[dict]:
+        "The drift panel for the models that answered in `df` (the Analytics window)."
+        w = self.settings.drift_window
+        try: rows = drift_rows(self.predlog, served_models(df), self.reference_for, w)
+        except Exception as e:
+            log.exception("drift panel failed")
+            self.drift.value = f'<div class="pd-unsure-box">Drift cannot be computed right now ({_esc(type(e).__name__)}).</div>'
+            return []
+        self.drift.value = drift_html(rows, w)
+        return rows
 
     def cards(self) -> list[dict]:
         "The model card(s) of what answers: the loaded model (library) or the service's variants (api)."

@@ -17,6 +17,8 @@ import numpy as np
 from .config import ExportParams
 from .data import Manifest
 from .runtimes import EXPORT_REPORT, RUNTIME_FILES, LiteRTRuntime, load_runtime, time_runtime
+from .calibration import apply_temperature
+from .ood import fit_threshold, ood_score
 
 # %% auto #0
 __all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'batched', 'calibrate_int8', 'export_model']
@@ -116,6 +118,23 @@ def _check(probs: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_acc: float) ->
             "max_abs_prob_diff": round(float(np.abs(probs - ref).max()), 5)}
 
 
+def _abstain_threshold(rt, xv: np.ndarray | None, meta: dict, batch: int) -> float | None:
+    """The probability-score threshold of the abstention rule refitted on the validation split with runtime `rt`'s
+    own probabilities (quantisation moves them: a threshold fitted on Keras's may reject everything under int8)."""
+    ab = meta.get("abstain")
+    if not ab or xv is None or not len(xv): return None
+    p = apply_temperature(batched(rt, xv, batch), float(meta.get("temperature", 1.0)))
+    budget = ab["target_false_rejection"] / (2 if ab.get("domain_threshold") is not None else 1)
+    return fit_threshold(ood_score(p, ab["score"]), budget)
+
+
+def _unknown_share(probs: np.ndarray, meta: dict, threshold: float | None) -> float | None:
+    "Share of images whose probability score falls below `threshold` (the domain check does not depend on the runtime)."
+    if threshold is None: return None
+    p = apply_temperature(probs, float(meta.get("temperature", 1.0)))
+    return round(float((ood_score(p, meta["abstain"]["score"]) < threshold).mean()), 5)
+
+
 def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manifest: Manifest,
                  ep: ExportParams = ExportParams(), batch: int = 32, log=print) -> dict:
     "Write the formats of `ep` for the model in `model_dir` into `out_dir` (a complete model folder) with `export.json`."
@@ -131,7 +150,8 @@ def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manif
         p = out / f
         if p.is_dir(): shutil.rmtree(p)
         elif p.exists(): p.unlink()
-    classes = json.loads((src / "classes.json").read_text())["classes"]
+    meta = json.loads((src / "classes.json").read_text())
+    classes = meta["classes"]
     model = keras.saving.load_model(src / "model.keras", compile=False)
     size = int(model.input_shape[1])
     split = "test" if len(manifest.split("test")) else "val"
@@ -139,10 +159,13 @@ def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manif
     keras_rt = load_runtime("keras", out, model)
     ref = batched(keras_rt, x, batch)
     ref_acc = float((ref.argmax(1) == y).mean())
+    xv = split_images(manifest, classes, "val", size)[0] if meta.get("abstain") and len(manifest.split("val")) else None
+    thr = _abstain_threshold(keras_rt, xv, meta, batch)
     report = {"image_size": size, "classes": len(classes), "split": split, "n_images": int(len(x)),
               "max_accuracy_drop": ep.max_accuracy_drop, "machine": f"{os.cpu_count()} CPU cores",
               "formats": {"keras": {"file": "model.keras", "size_bytes": _size(out / "model.keras"), "accuracy": round(ref_acc, 5),
-                                    "batch1_ms": round(time_runtime(keras_rt), 2)}}}
+                                    "batch1_ms": round(time_runtime(keras_rt), 2),
+                                    "abstain_threshold": thr, "unknown_share": _unknown_share(ref, meta, thr)}}}
     with tempfile.TemporaryDirectory() as tmp:
         sm = export_savedmodel(model, out / RUNTIME_FILES["savedmodel"] if "savedmodel" in ep.formats else Path(tmp) / "sm")
         for name in ep.formats:
@@ -155,8 +178,10 @@ def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manif
             seconds = time.perf_counter() - t
             rt = load_runtime(name, out)
             probs = batched(rt, x, batch)
+            t_fmt = _abstain_threshold(rt, xv, meta, batch)
             report["formats"][name] = {"file": RUNTIME_FILES[name], "size_bytes": _size(path), **_check(probs, y, ref, ref_acc),
-                                       "batch1_ms": round(time_runtime(rt), 2), "export_seconds": round(seconds, 1)}
+                                       "batch1_ms": round(time_runtime(rt), 2), "export_seconds": round(seconds, 1),
+                                       "abstain_threshold": t_fmt, "unknown_share": _unknown_share(probs, meta, t_fmt)}
             r = report["formats"][name]
             log(f"export: {name}: {r['size_bytes'] / 1e6:.1f} MB, accuracy {r['accuracy']:.4f} "
                 f"(drop {r['accuracy_drop']:+.4f}, agreement {r['agreement']:.4f}), {r['batch1_ms']} ms/image")

@@ -23,7 +23,7 @@ from .ood import ADVICE, UNKNOWN, abstains, domain_score, image_descriptors, ood
 from .data import check_image, parse_label
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize
-from .runtimes import KerasRuntime, Runtime, select_runtime
+from .runtimes import EXPORT_REPORT, KerasRuntime, Runtime, select_runtime
 
 # %% auto #0
 __all__ = ['DEFAULT_MAX_PIXELS', 'Prediction', 'InvalidImageError', 'Predictor', 'gradcam', 'overlay_heatmap']
@@ -129,6 +129,9 @@ class Predictor:
         import plant_disease.model  # registers the preprocessing layer  # noqa: F401
         model = keras.saving.load_model(d / "model.keras", compile=False)
         rt, why = select_runtime(d, runtime, model, max_accuracy_drop)
+        fmt = json.loads((d / EXPORT_REPORT).read_text()).get("formats", {}).get(rt.name, {}) if (d / EXPORT_REPORT).exists() else {}
+        if meta.get("abstain") and fmt.get("abstain_threshold") is not None:  # refitted with this runtime's probabilities
+            meta = {**meta, "abstain": {**meta["abstain"], "threshold": fmt["abstain_threshold"], "runtime": rt.name}}
         p = cls(model, meta["classes"], metadata=meta, runtime=rt, **kwargs)
         p.runtime_choice = why
         return p

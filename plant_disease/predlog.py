@@ -308,6 +308,11 @@ class PredictionLog:
             log.info("prediction log: claimed orphaned spool %s", p.name)
 
     @property
+    def healthy(self) -> bool:
+        "False from a failed write until a replay succeeds (the database is down: records go to the spool)."
+        return self._healthy
+
+    @property
     def spooled(self) -> int:
         "Number of this process's records waiting in the spool on disk."
         n = 0
@@ -402,6 +407,19 @@ class PredictionLog:
                 "latency_ms": _percentiles([ms for _, ms in lat], mean=True),
                 "latency_ms_by_variant": {v: _percentiles(x) for v, x in lat_by_v.items()},
                 "confidence_mean_by_variant": {key(v): None if m is None else float(m) for v, m in conf}}
+
+    def recent_answers(self, variant: str, limit: int = 500, model_name: str | None = None,
+                       model_version: str | None = None) -> tuple[list[str | None], list[float | None]]:
+        """Labels and confidences of the last `limit` answered (`status == 'ok'`) predictions of `variant` (and of
+        `model_name`/`model_version` when given), oldest first."""
+        if limit < 1: raise ValueError(f"limit must be at least 1, got {limit}")
+        p = predictions.c
+        q = sa.select(p.label, p.confidence).where(p.status == "ok", p.variant == variant)
+        if model_name is not None: q = q.where(p.model_name == model_name)
+        if model_version is not None: q = q.where(p.model_version == model_version)
+        q = q.order_by(p.created_at.desc(), p.id.desc()).limit(limit)
+        with self.engine.connect() as c: rows = c.execute(q).all()[::-1]
+        return [l for l, _ in rows], [None if c is None else float(c) for _, c in rows]
 
 
 def _percentiles(values, mean: bool = False) -> dict:

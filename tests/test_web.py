@@ -177,6 +177,27 @@ def test_diagnose_a_leaf_photo_with_heatmap(web, service):
     assert elapsed < 60, timing
 
 
+def test_not_a_leaf_says_unknown_and_retake(web, service):
+    "A portrait: 'Unknown — retake the photo' with the advice, the top-k shown as the model's guesses; a leaf then clears it."
+    from plant_disease.ood import non_leaf_photo
+    p = web.open(service.token(SUBJECT))
+    web.submit({"name": "portrait.jpg", "mimeType": "image/jpeg", "buffer": non_leaf_photo("portrait")})
+    assert web.wait_for_label() == "Unknown — retake the photo"
+    assert p.get_attribute("#label", "data-label") == "unknown" and p.get_attribute("#result", "data-unknown") == "true"
+    assert p.is_visible("#advice") and "retake" in p.text_content("#advice").lower(), p.text_content("#advice")
+    assert p.text_content("#topk-title").strip() == "The model's guesses"
+    guesses = p.eval_on_selector_all("#topk li", "els => els.map(e => e.dataset.label)")
+    assert len(guesses) >= 2 and all(g in service.classes for g in guesses), guesses
+    assert p.is_hidden("#error")
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=str(REPORTS / "unknown.png"), full_page=True)
+    web.submit(service.leaf_photos[0])  # the next answer starts from a clean result
+    web.wait_for_label()
+    assert p.text_content("#topk-title").strip() == ("The model's guesses" if p.get_attribute("#label", "data-label") == "unknown"
+                                                     else "Most likely classes")
+    assert p.is_hidden("#advice") == (p.get_attribute("#label", "data-label") != "unknown")
+
+
 def test_errors_are_shown_and_the_page_recovers(web, service):
     "No token, a non-image named leaf.jpg, an empty file: each shows the service's message; then a photo works."
     p = web.open()

@@ -17,7 +17,8 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(require_scope("admin"))
 @router.get("/stats")
 def stats(window_s: int = Query(3600, ge=1, le=366 * 24 * 3600, description="the last this many seconds"),
           rt: Runtime = Depends(get_runtime)) -> dict:
-    "Counts per class and per variant, latency percentiles, over a time window of the prediction log."
+    """Counts per class and per variant, latency percentiles, over a time window of the prediction log; and `drift`: per
+    variant, its last `PD_DRIFT_WINDOW` answers compared with the model's validation profile (whatever the window)."""
     until = datetime.now(timezone.utc)
     try: body = rt.predlog.stats(since=until - timedelta(seconds=window_s), until=until)
     except Exception as e:
@@ -25,7 +26,8 @@ def stats(window_s: int = Query(3600, ge=1, le=366 * 24 * 3600, description="the
                                  f"{rt.predlog.spooled} records are spooled and will be written when it returns") from None
     return {**body, "window_s": window_s, "spooled": rt.predlog.spooled,
             "variants": {v.name: {"model_name": v.model_name, "model_version": v.model_version, "weight": v.weight}
-                         for v in rt.models.variants.values()}}
+                         for v in rt.models.variants.values()},
+            "drift": rt.drift.reports(max_age_s=0)}
 
 
 @router.post("/tokens", response_model=TokenOut, responses={409: {"description": "this service cannot sign tokens (RS256)"}})

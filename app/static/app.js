@@ -14,8 +14,13 @@
     form: $("form"), token: $("token"), forget: $("forget-token"), file: $("file"), fileName: $("file-name"),
     drop: $("dropzone"), preview: $("preview"), explain: $("explain"), submit: $("submit"), status: $("status"),
     error: $("error"), result: $("result"), label: $("label"), confidence: $("confidence"), topk: $("topk"),
-    heatmap: $("heatmap"), heatmapFigure: $("heatmap-figure"), model: $("model"),
+    heatmap: $("heatmap"), heatmapFigure: $("heatmap-figure"), model: $("model"), advice: $("advice"),
+    topkTitle: $("topk-title"),
   };
+  const UNKNOWN_TEXT = "Unknown — retake the photo";
+  const TOPK_TITLE = "Most likely classes";
+  const GUESSES_TITLE = "The model's guesses";
+  const DEFAULT_ADVICE = "This does not look like a leaf the model knows: retake the photo of a single leaf, close up, in even light.";
   let previewUrl = null;
   let busy = false;
 
@@ -51,6 +56,11 @@
   function clearResult() {
     els.result.hidden = true;
     els.result.removeAttribute("data-variant");
+    els.result.removeAttribute("data-unknown");
+    els.result.classList.remove("is-unknown");
+    els.advice.hidden = true;
+    els.advice.textContent = "";
+    els.topkTitle.textContent = TOPK_TITLE;
     els.label.textContent = "";
     els.label.removeAttribute("data-label");
     els.label.className = "label";
@@ -181,11 +191,24 @@
 
   // ---------- rendering the answer ----------
   function render(r) {
-    const top = describe(r);
-    els.label.textContent = top.text;
     els.label.dataset.label = r.label;
-    els.label.className = "label " + (top.healthy ? "is-healthy" : "is-diseased");
-    els.confidence.textContent = `${pct(r.confidence)} confidence`;
+    if (r.unknown) {
+      // Not a leaf the model knows (a hand, a cat, a blurred or unfamiliar photo): say so, and what to do;
+      // the guesses below are still shown, as guesses.
+      els.label.textContent = UNKNOWN_TEXT;
+      els.label.className = "label is-unknown";
+      els.confidence.textContent = `best guess only ${pct(r.confidence)}`;
+      els.advice.textContent = r.advice || DEFAULT_ADVICE;
+      els.advice.hidden = false;
+      els.topkTitle.textContent = GUESSES_TITLE;
+      els.result.classList.add("is-unknown");
+      els.result.dataset.unknown = "true";
+    } else {
+      const top = describe(r);
+      els.label.textContent = top.text;
+      els.label.className = "label " + (top.healthy ? "is-healthy" : "is-diseased");
+      els.confidence.textContent = `${pct(r.confidence)} confidence`;
+    }
 
     els.topk.textContent = "";
     (r.top_k || []).forEach((k) => {
