@@ -172,15 +172,24 @@ class Service:
         self.redis.stop()
 
 
-def leaf_photos(shared: Path | None, work: Path, n: int = 6) -> list[Path]:
-    "Real tomato leaf photos when the sample is here, else the synthetic leaves the models were trained on."
+def leaf_photos(shared: Path | None, work: Path, n: int = 6, per_class: int = 1) -> list[Path]:
+    "Real tomato leaf photos when the sample is here (the last `per_class` of each class, classes interleaved), else synthetic leaves."
     if shared:
-        photos = []
-        for d in sorted((shared / "plantvillage").glob("Tomato___*")):
-            photos += sorted(d.glob("*.[jJ][pP]*[gG]"))[-1:]
-        return photos[:n]
+        by_class = [sorted(d.glob("*.[jJ][pP]*[gG]"))[-per_class:][::-1] for d in sorted((shared / "plantvillage").glob("Tomato___*"))]
+        return [ps[i] for i in range(per_class) for ps in by_class if i < len(ps)][:n]
     m = [l.split(",")[0] for l in (work / "data" / "manifest.csv").read_text().splitlines()[1:]]
-    return [Path(p) if Path(p).is_absolute() else work / p for p in m[:n]]
+    return [Path(p) if Path(p).is_absolute() else work / p for p in m[:n * per_class]][:n]
+
+
+def known_leaf_photos(shared: Path | None, work: Path, models: dict, n: int = 6) -> list[Path]:
+    """Leaf photos that both served models answer with a class (not `unknown`), for the tests of how a known answer
+    is shown; the tiny test models answer ~5% of leaves unknown, and unknown answers have tests of their own."""
+    from plant_disease.inference import Predictor
+    judges = [Predictor.from_dir(models["resnet50"]), Predictor.from_dir(models["efficientnetb0_exported"], runtime="auto")]
+    cands = leaf_photos(shared, work, n * 3, per_class=3)
+    known = [p for p in cands if not any(j.predict(p).unknown for j in judges)]
+    assert len(known) >= n, f"only {len(known)} of {len(cands)} leaf photos are answered with a class by both test models"
+    return known[:n]
 
 
 def export_model(work: Path, shared: Path | None, backbone: str) -> Path:
@@ -224,5 +233,5 @@ def start_service(work: Path, shared: Path | None, database_url: str, **override
         redis.stop()
         raise
     classes = json.loads((models["resnet50"] / "classes.json").read_text())["classes"]
-    return Service(url, port, {k: v for k, v in env.items() if k.startswith("PD_")}, classes, leaf_photos(shared, work),
+    return Service(url, port, {k: v for k, v in env.items() if k.startswith("PD_")}, classes, known_leaf_photos(shared, work, models),
                    work, api, worker, api_log, worker_log, redis, {"models": models})
