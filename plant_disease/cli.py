@@ -125,14 +125,17 @@ def stage_ood(params: Params, data_dir="data", models_dir="models", reports_dir=
 
 
 def _plot_ood_scores(s_in, s_out: dict, abstain: dict, d_in, d_out: dict, path: Path, synthetic: bool) -> Path:
+    import numpy as np
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = [("probability score: " + abstain["score"], s_in, s_out, abstain["threshold"])]
     if d_in is not None: panels.append(("domain score", d_in, d_out, abstain.get("domain_threshold")))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
     for ax, (title, a, outs, t) in zip(axes[0], panels):
-        lo = min(float(min(a.min(), *(o.min() for o in outs.values()))), t if t is not None else 0)
-        bins = __import__("numpy").linspace(max(lo, -60.0), float(max(a.max(), *(o.max() for o in outs.values()))), 40)
+        hi = float(max(a.max(), *(o.max() for o in outs.values())))
+        core = min(float(a.min()), t if t is not None else float(a.min()))  # the known leaves and the threshold
+        lo = max(float(min(a.min(), *(o.min() for o in outs.values()))), core - max(hi - core, 1e-6))  # far outliers: first bin
+        bins = np.linspace(lo, max(hi, lo + 1e-6), 40)
         ax.hist(a.clip(bins[0]), bins, alpha=0.6, density=True, label="test leaves")
         for name, o in outs.items(): ax.hist(o.clip(bins[0]), bins, alpha=0.45, density=True, label=name)
         if t is not None: ax.axvline(t, color="k", ls="--", label="threshold")
@@ -164,6 +167,10 @@ def stage_robustness(params: Params, data_dir="data", models_dir="models", repor
         print(f"robustness: training the twin ({'no' if params.augment.enabled else 'heavy'} augmentation) -> {twin_dir}")
         train(params.model_copy(update={"augment": twin_aug}), m, twin_dir, d / "twin")
         models["heavy augmentation" if not params.augment.enabled else "augmentation off (twin)"] = twin_dir
+    else:  # dvc.yaml declares the twin's folders: say why they are empty
+        for p in (Path(str(models_dir).rstrip("/") + "_twin"), d / "twin"):
+            p.mkdir(parents=True, exist_ok=True)
+            (p / "README.txt").write_text("robustness.twin is false: no augmentation twin was trained.\n")
     tables = {}
     for name, md in models.items():
         pred = Predictor.from_dir(md)

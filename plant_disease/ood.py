@@ -87,8 +87,8 @@ def fit_domain(desc: np.ndarray, k: int = 24, min_scale: float = 0.01) -> dict:
     d = (d - mean) / scale
     _, sv, vt = np.linalg.svd(d, full_matrices=False)
     var = sv ** 2 / (len(d) - 1)
-    k = min(k, len(var) - 1)
-    resid = max(float(var[k:].sum() / (d.shape[1] - k)), 1e-8)
+    k = min(k, len(var) - 1, max(1, (len(d) - 1) // 3))  # a few images per component, or the model memorises them
+    resid = max(float(var[k:].sum() / (d.shape[1] - k)), 0.01)  # standardised units: a floor against degenerate fits
     return {"mean": mean.round(6).tolist(), "scale": scale.round(6).tolist(), "components": vt[:k].round(6).tolist(),
             "variances": np.maximum(var[:k], resid).round(8).tolist(), "residual_variance": resid, "n": int(len(d))}
 

@@ -29,8 +29,8 @@ from .pipeline import DataBundle, configure_devices, make_datasets
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'make_callbacks', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors', 'sync_batchnorm',
-           'train', 'plot_history', 'predict_split']
+__all__ = ['log', 'MIN_DOMAIN_IMAGES', 'make_callbacks', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors',
+           'sync_batchnorm', 'train', 'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 def make_callbacks(params: Params, ckpt: Path, monitor: str, best_so_far: float | None, csv: Path) -> list:
@@ -76,10 +76,16 @@ def _write_model_card(out: Path, classes, params: Params, synthetic: bool, stage
     (out / "classes.json").write_text(json.dumps(meta, indent=2, default=str))
 
 # %% ../nbs/05_train.ipynb #f6c386c9
+MIN_DOMAIN_IMAGES = 30  # below this the domain model would memorise the training photos
+
+
 def fit_abstention(val_probs, classes: list[str], ap, train_desc=None, val_desc=None) -> tuple[dict, dict, dict | None]:
     """The abstention rule ({score, threshold, domain_threshold, ...}), the reference profile and the domain model,
     from calibrated validation probabilities (and image descriptors of the train and validation photos)."""
-    domain = fit_domain(train_desc) if ap.domain_check and train_desc is not None else None
+    domain = fit_domain(train_desc) if ap.domain_check and train_desc is not None and len(train_desc) >= MIN_DOMAIN_IMAGES else None
+    if ap.domain_check and train_desc is not None and domain is None:
+        log.warning("abstention: %d training photos are too few to model their domain (need %d): probability check only",
+                    len(train_desc), MIN_DOMAIN_IMAGES)
     budget = ap.target_false_rejection / (2 if domain else 1)  # each check gets half the budget
     scores = ood_score(val_probs, ap.score)
     abstain = {"score": ap.score, "threshold": fit_threshold(scores, budget), "domain_threshold": None,
