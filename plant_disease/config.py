@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PROFILES', 'DataParams', 'EdaParams', 'PipelineParams', 'AugmentParams', 'ModelParams', 'StageParams',
-           'TrainParams', 'EvaluateParams', 'TrackingParams', 'RegisterParams', 'ExportParams', 'AbstainParams',
-           'OodParams', 'RobustnessParams', 'Params', 'deep_merge', 'ConfigError', 'parse_params', 'load_params',
-           'parse_overrides', 'flatten_params']
+           'OneCycleParams', 'TrainParams', 'EvaluateParams', 'TrackingParams', 'RegisterParams', 'ExportParams',
+           'AbstainParams', 'OodParams', 'RobustnessParams', 'Params', 'deep_merge', 'ConfigError', 'parse_params',
+           'load_params', 'parse_overrides', 'flatten_params']
 
 # %% ../nbs/00_config.ipynb #3140a9dd
 class _Strict(BaseModel):
@@ -81,6 +81,7 @@ class AugmentParams(_Strict):
     "Training-only augmentation strengths (0 disables a transform)."
     enabled: bool = True
     flip: bool = True
+    rot90: bool = Field(True, description="random quarter turns (with the flips: all eight orientations of a square)")
     rotation: float = Field(0.2, ge=0, le=1, description="fraction of a full turn")
     zoom: float = Field(0.2, ge=0, lt=1)
     translation: float = Field(0.1, ge=0, lt=1, description="fraction of the image size")
@@ -90,7 +91,7 @@ class AugmentParams(_Strict):
 
 class ModelParams(_Strict):
     "Backbone, its weights and the classification head."
-    backbone: Literal["resnet50", "efficientnetb0", "mobilenetv2"] = "resnet50"
+    backbone: Literal["resnet50", "efficientnetb0", "mobilenetv2", "mobilenetv3small", "resnet18slim"] = "resnet50"
     weights: str = Field("imagenet", description="`imagenet`, `none`, or a path to a backbone `.weights.h5` file")
     dense_units: int = Field(256, ge=1)
     dropout: float = Field(0.4, ge=0, lt=1)
@@ -104,8 +105,32 @@ class StageParams(_Strict):
     unfreeze_last: int | Literal["all"] = 0
 
 
+class OneCycleParams(_Strict):
+    "One stage that trains every layer: linear warm-up to `lr`, then cosine decay to zero (from-scratch training)."
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(3e-3, gt=0, le=1, description="peak learning rate, reached after the warm-up")
+    warmup_epochs: float = Field(1.0, ge=0)
+    progressive: list[tuple[Annotated[int, Field(ge=32, le=1024)], Annotated[int, Field(ge=1)]]] = Field(
+        [], description="progressive resizing: [image size, epochs] pairs trained first, smallest first; the "
+        "remaining epochs use pipeline.image_size, e.g. [[96, 10]]")
+
+    @model_validator(mode="after")
+    def _fits(self):
+        if sum(e for _, e in self.progressive) >= self.epochs:
+            raise ValueError(f"progressive phases take {sum(e for _, e in self.progressive)} of {self.epochs} epochs: "
+                             "leave at least one for the final image size")
+        return self
+
+
 class TrainParams(_Strict):
-    "Two-stage transfer learning schedule and callbacks."
+    "The training schedule (two-stage transfer learning, or one cycle from scratch), optimizer and callbacks."
+    schedule: Literal["two_stage", "one_cycle"] = Field("two_stage", description="`two_stage`: head, then the last "
+        "layers of a pretrained backbone (stage1, stage2); `one_cycle`: every layer at once with a warm-up and cosine "
+        "decay (one_cycle), the recipe for a backbone without pretrained weights")
+    one_cycle: OneCycleParams = OneCycleParams()
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="decoupled weight decay (adamw, sgd)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
     stage1: StageParams = StageParams(epochs=10, lr=1e-4, unfreeze_last=0)
     stage2: StageParams = StageParams(epochs=10, lr=5e-5, unfreeze_last=50)
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
@@ -226,12 +251,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     "plantvillage": {"data": {"classes": "all"}},
     "tomato": {"data": {"classes": "tomato"}},
     "cpu": {
-        "pipeline": {"image_size": 64, "batch_size": 32, "mixed_precision": False, "xla": False},
-        "model": {"weights": "none", "bn_momentum": 0.9},
-        "augment": {"enabled": False},
-        "train": {"stage1": {"epochs": 3, "lr": 1e-3, "unfreeze_last": "all"},
-                  "stage2": {"epochs": 2, "lr": 3e-4, "unfreeze_last": "all"},
-                  "early_stopping_patience": 3, "reduce_lr_patience": 1},
+        "pipeline": {"image_size": 128, "batch_size": 32, "mixed_precision": False, "xla": False, "cache": True},
+        "model": {"backbone": "mobilenetv3small", "weights": "none", "bn_momentum": 0.9, "dense_units": 256, "dropout": 0.2},
+        "augment": {"enabled": True, "rotation": 0.0, "zoom": 0.1, "translation": 0.05},
+        "train": {"schedule": "one_cycle", "one_cycle": {"epochs": 30, "lr": 3e-3, "warmup_epochs": 1},
+                  "optimizer": "adamw", "weight_decay": 0.02, "label_smoothing": 0.1},
     },
     "gpu": {
         "pipeline": {"image_size": 224, "batch_size": 64, "mixed_precision": True, "xla": True},

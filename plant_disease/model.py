@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -15,8 +16,8 @@ from keras import layers, ops
 from .config import ModelParams
 
 # %% auto #0
-__all__ = ['BACKBONES', 'HEAD_PREFIX', 'BackbonePreprocess', 'ModelError', 'build_model', 'backbone_layers', 'backbone_model',
-           'save_backbone_weights', 'load_backbone_weights', 'set_trainable']
+__all__ = ['BACKBONES', 'HEAD_PREFIX', 'BackbonePreprocess', 'ResNet18Slim', 'ModelError', 'build_model', 'backbone_layers',
+           'backbone_model', 'save_backbone_weights', 'load_backbone_weights', 'set_trainable', 'at_size']
 
 # %% ../nbs/04_model.ipynb #9e39ceb7
 @keras.saving.register_keras_serializable(package="plant_disease")
@@ -40,10 +41,36 @@ class BackbonePreprocess(layers.Layer):
     def get_config(self): return {**super().get_config(), "mode": self.mode}
 
 # %% ../nbs/04_model.ipynb #8633dbf8
+def _conv_bn(x, filters: int, stride: int, name: str, relu: bool = True, kernel: int = 3):
+    x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def ResNet18Slim(include_top: bool = False, weights=None, input_tensor=None, input_shape=None, widths=(32, 64, 128, 256)) -> keras.Model:
+    "ResNet-18's layout at half width, stride-2 stem, no max-pool (a backbone: `include_top` must be False)."
+    if include_top: raise ModelError("resnet18slim is a backbone: build it with include_top=False")
+    if weights is not None: raise ModelError("resnet18slim has no pretrained weights: use weights: none or a local weights file")
+    inputs = input_tensor if input_tensor is not None else keras.Input(input_shape or (None, None, 3))
+    x = _conv_bn(inputs, widths[0], 2, "stem")
+    for i, w in enumerate(widths, start=1):
+        for j, tag in enumerate("ab"):
+            stride = 2 if j == 0 else 1
+            y = _conv_bn(x, w, stride, f"block{i}{tag}_1")
+            y = _conv_bn(y, w, 1, f"block{i}{tag}_2", relu=False)
+            short = _conv_bn(x, w, stride, f"block{i}{tag}_proj", relu=False, kernel=1) if stride != 1 or x.shape[-1] != w else x
+            x = layers.ReLU(name=f"block{i}{tag}_out")(layers.Add(name=f"block{i}{tag}_add")([y, short]))
+    src = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor)
+    return keras.Model(src, x, name="resnet18slim")
+
+# %% ../nbs/04_model.ipynb #75c1a663
 BACKBONES = {
     "resnet50": (keras.applications.ResNet50, "caffe"),
     "efficientnetb0": (keras.applications.EfficientNetB0, "none"),
     "mobilenetv2": (keras.applications.MobileNetV2, "tf"),
+    # the [-1, 1] scaling is our preprocessing layer's, not the application's own Rescaling layer
+    "mobilenetv3small": (partial(keras.applications.MobileNetV3Small, include_preprocessing=False), "tf"),
+    "resnet18slim": (ResNet18Slim, "tf"),
 }
 HEAD_PREFIX = "head_"
 
@@ -52,10 +79,11 @@ class ModelError(ValueError):
     "A model that cannot be built or loaded as asked; the message says why."
 
 # %% ../nbs/04_model.ipynb #d507c937
-def build_model(n_classes: int, image_size: int, mp: ModelParams = ModelParams()) -> keras.Model:
-    "Backbone + head classifier for `n_classes`, taking raw RGB (0..255) images of `image_size`."
+def build_model(n_classes: int, image_size: int | None, mp: ModelParams = ModelParams()) -> keras.Model:
+    """Backbone + head classifier for `n_classes`, taking raw RGB (0..255) images of `image_size`
+    (`None`: any size, for progressive resizing; `at_size` fixes it afterwards)."""
     if n_classes < 2: raise ModelError(f"need at least 2 classes to train a classifier, got {n_classes}")
-    if image_size < 32: raise ModelError(f"image_size {image_size} is too small for {mp.backbone} (minimum 32)")
+    if image_size is not None and image_size < 32: raise ModelError(f"image_size {image_size} is too small for {mp.backbone} (minimum 32)")
     fn, mode = BACKBONES[mp.backbone]
     w = mp.weights.strip()
     path = None if w.lower() in ("imagenet", "none") else Path(os.path.expanduser(w))
@@ -63,6 +91,7 @@ def build_model(n_classes: int, image_size: int, mp: ModelParams = ModelParams()
         raise ModelError(f"model.weights: {w!r} is neither 'imagenet', 'none' nor an existing weights file")
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = BackbonePreprocess(mode, name="preprocess")(inputs)
+    if image_size is None and w.lower() == "imagenet": raise ModelError("ImageNet weights need a fixed image size")
     try: backbone = fn(include_top=False, weights="imagenet" if w.lower() == "imagenet" else None, input_tensor=x)
     except Exception as e:
         raise ModelError(f"could not build {mp.backbone} with weights={w!r}: {e} "
@@ -120,3 +149,10 @@ def set_trainable(model: keras.Model, unfreeze_last: int | str = 0, train_bn: bo
     n_train = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return {"unfrozen_layers": len(chosen), "trainable_params": n_train,
             "frozen_params": sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)}
+
+# %% ../nbs/04_model.ipynb #28870627
+def at_size(model: keras.Model, image_size: int, mp: ModelParams) -> keras.Model:
+    "The same network and weights as `model`, taking images of one `image_size` (for saving and export)."
+    fixed = build_model(int(model.output_shape[-1]), image_size, mp.model_copy(update={"weights": "none"}))
+    fixed.set_weights(model.get_weights())
+    return fixed

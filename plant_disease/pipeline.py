@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,35 +37,51 @@ def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
     return decode_and_resize(tf.io.read_file(path), image_size)
 
 # %% ../nbs/03_pipeline.ipynb #4edd08c4
-def _geometry(seed, size: tf.Tensor, aug: AugmentParams) -> tf.Tensor:
-    "The 8 projective-transform coefficients for a random rotation, zoom and translation."
+def _uniform(seed, shape, lo, hi): return tf.random.stateless_uniform(shape, seed, lo, hi)
+
+
+def _geometry(seed, n: tf.Tensor, size_in: tf.Tensor, size_out: tf.Tensor, aug: AugmentParams) -> tf.Tensor:
+    "The (n, 8) projective-transform coefficients for random rotations, zooms and translations (and the resize)."
     s1, s2, s3 = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    theta = tf.random.stateless_uniform([], s1, -aug.rotation, aug.rotation) * 2 * math.pi
-    zoom = tf.random.stateless_uniform([], s2, 1 - aug.zoom, 1 + aug.zoom)
-    t = tf.random.stateless_uniform([2], s3, -aug.translation, aug.translation) * size
-    c = (size - 1) / 2
-    cos, sin = tf.cos(theta) / zoom, tf.sin(theta) / zoom
-    a = tf.stack([[cos, sin], [-sin, cos]])
-    shift = tf.stack([c[0], c[1]]) - tf.linalg.matvec(a, tf.stack([c[0] + t[0], c[1] + t[1]]))
-    return tf.stack([a[0, 0], a[0, 1], shift[0], a[1, 0], a[1, 1], shift[1], 0.0, 0.0])
+    theta = _uniform(s1, [n], -aug.rotation, aug.rotation) * 2 * math.pi
+    zoom = _uniform(s2, [n], 1 - aug.zoom, 1 + aug.zoom)
+    t = _uniform(s3, [n, 2], -aug.translation, aug.translation) * size_in
+    scale = size_in / size_out
+    c_in, c_out = (size_in - 1) / 2, (size_out - 1) / 2
+    cos, sin = tf.cos(theta) / zoom * scale, tf.sin(theta) / zoom * scale
+    tx = c_in - t[:, 0] - (cos * c_out + sin * c_out)
+    ty = c_in - t[:, 1] - (-sin * c_out + cos * c_out)
+    zero = tf.zeros_like(cos)
+    return tf.stack([cos, sin, tx, -sin, cos, ty, zero, zero], axis=1)
 
 
-def augment(image: tf.Tensor, seed: tf.Tensor, aug: AugmentParams) -> tf.Tensor:
-    "Randomly flip, rotate, zoom, translate, and shift contrast/brightness one image (0..255), reproducibly for `seed`."
+def augment(images: tf.Tensor, seed: tf.Tensor, aug: AugmentParams, size: int | None = None) -> tf.Tensor:
+    """Randomly flip, turn, rotate, zoom, translate, and shift contrast/brightness a batch of square images
+    (0..255), each image with its own draw, reproducibly for `seed`; `size` resizes the batch (default: keep)."""
+    images = tf.cast(images, tf.float32)
     seed = tf.cast(seed, tf.int64)
-    s_flip_h, s_flip_v, s_geo, s_con, s_bri = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+    n, size_in = tf.shape(images)[0], tf.shape(images)[1]
+    out = size_in if size is None else tf.constant(size)
+    s_flip, s_turn, s_geo, s_con, s_bri = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+    pick = lambda s, p=0.5: _uniform(s, [n, 1, 1, 1], 0.0, 1.0) < p
     if aug.flip:
-        image = tf.image.stateless_random_flip_left_right(image, s_flip_h)
-        image = tf.image.stateless_random_flip_up_down(image, s_flip_v)
+        h, v = tf.unstack(tf.random.experimental.stateless_split(s_flip, 2))
+        images = tf.where(pick(h), images[:, :, ::-1], images)
+        images = tf.where(pick(v), images[:, ::-1], images)
+    if aug.rot90:  # a transpose plus the flips above reaches all eight quarter-turn/flip orientations
+        images = tf.where(pick(s_turn), tf.transpose(images, [0, 2, 1, 3]), images)
     if aug.rotation or aug.zoom or aug.translation:
-        shape = tf.shape(image)[:2]
-        xy = tf.cast(tf.stack([shape[1], shape[0]]), tf.float32)  # (x, y) = (width, height)
-        image = tf.raw_ops.ImageProjectiveTransformV3(
-            images=image[None], transforms=_geometry(s_geo, xy, aug)[None], output_shape=shape,
-            fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")[0]
-    if aug.contrast: image = tf.image.stateless_random_contrast(image, 1 - aug.contrast, 1 + aug.contrast, s_con)
-    if aug.brightness: image = tf.image.stateless_random_brightness(image, aug.brightness * 255.0, s_bri)
-    return tf.clip_by_value(image, 0.0, 255.0)
+        f_in, f_out = tf.cast(size_in, tf.float32), tf.cast(out, tf.float32)
+        images = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=_geometry(s_geo, n, f_in, f_out, aug), output_shape=tf.stack([out, out]),
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+    elif size is not None:
+        images = tf.image.resize(images, (size, size), method="bilinear", antialias=True)
+    if aug.contrast:
+        mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+        images = (images - mean) * _uniform(s_con, [n, 1, 1, 1], 1 - aug.contrast, 1 + aug.contrast) + mean
+    if aug.brightness: images = images + _uniform(s_bri, [n, 1, 1, 1], -aug.brightness, aug.brightness) * 255.0
+    return tf.clip_by_value(images, 0.0, 255.0)
 
 # %% ../nbs/03_pipeline.ipynb #613afa7c
 def class_weights(labels, n_classes: int) -> dict[int, float]:
@@ -80,35 +97,52 @@ def _prefetch(pp: PipelineParams): return AUTOTUNE if pp.prefetch == "autotune" 
 
 
 def _cache(ds: tf.data.Dataset, pp: PipelineParams, tag: str) -> tf.data.Dataset:
+    "Cache (image, label) pairs as uint8; the images come back as float32 0..255."
     if not pp.cache: return ds
-    if pp.cache is True: return ds.cache()
-    os.makedirs(pp.cache, exist_ok=True)
-    return ds.cache(os.path.join(pp.cache, f"{tag}_{pp.image_size}"))
+    ds = ds.map(lambda x, y: (tf.cast(tf.round(x), tf.uint8), y), num_parallel_calls=AUTOTUNE)
+    if pp.cache is True: ds = ds.cache()
+    else:
+        os.makedirs(pp.cache, exist_ok=True)
+        ds = ds.cache(os.path.join(pp.cache, f"{tag}_{pp.image_size}"))
+    return ds
+
+
+def _as_float(ds): return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+
+
+def _decoded(paths, labels, pp: PipelineParams, training: bool, seed: int, tag: str) -> tf.data.Dataset:
+    "Unbatched (uint8 or float32 image, label) pairs, cached if asked, shuffled for training."
+    paths, labels = tf.constant(list(map(str, paths))), tf.constant(np.asarray(labels, dtype=np.int32))
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    buffer = max(min(pp.shuffle_buffer, len(paths)) if pp.shuffle_buffer else len(paths), 1)
+    if training and not pp.cache: ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = _cache(ds.map(lambda p, y: (load_image(p, pp.image_size), y), num_parallel_calls=AUTOTUNE), pp, tag)
+    if training and pp.cache: ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds
 
 
 def make_dataset(paths, labels, pp: PipelineParams, aug: AugmentParams | None = None, training: bool = False,
                  seed: int = 42, tag: str = "ds") -> tf.data.Dataset:
     "Batched (image, label) dataset; `training` adds shuffling and (if `aug.enabled`) augmentation."
-    paths, labels = tf.constant(list(map(str, paths))), tf.constant(np.asarray(labels, dtype=np.int32))
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    load = lambda p, y: (load_image(p, pp.image_size), y)
-    buffer = min(pp.shuffle_buffer, len(paths)) if pp.shuffle_buffer else len(paths)
-    if training and not pp.cache: ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
-    ds = _cache(ds.map(load, num_parallel_calls=AUTOTUNE), pp, tag)
-    if training and pp.cache: ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
-    return _finish(ds, pp, aug if training else None, seed)
+    return _finish(_decoded(paths, labels, pp, training, seed, tag), pp, aug if training else None, seed)
 
 
-def _finish(ds, pp, aug, seed):
+def _finish(ds, pp, aug, seed, size: int | None = None):
+    "Batch, then augment (training) and resize to `size` (progressive resizing) whole batches, and prefetch."
+    ds = ds.batch(pp.batch_size)
     if aug is not None and aug.enabled:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (augment(xy[0], s, aug), xy[1]), num_parallel_calls=AUTOTUNE)
-    return ds.batch(pp.batch_size).prefetch(_prefetch(pp))
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (augment(xy[0], s, aug, size), xy[1]),
+                                                num_parallel_calls=AUTOTUNE)
+    elif size is not None and size != pp.image_size:
+        ds = ds.map(lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (size, size), antialias=True), y),
+                    num_parallel_calls=AUTOTUNE)
+    elif pp.cache: ds = _as_float(ds)
+    return ds.prefetch(_prefetch(pp))
 
 # %% ../nbs/03_pipeline.ipynb #f95f26e2
-def make_oversampled_dataset(paths, labels, n_classes: int, pp: PipelineParams, aug: AugmentParams | None = None,
-                             seed: int = 42) -> tf.data.Dataset:
-    "Infinite training dataset drawing classes uniformly (per-class datasets + `sample_from_datasets`)."
+def _oversampled(paths, labels, pp: PipelineParams, seed: int) -> tf.data.Dataset:
+    "Infinite unbatched dataset drawing classes uniformly (per-class datasets + `sample_from_datasets`)."
     paths, labels = np.asarray(list(map(str, paths))), np.asarray(labels, dtype=np.int32)
     parts = []
     for c in sorted(set(labels.tolist())):
@@ -116,8 +150,13 @@ def make_oversampled_dataset(paths, labels, n_classes: int, pp: PipelineParams, 
         d = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx]))
         d = _cache(d.map(lambda p, y: (load_image(p, pp.image_size), y), num_parallel_calls=AUTOTUNE), pp, f"class{c}")
         parts.append(d.shuffle(int(idx.sum()), seed=seed + c, reshuffle_each_iteration=True).repeat())
-    ds = tf.data.Dataset.sample_from_datasets(parts, weights=[1 / len(parts)] * len(parts), seed=seed)
-    return _finish(ds, pp, aug, seed)
+    return tf.data.Dataset.sample_from_datasets(parts, weights=[1 / len(parts)] * len(parts), seed=seed)
+
+
+def make_oversampled_dataset(paths, labels, n_classes: int, pp: PipelineParams, aug: AugmentParams | None = None,
+                             seed: int = 42) -> tf.data.Dataset:
+    "Infinite training dataset drawing classes uniformly, batched and augmented."
+    return _finish(_oversampled(paths, labels, pp, seed), pp, aug, seed)
 
 # %% ../nbs/03_pipeline.ipynb #d9889cbc
 @dataclass
@@ -130,6 +169,11 @@ class DataBundle:
     steps_per_epoch: int | None      # set when the training set is infinite (oversampling)
     class_weight: dict[int, float] | None
     n_train: int
+    train_at: Callable[[int], tf.data.Dataset] | None = None  # the training batches at another image size
+
+    def train_batches(self, size: int | None = None) -> tf.data.Dataset:
+        "The training batches at `size` (progressive resizing; the same cache and shuffling); `None`: `train`."
+        return self.train if size is None or self.train_at is None else self.train_at(size)
 
 
 def make_datasets(df: pd.DataFrame, classes: list[str], pp: PipelineParams, aug: AugmentParams, seed: int = 42) -> DataBundle:
@@ -142,13 +186,14 @@ def make_datasets(df: pd.DataFrame, classes: list[str], pp: PipelineParams, aug:
     if part["train"].empty: raise ValueError("the manifest has no training images")
     steps, weights = None, None
     if pp.imbalance == "oversample":
-        train = make_oversampled_dataset(part["train"]["path"], ys["train"], len(classes), pp, aug, seed)
+        decoded = _oversampled(part["train"]["path"], ys["train"], pp, seed)
         steps = math.ceil(len(part["train"]) / pp.batch_size)
     else:
-        train = make_dataset(part["train"]["path"], ys["train"], pp, aug, training=True, seed=seed, tag="train")
+        decoded = _decoded(part["train"]["path"], ys["train"], pp, True, seed, "train")
         if pp.imbalance == "class_weight": weights = class_weights(ys["train"], len(classes))
+    train_at = lambda size: _finish(decoded, pp, aug, seed, size)
     ev = lambda s: make_dataset(part[s]["path"], ys[s], pp, tag=s) if len(part[s]) else None
-    return DataBundle(train, ev("val"), ev("test"), list(classes), steps, weights, len(part["train"]))
+    return DataBundle(train_at(None), ev("val"), ev("test"), list(classes), steps, weights, len(part["train"]), train_at)
 
 # %% ../nbs/03_pipeline.ipynb #a71337d4
 def configure_devices(pp: PipelineParams) -> dict:

@@ -23,32 +23,83 @@ from .distribute import is_chief, make_strategy, shard_by_data, strategy_info
 from .ood import abstains, domain_score, fit_domain, fit_threshold, image_descriptors, ood_score, reference_profile
 from .config import Params, flatten_params
 from .data import Manifest
-from .model import build_model, set_trainable
+from .model import at_size, build_model, set_trainable
 from .pipeline import DataBundle, configure_devices, make_datasets
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MIN_DOMAIN_IMAGES', 'make_callbacks', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors',
-           'sync_batchnorm', 'train', 'plot_history', 'predict_split']
+__all__ = ['log', 'MIN_DOMAIN_IMAGES', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy', 'make_optimizer',
+           'one_cycle_schedule', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors',
+           'sync_batchnorm', 'Phase', 'plan_phases', 'train', 'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
-def make_callbacks(params: Params, ckpt: Path, monitor: str, best_so_far: float | None, csv: Path) -> list:
-    "EarlyStopping, ReduceLROnPlateau, best-weights checkpoint and CSV logger for one stage."
+class EpochClock(keras.callbacks.Callback):
+    "Adds wall-clock seconds since training began, the training image size and the learning rate to each epoch's logs."
+    def __init__(self, start: float, image_size: int):
+        super().__init__()
+        self.start, self.image_size = start, image_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None: return
+        logs["seconds"] = round(time.perf_counter() - self.start, 2)  # training and validation so far
+        logs["image_size"] = self.image_size
+        logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def make_callbacks(params: Params, ckpt: Path, monitor: str, best_so_far: float | None, csv: Path,
+                   clock: EpochClock | None = None, append: bool = False) -> list:
+    """Best-weights checkpoint, CSV logger (after the clock, so its columns are logged) and, for the two-stage
+    schedule, EarlyStopping and ReduceLROnPlateau (a one-cycle schedule sets the learning rate itself)."""
     t = params.train
-    return [
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, restore_best_weights=True, verbose=1),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
-                                          min_lr=t.min_lr, verbose=1),
-        keras.callbacks.ModelCheckpoint(ckpt, monitor=monitor, save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=best_so_far),
-        keras.callbacks.CSVLogger(csv),
-    ]
+    cbs = [] if clock is None else [clock]
+    if t.schedule == "two_stage":
+        cbs += [keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, restore_best_weights=True, verbose=1),
+                keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
+                                                  min_lr=t.min_lr, verbose=1)]
+    return cbs + [keras.callbacks.ModelCheckpoint(ckpt, monitor=monitor, save_best_only=True, save_weights_only=True,
+                                                  initial_value_threshold=best_so_far),
+                  keras.callbacks.CSVLogger(csv, append=append)]
 
 # %% ../nbs/05_train.ipynb #f5bc85b3
-def compile_model(model: keras.Model, lr: float, top_k: int = 3, xla: bool = False) -> None:
-    "Adam + sparse categorical cross-entropy, with accuracy and top-k accuracy."
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+@keras.saving.register_keras_serializable(package="plant_disease")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    "Cross-entropy of probabilities against integer labels smoothed by `smoothing` (0: plain cross-entropy)."
+    def __init__(self, smoothing: float = 0.0, name: str = "smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smoothing = float(smoothing)
+
+    def call(self, y_true, y_pred):
+        n = keras.ops.shape(y_pred)[-1]
+        y = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), n, dtype=y_pred.dtype)
+        y = y * (1.0 - self.smoothing) + self.smoothing / keras.ops.cast(n, y_pred.dtype)
+        return keras.losses.categorical_crossentropy(y, y_pred)
+
+    def get_config(self): return {**super().get_config(), "smoothing": self.smoothing}
+
+
+def make_optimizer(params: Params, lr) -> keras.optimizers.Optimizer:
+    "The optimizer of `params.train` at `lr` (a number or a schedule)."
+    t = params.train
+    if t.optimizer == "adamw": return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd": return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=t.weight_decay or None)
+    return keras.optimizers.Adam(lr, weight_decay=t.weight_decay or None)
+
+
+def one_cycle_schedule(peak: float, total_steps: int, warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    "Linear warm-up from 0 to `peak` over `warmup_steps`, then cosine decay to 0 at `total_steps`."
+    warmup_steps = min(warmup_steps, total_steps - 1)
+    return keras.optimizers.schedules.CosineDecay(0.0 if warmup_steps else peak, max(total_steps - warmup_steps, 1), alpha=0.0,
+                                                  warmup_target=peak if warmup_steps else None, warmup_steps=warmup_steps)
+
+# %% ../nbs/05_train.ipynb #2b3e2c6d
+def compile_model(model: keras.Model, lr, top_k: int = 3, xla: bool = False, params: Params | None = None) -> None:
+    """Compile with accuracy and top-k accuracy: the optimizer and label smoothing of `params.train`
+    (default: Adam and plain sparse cross-entropy) at `lr` (a number or a schedule)."""
+    opt = make_optimizer(params, lr) if params is not None else keras.optimizers.Adam(lr)
+    smoothing = params.train.label_smoothing if params is not None else 0.0
+    loss = SmoothedSparseCrossentropy(smoothing) if smoothing else "sparse_categorical_crossentropy"
+    model.compile(optimizer=opt, loss=loss,
                   metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy")],
                   jit_compile=bool(xla))
 
@@ -115,8 +166,29 @@ def sync_batchnorm(model: keras.Model, on: bool = True) -> int:
     return len(bns)
 
 # %% ../nbs/05_train.ipynb #ba883595
+@dataclass
+class Phase:
+    "One `fit` call of a schedule."
+    stage: int
+    epochs: int
+    image_size: int
+    unfreeze: int | str
+    lr: float  # the stage's rate (two_stage) or the peak of the cycle (one_cycle)
+
+
+def plan_phases(params: Params) -> list[Phase]:
+    "The phases of `params.train.schedule`, in order."
+    t, size = params.train, params.pipeline.image_size
+    if t.schedule == "one_cycle":
+        oc = t.one_cycle
+        sizes = [*oc.progressive, (size, oc.epochs - sum(e for _, e in oc.progressive))]
+        return [Phase(1, e, s, "all", oc.lr) for s, e in sizes]
+    return [Phase(i, st.epochs, size, "all" if params.from_scratch else st.unfreeze_last, st.lr)
+            for i, st in enumerate([t.stage1, t.stage2], start=1) if st.epochs]
+
+# %% ../nbs/05_train.ipynb #6a6e98ae
 def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train") -> TrainResult:
-    "Run the two-stage schedule of `params.train` on `manifest`; save the model, class list and history."
+    "Run the schedule of `params.train` on `manifest`; save the model, class list and history."
     strategy = make_strategy(params.train.distribute, params.train.logical_cpus)  # notebook 20; before devices are set up
     chief = is_chief() if params.train.distribute == "multi_worker" else True
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="plant-disease-worker-"))  # only the chief keeps files
@@ -124,44 +196,52 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
     out.mkdir(parents=True, exist_ok=True); (rep / "figures").mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(params.train.seed)
     devices = {**configure_devices(params.pipeline), **strategy_info(strategy)}
-    classes = manifest.classes
+    classes, phases = manifest.classes, plan_phases(params)
+    if not phases: raise ValueError("train.stage1.epochs and train.stage2.epochs are both 0: nothing to train")
     pp = params.pipeline.model_copy(update={"batch_size": params.pipeline.batch_size * strategy.num_replicas_in_sync})  # global batch
     data = make_datasets(manifest.df, classes, pp, params.augment, seed=params.train.seed)
-    data = replace(data, train=shard_by_data(data.train), val=shard_by_data(data.val))
-    with strategy.scope(): model = build_model(len(classes), params.pipeline.image_size, params.model)
+    data = replace(data, val=shard_by_data(data.val))
+    flexible = any(ph.image_size != params.pipeline.image_size for ph in phases)  # progressive resizing
+    with strategy.scope(): model = build_model(len(classes), None if flexible else params.pipeline.image_size, params.model)
     sync_batchnorm(model, strategy.num_replicas_in_sync > 1)  # global-batch statistics, as on one device
     monitor = params.train.monitor if data.val is not None else params.train.monitor.removeprefix("val_")
     better = max if monitor.endswith("accuracy") else min
     ckpt = out / "best.weights.h5"
     ckpt.unlink(missing_ok=True)
-    histories, stages, best, epoch = [], [], None, 0
-    for i, stage in enumerate([params.train.stage1, params.train.stage2], start=1):
-        if stage.epochs == 0: continue
-        unfreeze = "all" if params.from_scratch else stage.unfreeze_last
-        with strategy.scope():
-            sizes = set_trainable(model, unfreeze, train_bn=params.from_scratch)
-            compile_model(model, stage.lr, 3, devices["xla"])
-        log.info("stage %d: %s", i, sizes)
-        print(f"stage {i}: {stage.epochs} epoch(s) at lr {stage.lr}, unfrozen backbone layers: "
-              f"{sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}")
-        cbs = make_callbacks(params, ckpt, monitor, best, out / f"history_stage{i}.csv")
+    steps = data.steps_per_epoch or math.ceil(data.n_train / pp.batch_size)
+    histories, stages, best, epoch, start = [], [], None, 0, time.perf_counter()
+    for k, ph in enumerate(phases):
+        first_of_stage = k == 0 or phases[k - 1].stage != ph.stage
+        if first_of_stage:  # one_cycle compiles once: its schedule runs across the resizing phases
+            lr = ph.lr if params.train.schedule == "two_stage" else one_cycle_schedule(
+                ph.lr, steps * params.train.one_cycle.epochs, round(steps * params.train.one_cycle.warmup_epochs))
+            with strategy.scope():
+                sizes = set_trainable(model, ph.unfreeze, train_bn=params.from_scratch or params.train.schedule == "one_cycle")
+                compile_model(model, lr, 3, devices["xla"], params)
+            log.info("stage %d: %s", ph.stage, sizes)
+        print(f"stage {ph.stage}: {ph.epochs} epoch(s) at {ph.image_size} px, "
+              + (f"lr {ph.lr}" if params.train.schedule == "two_stage" else f"one cycle to lr {ph.lr}")
+              + f", unfrozen backbone layers: {sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}")
+        cbs = make_callbacks(params, ckpt, monitor, best, out / f"history_stage{ph.stage}.csv",
+                             EpochClock(start, ph.image_size), append=not first_of_stage)
         t0 = time.perf_counter()
-        h = model.fit(data.train, validation_data=data.val, shuffle=False, epochs=epoch + stage.epochs, initial_epoch=epoch,
-                      steps_per_epoch=data.steps_per_epoch, class_weight=data.class_weight,
-                      callbacks=cbs, verbose=params.train.verbose)
+        h = model.fit(shard_by_data(data.train_batches(ph.image_size)), validation_data=data.val, shuffle=False,
+                      epochs=epoch + ph.epochs, initial_epoch=epoch, steps_per_epoch=data.steps_per_epoch,
+                      class_weight=data.class_weight, callbacks=cbs, verbose=params.train.verbose)
         secs = time.perf_counter() - t0
-        hist = pd.DataFrame(h.history).assign(stage=i, epoch=h.epoch)
+        hist = pd.DataFrame(h.history).assign(stage=ph.stage, epoch=h.epoch)
         histories.append(hist)
         epoch += len(h.epoch)
-        per_epoch = data.steps_per_epoch * pp.batch_size if data.steps_per_epoch else data.n_train
-        stage_best = float(better(hist[monitor]))
-        stages.append({"stage": i, "epochs_run": len(h.epoch), "seconds": round(secs, 2), "lr": stage.lr,
-                       "unfrozen_layers": sizes["unfrozen_layers"], "trainable_params": sizes["trainable_params"],
-                       "images_per_second": round(len(h.epoch) * per_epoch / secs, 1),  # training images, incl. validation time
-                       f"best_{monitor}": stage_best})
-        best = stage_best if best is None else better(best, stage_best)
-    if not histories: raise ValueError("train.stage1.epochs and train.stage2.epochs are both 0: nothing to train")
-    if ckpt.exists(): model.load_weights(ckpt)  # the best epoch over both stages
+        phase_best = float(better(hist[monitor]))
+        stages.append({"stage": ph.stage, "image_size": ph.image_size, "epochs_run": len(h.epoch), "seconds": round(secs, 2),
+                       "lr": ph.lr, "unfrozen_layers": sizes["unfrozen_layers"], "trainable_params": sizes["trainable_params"],
+                       "images_per_second": round(len(h.epoch) * steps * pp.batch_size / secs, 1),  # incl. validation time
+                       f"best_{monitor}": phase_best})
+        best = phase_best if best is None else better(best, phase_best)
+    if ckpt.exists(): model.load_weights(ckpt)  # the best epoch of the whole schedule
+    if flexible:
+        with strategy.scope(): model = at_size(model, params.pipeline.image_size, params.model)
+        sync_batchnorm(model, strategy.num_replicas_in_sync > 1)
     calibration = None
     if data.val is not None:  # temperature scaling on the validation split (notebook 17)
         y_val, p_val, _ = predict_split(model, manifest, classes, params, "val")
