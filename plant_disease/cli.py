@@ -45,12 +45,13 @@ def stage_eda(params: Params, data_dir="data", reports_dir="reports") -> dict:
 
 
 def stage_train(params: Params, data_dir="data", models_dir="models", reports_dir="reports"):
-    "Two-stage training on the manifest's train/val splits."
+    "Train on the manifest's train/val splits with the schedule of `params.train`."
     from plant_disease.data import load_manifest
     from plant_disease.train import train
     r = train(params, load_manifest(data_dir), models_dir, Path(reports_dir) / "train")
     for s in r.stages:
-        print(f"train: stage {s['stage']}: {s['epochs_run']} epoch(s), {s['seconds']} s, {s['images_per_second']} img/s")
+        print(f"train: stage {s['stage']} at {s['image_size']} px: {s['epochs_run']} epoch(s), {s['seconds']} s, "
+              f"{s['images_per_second']} img/s")
     print(f"train: model -> {r.model_path}")
     return r
 
@@ -214,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plant-disease", description="Plant leaf disease classification: pipeline stages and prediction.")
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in [("data", "acquire, verify and split the images"), ("eda", "exploratory data analysis"),
-                        ("train", "two-stage training"), ("evaluate", "test-split metrics and figures"),
+                        ("train", "train a model (the schedule of params.train)"), ("evaluate", "test-split metrics and figures"),
                         ("ood", "what the model answers to images that are not leaves it knows"),
                         ("robustness", "accuracy under field-like corruptions (trains an augmentation twin)"),
                         ("run", "data + eda + train + evaluate + ood"), ("params", "print the resolved parameters")]:

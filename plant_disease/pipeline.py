@@ -114,10 +114,13 @@ def _decoded(paths, labels, pp: PipelineParams, training: bool, seed: int, tag: 
     "Unbatched (uint8 or float32 image, label) pairs, cached if asked, shuffled for training."
     paths, labels = tf.constant(list(map(str, paths))), tf.constant(np.asarray(labels, dtype=np.int32))
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    buffer = max(min(pp.shuffle_buffer, len(paths)) if pp.shuffle_buffer else len(paths), 1)
-    if training and not pp.cache: ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    # the manifest is sorted by class: shuffle the paths completely (cheap), every epoch unless they are cached,
+    # then the decoded images after the cache within `shuffle_buffer`
+    if training: ds = ds.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=not pp.cache)
     ds = _cache(ds.map(lambda p, y: (load_image(p, pp.image_size), y), num_parallel_calls=AUTOTUNE), pp, tag)
-    if training and pp.cache: ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if training and pp.cache:
+        buffer = max(min(pp.shuffle_buffer, len(paths)) if pp.shuffle_buffer else len(paths), 1)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     return ds
 
 

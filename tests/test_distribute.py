@@ -16,8 +16,8 @@ import pytest
 from conftest import ROOT, run_cli
 
 TINY = ["--set", "data.synthetic_per_class=16", "--set", "data.synthetic_size=48", "--set", "pipeline.image_size=32",
-        "--set", "model.backbone=mobilenetv2", "--set", "model.dense_units=16", "--set", "train.stage1.epochs=1",
-        "--set", "train.stage2.epochs=0", "--set", "train.verbose=0", "--set", "pipeline.shuffle_buffer=0",
+        "--set", "model.backbone=mobilenetv2", "--set", "model.dense_units=16", "--set", "train.one_cycle.epochs=1",
+        "--set", "augment.enabled=false", "--set", "train.verbose=0", "--set", "pipeline.shuffle_buffer=0",
         "--set", "abstain.domain_check=false"]
 PER_REPLICA, REPLICAS = 8, 2
 
