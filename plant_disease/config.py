@@ -93,7 +93,7 @@ class ModelParams(_Strict):
     "Backbone, its weights and the classification head."
     backbone: Literal["resnet50", "efficientnetb0", "mobilenetv2", "mobilenetv3small", "resnet18slim"] = "resnet50"
     weights: str = Field("imagenet", description="`imagenet`, `none`, or a path to a backbone `.weights.h5` file")
-    dense_units: int = Field(256, ge=1)
+    dense_units: int = Field(256, ge=0, description="hidden layer of the head; 0: the classifier sits on the pooled features")
     dropout: float = Field(0.4, ge=0, lt=1)
     bn_momentum: float | None = Field(None, gt=0, lt=1, description="override BatchNorm momentum (short from-scratch runs)")
 
@@ -251,8 +251,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "plantvillage": {"data": {"classes": "all"}},
     "tomato": {"data": {"classes": "tomato"}},
     "cpu": {
-        "pipeline": {"image_size": 128, "batch_size": 32, "mixed_precision": False, "xla": False, "cache": True},
-        "model": {"backbone": "mobilenetv3small", "weights": "none", "bn_momentum": 0.9, "dense_units": 256, "dropout": 0.2},
+        "pipeline": {"image_size": 128, "batch_size": 32, "mixed_precision": False, "xla": False, "cache": True,
+                     "imbalance": "none"},
+        "model": {"backbone": "mobilenetv3small", "weights": "none", "bn_momentum": 0.9, "dense_units": 0, "dropout": 0.2},
         "augment": {"enabled": True, "rotation": 0.0, "zoom": 0.1, "translation": 0.05},
         "train": {"schedule": "one_cycle", "one_cycle": {"epochs": 30, "lr": 3e-3, "warmup_epochs": 1},
                   "optimizer": "adamw", "weight_decay": 0.02, "label_smoothing": 0.1},

@@ -98,8 +98,9 @@ def build_model(n_classes: int, image_size: int | None, mp: ModelParams = ModelP
                          "(imagenet weights download on first use; offline, use weights: none or a local file)") from None
     if path is not None: load_backbone_weights(backbone, path)
     x = layers.GlobalAveragePooling2D(name=f"{HEAD_PREFIX}gap")(backbone.output)
-    x = layers.BatchNormalization(name=f"{HEAD_PREFIX}bn")(x)
-    x = layers.Dense(mp.dense_units, activation="relu", name=f"{HEAD_PREFIX}dense")(x)
+    if mp.dense_units:  # a hidden layer for a pretrained backbone's features; 0: the classifier sits on the pooled features
+        x = layers.BatchNormalization(name=f"{HEAD_PREFIX}bn")(x)
+        x = layers.Dense(mp.dense_units, activation="relu", name=f"{HEAD_PREFIX}dense")(x)
     x = layers.Dropout(mp.dropout, name=f"{HEAD_PREFIX}dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=f"plant_disease_{mp.backbone}")
