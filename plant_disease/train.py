@@ -35,14 +35,21 @@ __all__ = ['log', 'MIN_DOMAIN_IMAGES', 'EpochClock', 'make_callbacks', 'Smoothed
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 class EpochClock(keras.callbacks.Callback):
-    "Adds wall-clock seconds since training began, the training image size and the learning rate to each epoch's logs."
-    def __init__(self, start: float, image_size: int):
+    """Adds to each epoch's logs: wall-clock `seconds` since training began (validation included),
+    `train_seconds` (the same without validation), the training `image_size` and the `learning_rate`."""
+    def __init__(self, start: float, image_size: int, val_seconds: float = 0.0):
         super().__init__()
-        self.start, self.image_size = start, image_size
+        self.start, self.image_size, self.val_seconds, self._t = start, image_size, val_seconds, None
+
+    def on_test_begin(self, logs=None): self._t = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        if self._t is not None: self.val_seconds += time.perf_counter() - self._t
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None: return
-        logs["seconds"] = round(time.perf_counter() - self.start, 2)  # training and validation so far
+        logs["seconds"] = round(time.perf_counter() - self.start, 2)
+        logs["train_seconds"] = round(logs["seconds"] - self.val_seconds, 2)
         logs["image_size"] = self.image_size
         logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
@@ -222,8 +229,8 @@ def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", re
         print(f"stage {ph.stage}: {ph.epochs} epoch(s) at {ph.image_size} px, "
               + (f"lr {ph.lr}" if params.train.schedule == "two_stage" else f"one cycle to lr {ph.lr}")
               + f", unfrozen backbone layers: {sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}")
-        cbs = make_callbacks(params, ckpt, monitor, best, out / f"history_stage{ph.stage}.csv",
-                             EpochClock(start, ph.image_size), append=not first_of_stage)
+        clock = EpochClock(start, ph.image_size, clock.val_seconds if k else 0.0)
+        cbs = make_callbacks(params, ckpt, monitor, best, out / f"history_stage{ph.stage}.csv", clock, append=not first_of_stage)
         t0 = time.perf_counter()
         h = model.fit(shard_by_data(data.train_batches(ph.image_size)), validation_data=data.val, shuffle=False,
                       epochs=epoch + ph.epochs, initial_epoch=epoch, steps_per_epoch=data.steps_per_epoch,
