@@ -82,6 +82,8 @@ class AugmentParams(_Strict):
     enabled: bool = True
     flip: bool = True
     rot90: bool = Field(True, description="random quarter turns (with the flips: all eight orientations of a square)")
+    crop_scale: float = Field(1.0, gt=0, le=1, description="random resized crops: the smallest share of the image area "
+                              "a crop keeps (aspect ratio 3/4..4/3); 1: no crops")
     rotation: float = Field(0.2, ge=0, le=1, description="fraction of a full turn")
     zoom: float = Field(0.2, ge=0, lt=1)
     translation: float = Field(0.1, ge=0, lt=1, description="fraction of the image size")
@@ -252,10 +254,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     "tomato": {"data": {"classes": "tomato"}},
     "cpu": {
         "pipeline": {"image_size": 128, "batch_size": 32, "mixed_precision": False, "xla": False, "cache": True,
-                     "imbalance": "none"},
+                     "shuffle_buffer": 10_000, "imbalance": "none"},
         "model": {"backbone": "mobilenetv3small", "weights": "none", "bn_momentum": 0.9, "dense_units": 0, "dropout": 0.2},
-        "augment": {"enabled": True, "rotation": 0.0, "zoom": 0.1, "translation": 0.05},
-        "train": {"schedule": "one_cycle", "one_cycle": {"epochs": 30, "lr": 3e-3, "warmup_epochs": 1},
+        "augment": {"enabled": True, "crop_scale": 0.5, "rotation": 0.0, "zoom": 0.0, "translation": 0.0,
+                    "contrast": 0.2, "brightness": 0.15},
+        "train": {"schedule": "one_cycle", "one_cycle": {"epochs": 40, "lr": 3e-3, "warmup_epochs": 1, "progressive": [[96, 15]]},
                   "optimizer": "adamw", "weight_decay": 0.02, "label_smoothing": 0.1},
     },
     "gpu": {

@@ -41,22 +41,29 @@ def _uniform(seed, shape, lo, hi): return tf.random.stateless_uniform(shape, see
 
 
 def _geometry(seed, n: tf.Tensor, size_in: tf.Tensor, size_out: tf.Tensor, aug: AugmentParams) -> tf.Tensor:
-    "The (n, 8) projective-transform coefficients for random rotations, zooms and translations (and the resize)."
-    s1, s2, s3 = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    """The (n, 8) projective-transform coefficients for random crops, rotations, zooms and translations (and the
+    resize): `p_in = c_in + t + R(θ)·diag(w, h)/z · s · (p_out - c_out)`."""
+    s1, s2, s3, s4, s5, s6 = tf.unstack(tf.random.experimental.stateless_split(seed, 6))
     theta = _uniform(s1, [n], -aug.rotation, aug.rotation) * 2 * math.pi
     zoom = _uniform(s2, [n], 1 - aug.zoom, 1 + aug.zoom)
     t = _uniform(s3, [n, 2], -aug.translation, aug.translation) * size_in
+    # a random crop keeps an area in [crop_scale, 1] of the image, aspect ratio 3/4..4/3, anywhere inside it
+    area = _uniform(s4, [n], aug.crop_scale, 1.0)
+    ratio = tf.exp(_uniform(s5, [n], math.log(3 / 4), math.log(4 / 3)) if aug.crop_scale < 1 else tf.zeros([n]))
+    w, h = tf.minimum(tf.sqrt(area * ratio), 1.0), tf.minimum(tf.sqrt(area / ratio), 1.0)
+    t = t + (_uniform(s6, [n, 2], -0.5, 0.5) * tf.stack([1 - w, 1 - h], axis=1)) * (size_in - 1)
     scale = size_in / size_out
     c_in, c_out = (size_in - 1) / 2, (size_out - 1) / 2
     cos, sin = tf.cos(theta) / zoom * scale, tf.sin(theta) / zoom * scale
-    tx = c_in - t[:, 0] - (cos * c_out + sin * c_out)
-    ty = c_in - t[:, 1] - (-sin * c_out + cos * c_out)
+    a00, a01, a10, a11 = cos * w, sin * h, -sin * w, cos * h
+    tx = c_in + t[:, 0] - (a00 * c_out + a01 * c_out)
+    ty = c_in + t[:, 1] - (a10 * c_out + a11 * c_out)
     zero = tf.zeros_like(cos)
-    return tf.stack([cos, sin, tx, -sin, cos, ty, zero, zero], axis=1)
+    return tf.stack([a00, a01, tx, a10, a11, ty, zero, zero], axis=1)
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor, aug: AugmentParams, size: int | None = None) -> tf.Tensor:
-    """Randomly flip, turn, rotate, zoom, translate, and shift contrast/brightness a batch of square images
+    """Randomly flip, turn, crop, rotate, zoom, translate, and shift contrast/brightness a batch of square images
     (0..255), each image with its own draw, reproducibly for `seed`; `size` resizes the batch (default: keep)."""
     images = tf.cast(images, tf.float32)
     seed = tf.cast(seed, tf.int64)
@@ -70,7 +77,7 @@ def augment(images: tf.Tensor, seed: tf.Tensor, aug: AugmentParams, size: int | 
         images = tf.where(pick(v), images[:, ::-1], images)
     if aug.rot90:  # a transpose plus the flips above reaches all eight quarter-turn/flip orientations
         images = tf.where(pick(s_turn), tf.transpose(images, [0, 2, 1, 3]), images)
-    if aug.rotation or aug.zoom or aug.translation:
+    if aug.rotation or aug.zoom or aug.translation or aug.crop_scale < 1:
         f_in, f_out = tf.cast(size_in, tf.float32), tf.cast(out, tf.float32)
         images = tf.raw_ops.ImageProjectiveTransformV3(
             images=images, transforms=_geometry(s_geo, n, f_in, f_out, aug), output_shape=tf.stack([out, out]),

@@ -1,7 +1,10 @@
-"""Real training on the shared PlantVillage sample: tomato profile, small images, 1 epoch per stage.
+"""A real floor: the `cpu` profile trained on real photos (the shared sample's 10 tomato classes) must reach an accuracy a
+user would accept, not merely beat chance.
 
-The cpu profile has augmentation off: measured on this sample, 1 + 1 epochs from scratch reach 0.59 test accuracy
-without it and 0.39 with the full augmentation (it pays off over longer schedules, not in two epochs)."""
+The recipe is the profile's (MobileNetV3Small from scratch, one learning-rate cycle, augmentation, images cached in
+memory), on a shorter cycle than the profile's 40 epochs so CI can afford it: FLOOR_EPOCHS epochs, the first
+FLOOR_SMALL at 96 px. Its cost and the accuracy it reached are in the README (section Tests); the full-length recipe's
+numbers are in reports/benchmarks.md (bench/time_to_accuracy.py)."""
 import json
 
 import pandas as pd
@@ -9,13 +12,17 @@ import pytest
 
 from conftest import run_cli
 
+FLOOR_EPOCHS, FLOOR_SMALL = 20, 8
+FLOOR_ACCURACY, FLOOR_F1 = 0.85, 0.80  # 10 classes: chance is 0.10
+
 
 @pytest.fixture(scope="module")
 def real(shared, tmp_path_factory):
     work = tmp_path_factory.mktemp("real_run")
     r = run_cli("run", "--profile", "tomato,cpu",
                 "--set", f"data.source={shared / 'plantvillage'}",
-                "--set", "train.stage1.epochs=1", "--set", "train.stage2.epochs=1",
+                "--set", f"train.one_cycle.epochs={FLOOR_EPOCHS}",
+                "--set", f"train.one_cycle.progressive=[[96, {FLOOR_SMALL}]]", "--set", "train.verbose=0",
                 "--set", f"eda.full_counts={shared / 'plantvillage_full_counts.csv'}", cwd=work)
     print(r.stdout[-4000:])
     return work
@@ -39,13 +46,16 @@ def test_real_eda(real):
         assert (real / "reports" / "eda" / "figures" / f).stat().st_size > 5000, f
 
 
-def test_real_training_beats_chance(real):
+def test_cpu_profile_reaches_the_floor_on_real_photos(real):
     metrics = json.loads((real / "reports" / "evaluate" / "metrics.json").read_text())
-    print({k: metrics[k] for k in ("accuracy", "f1_macro", "top3_accuracy", "ece", "n_test")})
+    summary = json.loads((real / "reports" / "train" / "train_summary.json").read_text())
+    print({k: metrics[k] for k in ("accuracy", "f1_macro", "top3_accuracy", "ece", "n_test")},
+          f"training {summary['seconds']:.0f} s")
     assert metrics["n_test"] >= 200 and metrics["synthetic"] is False
-    assert metrics["accuracy"] > 0.40, metrics  # chance is 0.10 for 10 classes
+    assert metrics["accuracy"] >= FLOOR_ACCURACY and metrics["f1_macro"] >= FLOOR_F1, metrics
     hist = pd.read_csv(real / "reports" / "train" / "history.csv")
-    assert hist["stage"].tolist() == [1, 2]
+    assert hist["stage"].eq(1).all() and len(hist) == FLOOR_EPOCHS
+    assert hist["image_size"].tolist() == [96] * FLOOR_SMALL + [128] * (FLOOR_EPOCHS - FLOOR_SMALL)
     assert (real / "reports" / "evaluate" / "figures" / "confusion_matrix.png").exists()
 
 
@@ -54,4 +64,7 @@ def test_predict_command_on_real_test_images(real):
     test = m[m.split == "test"].head(5)
     r = run_cli("predict", "--json", *test["path"], cwd=real)
     lines = [json.loads(l) for l in r.stdout.strip().splitlines()]
-    assert len(lines) == 5 and all(l["label"].startswith("Tomato___") and 0 < l["confidence"] <= 1 for l in lines)
+    assert len(lines) == 5 and all(l["top_k"][0]["label"].startswith("Tomato___") and 0 < l["top_k"][0]["probability"] <= 1
+                                   for l in lines)
+    right = sum(l["top_k"][0]["label"] == c for l, c in zip(lines, test["class"]))
+    assert right >= 3, (right, lines)

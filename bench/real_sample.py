@@ -1,0 +1,203 @@
+"""The real-sample run behind reports/real_sample/: `dvc repro` from clean clones of this repository on the shared
+PlantVillage sample, then the A/B pair served side by side through the real API.
+
+    python bench/real_sample.py [--data DIR] [--work DIR] [--steps a,b,ab,collect]
+
+- a: a clean clone with `data.source` pointed at the sample (28 classes, 4 held out for the ood stage), the `cpu`
+  profile, the default quality gate, and `dvc repro`: train, evaluate, ood, robustness (with the augmentation twin),
+  export, register -> `plant-disease@production`.
+- b: the same in a second clone with the other family of the CPU recipe (`model.backbone=resnet18slim`), registered
+  as `plant-disease-resnet18slim` in the same MLflow registry (robustness without its twin).
+- ab: the API (`python -m app`) serving `plant-disease@production` as variant A and `plant-disease-resnet18slim@production`
+  as variant B, both with `runtime auto`; every test photo sent to both (X-Model-Variant), then `/stats`: accuracy,
+  unknown answers, latency and drift per variant -> ab.json.
+- collect: the numbers, figures and executed notebooks into reports/real_sample/ (README.md there is written by hand
+  from them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+OUT = ROOT / "reports" / "real_sample"
+B_NAME = "plant-disease-resnet18slim"
+
+
+def sh(cmd: list, cwd: Path, env: dict | None = None, log: Path | None = None) -> None:
+    e = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    print(f"$ {' '.join(map(str, cmd))}  (in {cwd})", flush=True)
+    with (log.open("a") if log else open(os.devnull, "w")) as f:
+        r = subprocess.run(list(map(str, cmd)), cwd=cwd, env=e, stdout=f if log else None, stderr=subprocess.STDOUT if log else None)
+    if r.returncode: raise SystemExit(f"{cmd} exited {r.returncode}" + (f"; see {log}" if log else ""))
+
+
+def clean_clone(dest: Path) -> Path:
+    "What `git clone` of this work tree would hold (tracked + untracked-not-ignored files), committed in a new repo."
+    if dest.exists(): shutil.rmtree(dest)
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split("\0")
+    for f in filter(None, files):
+        if (ROOT / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dest / f)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "clean clone"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def set_params(repo: Path, **groups) -> None:
+    f = repo / "params.yaml"
+    p = yaml.safe_load(f.read_text())
+    for k, v in groups.items(): p[k] = {**(p.get(k) or {}), **v} if isinstance(v, dict) else v
+    f.write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def repro(repo: Path, work: Path, **groups) -> None:
+    set_params(repo, **groups)
+    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "real sample"], cwd=repo, check=True)
+    t0 = time.time()
+    sh(["dvc", "repro"], repo, {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}, repo / "repro.log")
+    (repo / "repro_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+
+
+def common(data: Path) -> dict:
+    return {"data": {"source": str(data / "plantvillage"), "holdout_classes": 4},
+            "eda": {"full_counts": str(data / "plantvillage_full_counts.csv")}, "robustness": {"max_images": 300}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ab(work: Path) -> dict:
+    "Serve A and B, send every test photo of A's manifest to both, and read /stats."
+    import httpx
+    import numpy as np
+    import pandas as pd
+    port = free_port()
+    env = {**os.environ, "PD_VARIANTS": json.dumps([{"name": "A", "source": "models:/plant-disease@production"},
+                                                    {"name": "B", "source": f"models:/{B_NAME}@production"}]),
+           "PD_REQUIRE_AUTH": "false", "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute", "PD_RUNTIME": "auto",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}",
+           "PD_SPOOL_DIR": str(work / "spool"), "PD_MODEL_CACHE": str(work / "model-cache"), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": str(ROOT)}
+    env.pop("PD_REDIS_URL", None)
+    (work / "predictions.db").unlink(missing_ok=True)
+    log = (work / "api.log").open("w")
+    p = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"], cwd=ROOT, env=env,
+                         stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if p.poll() is not None: raise SystemExit(f"the API exited {p.returncode}; see {work / 'api.log'}")
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200: break
+            except httpx.HTTPError: pass
+            time.sleep(1)
+        models = httpx.get(f"{url}/models", timeout=10).json()
+        m = pd.read_csv(work / "a" / "data" / "manifest.csv")
+        test = m[m.split == "test"]
+        rows = []
+        with httpx.Client(base_url=url, timeout=60) as c:
+            for path, cls in zip(test["path"], test["class"]):
+                data = Path(path).read_bytes()
+                for v in ("A", "B"):
+                    t0 = time.perf_counter()
+                    r = c.post("/predict", files={"file": (Path(path).name, data, "image/jpeg")}, headers={"X-Model-Variant": v})
+                    ms = (time.perf_counter() - t0) * 1000
+                    r.raise_for_status()
+                    b = r.json()
+                    rows.append({"variant": v, "true": cls, "label": b["label"], "best": b["top_k"][0]["label"],
+                                 "unknown": bool(b["unknown"]), "client_ms": ms})
+            stats = c.get("/stats").json()
+        df = pd.DataFrame(rows)
+        per = {}
+        for v, g in df.groupby("variant"):
+            per[v] = {"n": len(g), "accuracy_top1": round(float((g["best"] == g["true"]).mean()), 4),
+                      "answered_unknown": round(float(g["unknown"].mean()), 4),
+                      "accuracy_of_answered": round(float((g.loc[~g["unknown"], "label"] == g.loc[~g["unknown"], "true"]).mean()), 4),
+                      "client_p50_ms": round(float(np.percentile(g["client_ms"], 50)), 1),
+                      "client_p99_ms": round(float(np.percentile(g["client_ms"], 99)), 1)}
+        a, b = (df[df.variant == v].reset_index(drop=True) for v in ("A", "B"))
+        both = {"agree": round(float((a["best"] == b["best"]).mean()), 4),
+                "only_a_right": int(((a["best"] == a["true"]) & (b["best"] != b["true"])).sum()),
+                "only_b_right": int(((a["best"] != a["true"]) & (b["best"] == b["true"])).sum())}
+        return {"models": models, "per_variant": per, "paired": both, "stats": stats, "n_test": len(test)}
+    finally:
+        p.terminate(); p.wait(30)
+
+
+def collect(work: Path) -> None:
+    a, b = work / "a", work / "b"
+    OUT.mkdir(parents=True, exist_ok=True)
+    for sub in ("ood", "robustness"):
+        if (OUT / sub).exists(): shutil.rmtree(OUT / sub)
+    copies = {
+        "params.yaml": a / "params.yaml", "evaluate_metrics.json": a / "reports/evaluate/metrics.json",
+        "classification_report.csv": a / "reports/evaluate/classification_report.csv",
+        "confusion_matrix.png": a / "reports/evaluate/figures/confusion_matrix.png",
+        "train_summary.json": a / "reports/train/train_summary.json", "history.csv": a / "reports/train/history.csv",
+        "training_curves.png": a / "reports/train/figures/training_curves.png", "export.json": a / "reports/export.json",
+        "gate.json": a / "reports/gate.json",
+        "ood/metrics.json": a / "reports/ood/metrics.json", "ood/figures/scores.png": a / "reports/ood/figures/scores.png",
+        "robustness/metrics.json": a / "reports/robustness/metrics.json", "robustness/robustness.csv": a / "reports/robustness/robustness.csv",
+        "robustness/robustness.md": a / "reports/robustness/robustness.md",
+        "robustness/figures/robustness.png": a / "reports/robustness/figures/robustness.png",
+        "robustness/twin/history.csv": a / "reports/robustness/twin/history.csv",
+        "robustness/twin/train_summary.json": a / "reports/robustness/twin/train_summary.json",
+        "variant_b/params.yaml": b / "params.yaml", "variant_b/evaluate_metrics.json": b / "reports/evaluate/metrics.json",
+        "variant_b/train_summary.json": b / "reports/train/train_summary.json", "variant_b/history.csv": b / "reports/train/history.csv",
+        "variant_b/export.json": b / "reports/export.json", "variant_b/gate.json": b / "reports/gate.json",
+        "ab.json": work / "ab.json",
+    }
+    for stage in ("train", "evaluate", "ood", "robustness", "export", "register"):
+        copies[f"notebooks/{stage}.ipynb"] = a / "reports/notebooks" / f"{stage}.ipynb"
+    for dst, src in copies.items():
+        if src.exists():
+            (OUT / dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, OUT / dst)
+        else: print(f"missing: {src}")
+    for name in ("a", "b"):
+        s = work / name / "repro_seconds.txt"
+        if s.exists(): print(f"dvc repro ({name}): {s.read_text().strip()} s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.environ.get("PLANT_DISEASE_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
+    ap.add_argument("--work", default="/tmp/plant-disease-real")
+    ap.add_argument("--steps", default="a,b,ab,collect")
+    x = ap.parse_args()
+    data, work, steps = Path(x.data).resolve(), Path(x.work), x.steps.split(",")
+    if not (data / "plantvillage").is_dir(): raise SystemExit(f"{data / 'plantvillage'}: not found (--data)")
+    work.mkdir(parents=True, exist_ok=True)
+    if "a" in steps: repro(clean_clone(work / "a"), work, profile=["cpu"], **common(data))
+    if "b" in steps:
+        g = common(data)
+        g["robustness"] = {**g["robustness"], "twin": False}
+        repro(clean_clone(work / "b"), work, profile=["cpu"], model={"backbone": "resnet18slim"},
+              register={"model_name": B_NAME}, **g)
+    if "ab" in steps:
+        res = ab(work)
+        (work / "ab.json").write_text(json.dumps(res, indent=2, default=str))
+        print(json.dumps({"per_variant": res["per_variant"], "paired": res["paired"]}, indent=2))
+    if "collect" in steps: collect(work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
