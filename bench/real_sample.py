@@ -6,9 +6,9 @@ PlantVillage sample, then the A/B pair served side by side through the real API.
 - a: a clean clone with `data.source` pointed at the sample (28 classes, 4 held out for the ood stage), the `cpu`
   profile, the default quality gate, and `dvc repro`: train, evaluate, ood, robustness (with the augmentation twin),
   export, register -> `plant-disease@production`.
-- b: the same in a second clone with the other family of the CPU recipe (`model.backbone=resnet18slim`), registered
-  as `plant-disease-resnet18slim` in the same MLflow registry (robustness without its twin).
-- ab: the API (`python -m app`) serving `plant-disease@production` as variant A and `plant-disease-resnet18slim@production`
+- b: the same in a second clone with the other family with the CPU recipe (`model.backbone=mobilenetv3small`), registered
+  as `plant-disease-mobilenetv3small` in the same MLflow registry (robustness without its twin).
+- ab: the API (`python -m app`) serving `plant-disease@production` as variant A and `plant-disease-mobilenetv3small@production`
   as variant B, both with `runtime auto`; every test photo sent to both (X-Model-Variant), then `/stats`: accuracy,
   unknown answers, latency and drift per variant -> ab.json.
 - collect: the numbers, figures and executed notebooks into reports/real_sample/ (README.md there is written by hand
@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 OUT = ROOT / "reports" / "real_sample"
-B_NAME = "plant-disease-resnet18slim"
+B_NAME = "plant-disease-mobilenetv3small"
 
 
 def sh(cmd: list, cwd: Path, env: dict | None = None, log: Path | None = None) -> None:
@@ -189,7 +189,7 @@ def main() -> int:
     if "b" in steps:
         g = common(data)
         g["robustness"] = {**g["robustness"], "twin": False}
-        repro(clean_clone(work / "b"), work, profile=["cpu"], model={"backbone": "resnet18slim"},
+        repro(clean_clone(work / "b"), work, profile=["cpu"], model={"backbone": "mobilenetv3small"},
               register={"model_name": B_NAME}, **g)
     if "ab" in steps:
         res = ab(work)

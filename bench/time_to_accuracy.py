@@ -27,16 +27,18 @@ CLI = [str(Path(sys.executable).parent / "plant-disease")]  # the user's entry p
 
 # name -> (what it is, --profile, --set overrides). "cpu" is the committed profile as it is today.
 ZOOM_AUG = ["augment.crop_scale=1", "augment.zoom=0.1", "augment.translation=0.05", "augment.brightness=0.2"]
+MNV3S = ["model.backbone=mobilenetv3small"]
 # name -> (what it is, --profile, --set overrides). "cpu" is the committed profile as it is today.
 RECIPES: dict[str, tuple[str, str, list[str]]] = {
-    "cpu": ("the cpu profile: MobileNetV3Small from scratch, one cycle of 40 epochs (AdamW, label smoothing, random "
-            "resized crops), 15 of them at 96 px, then 128 px", "cpu", []),
-    "resnet18slim": ("the compact ResNet-18 (resnet18slim) with the cpu profile's recipe", "cpu", ["model.backbone=resnet18slim"]),
+    "cpu": ("the cpu profile: the compact ResNet-18 (resnet18slim) from scratch, one cycle of 40 epochs (AdamW, label "
+            "smoothing, random resized crops), 15 of them at 96 px, then 128 px", "cpu", []),
+    "mnv3s": ("MobileNetV3Small with the cpu profile's recipe", "cpu", MNV3S),
     "mnv3s_50x128": ("MobileNetV3Small, the cpu profile's recipe, 50 epochs all at 128 px", "cpu",
-                     ["train.one_cycle.epochs=50", "train.one_cycle.progressive=[]"]),
-    "cpu_zoom_aug": ("the cpu profile with zoom 0.1 and shifts 0.05 instead of random resized crops", "cpu", ZOOM_AUG),
-    "mnv3s_50x128_zoom_aug": ("50 epochs all at 128 px, zoom and shifts instead of crops", "cpu",
-                              ["train.one_cycle.epochs=50", "train.one_cycle.progressive=[]", *ZOOM_AUG]),
+                     [*MNV3S, "train.one_cycle.epochs=50", "train.one_cycle.progressive=[]"]),
+    "mnv3s_zoom_aug": ("MobileNetV3Small, the cpu profile's schedule, zoom 0.1 and shifts 0.05 instead of random resized crops",
+                       "cpu", [*MNV3S, *ZOOM_AUG]),
+    "mnv3s_50x128_zoom_aug": ("MobileNetV3Small, 50 epochs all at 128 px, zoom and shifts instead of crops", "cpu",
+                              [*MNV3S, "train.one_cycle.epochs=50", "train.one_cycle.progressive=[]", *ZOOM_AUG]),
     "cpu_before": ("the cpu profile before issue 14: ResNet50 at 64 px, two stages of 3 + 2 epochs, no augmentation",
                    "cpu", ["pipeline.image_size=64", "pipeline.cache=false", "pipeline.imbalance=class_weight",
                            "model.backbone=resnet50", "model.dropout=0.4", "model.dense_units=256", "augment.enabled=false",

@@ -171,7 +171,7 @@ class ExportParams(_Strict):
     "Edge formats written next to the Keras model, and the accuracy each must keep to be served."
     formats: list[Literal["savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx"]] = ["tflite_int8", "tflite_fp32", "onnx"]
     representative_images: list[Annotated[int, Field(ge=1, le=5000)]] = Field(
-        [50, 100, 200], min_length=1, description="calibration sizes for full int8 (training photos); the one whose model "
+        [100, 300, 1000], min_length=1, description="calibration sizes for full int8 (training photos); the one whose model "
         "agrees best with Keras on the validation split is kept")
 
     @field_validator("representative_images", mode="before")
@@ -255,7 +255,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
         "pipeline": {"image_size": 128, "batch_size": 32, "mixed_precision": False, "xla": False, "cache": True,
                      "shuffle_buffer": 10_000, "imbalance": "none"},
-        "model": {"backbone": "mobilenetv3small", "weights": "none", "bn_momentum": 0.9, "dense_units": 0, "dropout": 0.2},
+        "model": {"backbone": "resnet18slim", "weights": "none", "bn_momentum": 0.9, "dense_units": 0, "dropout": 0.2},
         "augment": {"enabled": True, "crop_scale": 0.5, "rotation": 0.0, "zoom": 0.0, "translation": 0.0,
                     "contrast": 0.2, "brightness": 0.15},
         "train": {"schedule": "one_cycle", "one_cycle": {"epochs": 40, "lr": 3e-3, "warmup_epochs": 1, "progressive": [[96, 15]]},

@@ -1,7 +1,7 @@
 """A real floor: the `cpu` profile trained on real photos (the shared sample's 10 tomato classes) must reach an accuracy a
 user would accept, not merely beat chance.
 
-The recipe is the profile's (MobileNetV3Small from scratch, one learning-rate cycle, augmentation, images cached in
+The recipe is the profile's (the compact ResNet-18 from scratch, one learning-rate cycle, augmentation, images cached in
 memory), on a shorter cycle than the profile's 40 epochs so CI can afford it: FLOOR_EPOCHS epochs, the first
 FLOOR_SMALL at 96 px. Its cost and the accuracy it reached are in the README (section Tests); the full-length recipe's
 numbers are in reports/benchmarks.md (bench/time_to_accuracy.py)."""
