@@ -120,7 +120,8 @@ class OneCycleParams(_Strict):
     def _fits(self):
         if sum(e for _, e in self.progressive) >= self.epochs:
             raise ValueError(f"progressive phases take {sum(e for _, e in self.progressive)} of {self.epochs} epochs: "
-                             "leave at least one for the final image size")
+                             "leave at least one for the final image size (shorten them, or set "
+                             "train.one_cycle.progressive=[] to train every epoch at pipeline.image_size)")
         return self
 
 

@@ -81,7 +81,7 @@ def train_models(work: Path, shared: Path | None) -> dict[str, Path]:
     shutil.copy(ROOT / "params.yaml", work / "params.yaml")
     source = _source(shared)
     run([exe, "data", *source], work)
-    short = ["--set", "train.one_cycle.epochs=2", "--set", "pipeline.image_size=64", "--set", "train.verbose=0"]
+    short = ["--set", "train.one_cycle.epochs=2", "--set", "train.one_cycle.progressive=[]", "--set", "pipeline.image_size=64", "--set", "train.verbose=0"]
     out = {}
     for backbone in ("resnet50", "efficientnetb0"):
         run([exe, "train", *source, *short, "--set", f"model.backbone={backbone}", "--models-dir", f"models/{backbone}",

@@ -8,7 +8,7 @@ import pytest
 from conftest import run_cli
 
 FAST = ["--set", "pipeline.image_size=32", "--set", "model.backbone=mobilenetv2", "--set", "model.dense_units=16",
-        "--set", "train.one_cycle.epochs=2", "--set", "train.verbose=0"]
+        "--set", "train.one_cycle.epochs=2", "--set", "train.one_cycle.progressive=[]", "--set", "train.verbose=0"]
 
 
 @pytest.fixture

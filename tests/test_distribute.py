@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 TINY = ["--set", "data.synthetic_per_class=16", "--set", "data.synthetic_size=48", "--set", "pipeline.image_size=32",
-        "--set", "model.backbone=mobilenetv2", "--set", "model.dense_units=16", "--set", "train.one_cycle.epochs=1",
+        "--set", "model.backbone=mobilenetv2", "--set", "model.dense_units=16", "--set", "train.one_cycle.epochs=1", "--set", "train.one_cycle.progressive=[]",
         "--set", "augment.enabled=false", "--set", "train.verbose=0", "--set", "pipeline.shuffle_buffer=0",
         "--set", "abstain.domain_check=false"]
 PER_REPLICA, REPLICAS = 8, 2

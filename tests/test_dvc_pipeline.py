@@ -73,7 +73,7 @@ def repo(tmp_path_factory):
         pytest.skip("real PlantVillage sample not found: set PLANT_DISEASE_SHARED_DATA")
     r = clean_copy(tmp_path_factory.mktemp("clone"))
     set_params(r, profile=["tomato", "cpu"], data={"source": str(shared_data() / "plantvillage"), "holdout_classes": 2},
-               pipeline={"image_size": 96}, train={"one_cycle": {"epochs": 6}},  # a short run: the full one is test_real_training
+               pipeline={"image_size": 96}, train={"one_cycle": {"epochs": 6, "progressive": []}},  # a short run: the full one is test_real_training
                register={"min_accuracy": 0.5, "min_f1_macro": 0.4},  # the default gate is 0.80
                robustness={"twin": False, "max_images": 100, "severities": [1, 4]})  # the twin: the tiny synthetic run below
     commit(r, "CPU profile on the real tomato sample")
@@ -213,7 +213,7 @@ def test_pipeline_against_a_real_mlflow_server(tmp_path):
     repo = clean_copy(tmp_path / "clone")
     set_params(repo, data={"synthetic_per_class": 20, "synthetic_size": 64},
                pipeline={"image_size": 32}, model={"backbone": "mobilenetv2", "dense_units": 16},
-               train={"one_cycle": {"epochs": 2, "lr": 0.003}},
+               train={"one_cycle": {"epochs": 2, "lr": 0.003, "progressive": []}},
                register={"min_accuracy": 0.0, "min_f1_macro": 0.0},
                robustness={"max_images": 20, "severities": [3], "corruptions": ["blur", "background"]})  # with the twin
     commit(repo, "tiny synthetic")

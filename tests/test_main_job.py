@@ -6,7 +6,7 @@ import pandas as pd
 from conftest import ROOT, run_cli
 
 TINY = ["--set", "data.synthetic_per_class=20", "--set", "data.synthetic_size=64", "--set", "pipeline.image_size=32",
-        "--set", "model.backbone=mobilenetv2", "--set", "train.one_cycle.epochs=2"]
+        "--set", "model.backbone=mobilenetv2", "--set", "train.one_cycle.epochs=2", "--set", "train.one_cycle.progressive=[]"]
 
 
 def test_run_on_synthetic_default(tmp_path, params_file):
