@@ -26,7 +26,7 @@ nbtest: install  ## the notebooks' own tests
 	$(BIN)/nbdev_test --n_workers 2
 
 pytest: install  ## integration tests (real training on the shared sample when it is there)
-	$(BIN)/pytest -n 2 --dist loadgroup -ra tests
+	$(BIN)/pytest -n 2 --dist loadgroup -ra --durations=12 tests
 
 serve: export PD_VARIANTS ?= [{"name": "A", "source": "models"}]
 serve: export PD_REQUIRE_AUTH ?= false

@@ -59,11 +59,12 @@ def time_to_accuracy_section(r: dict) -> list[str]:
            f"Every recipe trained through the user's entry point (`plant-disease train`, then `evaluate`) on the real "
            f"28-class sample (`{r['data']}`, one split for all, seed 42), on {r['machine']} ({r['cpu_model']}), "
            f"TensorFlow {r['tensorflow']}. Validation accuracy after every epoch against wall-clock minutes (validation "
-           f"included); test accuracy once, at the end. Measured matmul peak (2048x2048): {peak['float32']} GFLOP/s "
-           f"float32, {peak['bfloat16']} GFLOP/s bfloat16.", "", f"Command: `{r['command']}`", "",
+           f"included); test accuracy once, at the end. Measured matmul peak (2048x2048, at the latest run; each recipe's share uses "
+           f"the peak measured at its own run): {peak['float32']} GFLOP/s float32, {peak['bfloat16']} GFLOP/s bfloat16.", "", f"Command: `{r['command']}`", "",
            "![validation accuracy against minutes](bench_time_to_accuracy.png)", "",
            "| recipe | epochs | px | train min | img/s | GFLOP/s (share of fp32 peak) | min to 80 / 90 / 95% val | best val | test acc | test macro F1 | worst classes (F1) |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    r = {**r, "recipes": dict(sorted(r["recipes"].items(), key=lambda kv: kv[0] != "cpu"))}  # today's profile first
     for name, x in r["recipes"].items():
         t = " / ".join(fmt(v) for v in x["minutes_to_val"].values())
         worst = "; ".join(f"{w['class']} {w['f1']:.2f} (n={w['support']})" for w in x["worst_classes"])
@@ -71,6 +72,27 @@ def time_to_accuracy_section(r: dict) -> list[str]:
                    f"{x['train_images_per_second']} | {x['achieved_gflops']} ({x['share_of_fp32_matmul_peak']:.0%}) | {t} | "
                    f"{x['best_val_accuracy']:.3f} | {x['test_accuracy']:.3f} | {x['test_f1_macro']:.3f} | {worst} |")
     out += [""] + [f"- **{name}**: {x['what']}. `{x['command']}`" for name, x in r["recipes"].items()] + [""]
+    if cpu := r["recipes"].get("cpu"):
+        met = cpu["test_accuracy"] >= 0.95 and cpu["test_f1_macro"] >= 0.94 and cpu["train_minutes"] <= 30
+        out += [f"**Targets** (issue 14: >= 95% test accuracy and >= 0.94 macro F1 in <= 30 minutes of training on 2 cores): "
+                f"the `cpu` profile reached {cpu['test_accuracy']:.1%} and {cpu['test_f1_macro']:.3f} in "
+                f"{cpu['train_minutes']:.1f} minutes, so the targets are {'met' if met else 'NOT met'}. The issue measured "
+                f"the profile before it at 0.442 test accuracy (macro F1 0.395) after 37 minutes (ResNet50 from scratch at "
+                f"64 px, 8.5 img/s; the cross on the plot).", "",
+                "**What bounds it.** Compute, not input: the decoded photos are cached in memory as uint8 and augmented a "
+                "whole batch at a time, and the compact ResNet-18 runs its convolutions at "
+                f"{cpu['achieved_gflops']} GFLOP/s, {cpu['share_of_fp32_matmul_peak']:.0%} of what a large float32 matmul "
+                "reaches on these cores (forward + backward counted as 3x the profiled forward FLOPs). The rest goes to what "
+                "is not a large matmul: BatchNorm, ReLU and the optimizer's elementwise updates (memory-bound), small "
+                "spatial sizes in the last stages, and the augmentation sharing the same two cores. MobileNetV3Small does "
+                "7x fewer FLOPs per image yet trains no faster (depthwise convolutions and squeeze-excite gates run at "
+                "about 4% of the peak), so the denser network wins per minute. bfloat16 (these cores have AMX: "
+                f"{peak['bfloat16']} GFLOP/s on a matmul) and XLA were slower end to end in Keras 3 / TF 2.21. Beyond the "
+                "recipe, the sample itself bounds the test numbers: the worst classes have 2 to 6 test photos, so one "
+                "photo moves their F1 by 0.1 or more.", "",
+                "**Caveat.** PlantVillage holds several photos of one physical leaf and no metadata says which, so an "
+                "image-level split can put the same leaf in train and test: these accuracies are upper bounds for new "
+                "leaves, and lab photos on a plain board do not carry over to field photos.", ""]
     return out
 
 

@@ -56,7 +56,7 @@ def test_params_typo_is_named_and_earlier_outputs_survive(messy_tree, tmp_path, 
 @pytest.mark.parametrize("setting, message", [
     ("pipeline.batch_size=lots", "pipeline.batch_size: Input should be a valid integer"),
     ("train.stage1.lr=-1", "train.stage1.lr: Input should be greater than 0"),
-    ("model.backbone=vgg", "model.backbone: Input should be 'resnet50', 'efficientnetb0' or 'mobilenetv2'"),
+    ("model.backbone=vgg", "model.backbone: Input should be 'resnet50', 'efficientnetb0', 'mobilenetv2', 'mobilenetv3small' or 'resnet18slim'"),
 ])
 def test_wrong_type_or_range_is_named(tmp_path, setting, message):
     r = run_cli("params", "--set", setting, cwd=tmp_path, check=False)
