@@ -3,7 +3,7 @@ user would accept, not merely beat chance.
 
 The recipe is the profile's (the compact ResNet-18 from scratch, one learning-rate cycle, augmentation, images cached in
 memory), on a shorter cycle than the profile's 40 epochs so CI can afford it: FLOOR_EPOCHS epochs, the first
-FLOOR_SMALL at 96 px. Its cost and the accuracy it reached are in the README (section Tests); the full-length recipe's
+FLOOR_SMALL at 96 px. Its cost and the accuracy it reached are in the README (section Training on a CPU); the full-length recipe's
 numbers are in reports/benchmarks.md (bench/time_to_accuracy.py)."""
 import json
 
