@@ -20,15 +20,21 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests")]
+from serving import free_port  # noqa: E402  (the test suite's helpers: one copy of each)
+from test_dvc_pipeline import clean_copy, set_params  # noqa: E402
+
+
+def clean_clone(dest: Path) -> Path:
+    "A fresh `clean_copy` of this work tree at `dest` (an old one is removed first)."
+    if dest.exists(): shutil.rmtree(dest)
+    return clean_copy(dest)
 BIN = Path(sys.executable).parent
 OUT = ROOT / "reports" / "real_sample"
 B_NAME = "plant-disease-mobilenetv3small"
@@ -42,28 +48,6 @@ def sh(cmd: list, cwd: Path, env: dict | None = None, log: Path | None = None) -
     if r.returncode: raise SystemExit(f"{cmd} exited {r.returncode}" + (f"; see {log}" if log else ""))
 
 
-def clean_clone(dest: Path) -> Path:
-    "What `git clone` of this work tree would hold (tracked + untracked-not-ignored files), committed in a new repo."
-    if dest.exists(): shutil.rmtree(dest)
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\0")
-    for f in filter(None, files):
-        if (ROOT / f).is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dest / f)
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "clean clone"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
-    return dest
-
-
-def set_params(repo: Path, **groups) -> None:
-    f = repo / "params.yaml"
-    p = yaml.safe_load(f.read_text())
-    for k, v in groups.items(): p[k] = {**(p.get(k) or {}), **v} if isinstance(v, dict) else v
-    f.write_text(yaml.safe_dump(p, sort_keys=False))
-
-
 def repro(repo: Path, work: Path, *targets: str, **groups) -> None:
     set_params(repo, **groups)
     subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "real sample"], cwd=repo, check=True)
@@ -75,12 +59,6 @@ def repro(repo: Path, work: Path, *targets: str, **groups) -> None:
 def common(data: Path) -> dict:
     return {"data": {"source": str(data / "plantvillage"), "holdout_classes": 4},
             "eda": {"full_counts": str(data / "plantvillage_full_counts.csv")}, "robustness": {"max_images": 300}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ab(work: Path) -> dict:
@@ -144,8 +122,6 @@ def ab(work: Path) -> dict:
 def collect(work: Path) -> None:
     a, b = work / "a", work / "b"
     OUT.mkdir(parents=True, exist_ok=True)
-    for sub in ("ood", "robustness"):
-        if (OUT / sub).exists(): shutil.rmtree(OUT / sub)
     copies = {
         "params.yaml": a / "params.yaml", "evaluate_metrics.json": a / "reports/evaluate/metrics.json",
         "classification_report.csv": a / "reports/evaluate/classification_report.csv",
