@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PLANT_DISEASE_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install run test check nbtest pytest serve worker dashboard clean
+.PHONY: install run test check lint nbtest pytest serve worker dashboard clean
 
 install: $(VENV)/.installed  ## create .venv and install the library with its dev tools (pinned by constraints.txt)
 
@@ -17,10 +17,14 @@ $(VENV)/.installed: setup.py settings.ini constraints.txt
 run: install  ## the main job: data -> eda -> train -> evaluate with params.yaml (offline, CPU, synthetic by default)
 	$(BIN)/plant-disease run
 
-test: install check nbtest pytest  ## everything CI runs
+test: install check lint nbtest pytest  ## everything CI runs
 
 check: install  ## library in sync with the notebooks, notebooks clean
 	PATH=$(abspath $(BIN)):$$PATH tools/check_sync.sh
+
+lint: install  ## ruff (ruff.toml): the linter on the library, app/, bench/ and tests/; the formatter's check on the sources
+	$(BIN)/ruff check plant_disease app bench tests
+	$(BIN)/ruff format --check nbs app bench tests
 
 nbtest: install  ## the notebooks' own tests
 	$(BIN)/nbdev_test --n_workers 2

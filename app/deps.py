@@ -1,4 +1,5 @@
 """FastAPI dependencies shared by the routes."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -12,19 +13,22 @@ from .runtime import Runtime
 def get_runtime(request: Request) -> Runtime:
     "The process's loaded models and prediction log (503 while the service is still starting)."
     rt = getattr(request.app.state, "runtime", None)
-    if rt is None: raise HTTPException(503, "the service is starting: models are not loaded yet")
+    if rt is None:
+        raise HTTPException(503, "the service is starting: models are not loaded yet")
     return rt
 
 
 def read_upload(file: UploadFile, max_bytes: int) -> bytes:
     "The uploaded file's bytes; 413 past `max_bytes` (read no further than that)."
     data = file.file.read(max_bytes + 1)
-    if len(data) > max_bytes: raise HTTPException(413, f"{file.filename or 'upload'} exceeds the limit of {max_bytes:,} bytes")
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"{file.filename or 'upload'} exceeds the limit of {max_bytes:,} bytes")
     return data
 
 
 def request_id() -> str:
     from asgi_correlation_id import correlation_id
+
     return correlation_id.get() or "-"
 
 

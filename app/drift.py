@@ -4,6 +4,7 @@ The profile is `reference` in the model's classes.json (shares of each answer, `
 confidence bin on the validation split); `plant_disease.ood.drift_report` compares the variant's last
 `PD_DRIFT_WINDOW` answered images of that model version with it (PSI and a chi-square test per distribution).
 `/stats` shows the reports, `/metrics` exports them as gauges read when Prometheus scrapes."""
+
 from __future__ import annotations
 
 import logging
@@ -33,13 +34,16 @@ class DriftMonitor:
         "The drift report of one `Variant` (never raises: `status` unavailable with a `reason` instead)."
         ref = (variant.predictor.metadata or {}).get("reference")
         if not ref or not ref.get("answers") or "unknown" not in ref["answers"]:
-            return unavailable(f"model {variant.model_name} version {variant.model_version} has no validation reference "
-                               "profile (trained before drift monitoring: retrain to get one)")
+            return unavailable(
+                f"model {variant.model_name} version {variant.model_version} has no validation reference "
+                "profile (trained before drift monitoring: retrain to get one)"
+            )
         if getattr(self.predlog, "healthy", True) is False:
             return unavailable("the prediction log database is unavailable (records are being spooled)")
         try:
-            labels, conf = self.predlog.recent_answers(variant.name, self.window, model_name=variant.model_name,
-                                                       model_version=variant.model_version)
+            labels, conf = self.predlog.recent_answers(
+                variant.name, self.window, model_name=variant.model_name, model_version=variant.model_version
+            )
             rep = drift_report(labels, conf, ref)
         except Exception as e:
             log.warning("drift report failed", extra={"variant": variant.name, "error": f"{type(e).__name__}: {e}"})
@@ -50,7 +54,8 @@ class DriftMonitor:
         "`{variant: report}`, recomputed when older than `max_age_s` (default `ttl_s`)."
         max_age = self.ttl_s if max_age_s is None else max_age_s
         with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < max_age: return self._cached[1]
+            if self._cached and time.monotonic() - self._cached[0] < max_age:
+                return self._cached[1]
             out = {name: self.report(v) for name, v in self.models.variants.items()}
             self._cached = (time.monotonic(), out)
             return out

@@ -1,4 +1,5 @@
 """The FastAPI application: `uvicorn app.main:app`, or `python -m app` (JSON logs, proxy headers)."""
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         from .modelset import ModelLoadError
         from .runtime import Runtime
-        try: app.state.runtime = Runtime.start(settings, batching=True)
+
+        try:
+            app.state.runtime = Runtime.start(settings, batching=True)
         except ModelLoadError as e:
             log.critical(f"cannot start: {e}")
             raise
@@ -39,18 +42,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         DRIFT.source = None
         app.state.runtime.close()
 
-    app = FastAPI(title="plant-disease", version="1.0", lifespan=lifespan,
-                  description="Plant leaf disease diagnosis (PlantVillage classes): upload a photo, get the disease.")
-    for r in (health.router, predict.router, tasks.router, admin.router): app.include_router(r)
+    app = FastAPI(
+        title="plant-disease",
+        version="1.0",
+        lifespan=lifespan,
+        description="Plant leaf disease diagnosis (PlantVillage classes): upload a photo, get the disease.",
+    )
+    for r in (health.router, predict.router, tasks.router, admin.router):
+        app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"]).add(
-        metrics.requests()).add(metrics.latency(should_include_status=True)).instrument(app).expose(
-        app, endpoint="/metrics", include_in_schema=False)
+    Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"]).add(metrics.requests()).add(
+        metrics.latency(should_include_status=True)
+    ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes * max(1, settings.max_batch) + 64 * 1024)
     app.add_middleware(AccessLog)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

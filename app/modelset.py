@@ -1,5 +1,6 @@
 """The models the service answers with: each variant loaded once (MLflow registry alias or local folder), warmed up,
 and a sticky traffic split between them."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,6 +27,7 @@ class UnknownVariantError(ValueError):
 @dataclass
 class Variant:
     "One served model: its predictor and where it came from."
+
     name: str
     weight: float
     source: str
@@ -35,17 +37,29 @@ class Variant:
 
     def describe(self) -> dict:
         p = self.predictor
-        return {"variant": self.name, "weight": self.weight, "source": self.source, "model_name": self.model_name,
-                "model_version": self.model_version, "backbone": p.metadata.get("backbone"),
-                "image_size": p.image_size, "classes": len(p.classes),
-                "synthetic_data": bool(p.metadata.get("synthetic_data", False)), "trained": p.metadata.get("created"),
-                "runtime": p.runtime.name, "runtime_choice": p.runtime_choice,
-                "batching": {"max_batch": p.batcher.max_batch, "max_wait_ms": 1000 * p.batcher.max_wait} if p.batcher else None}
+        return {
+            "variant": self.name,
+            "weight": self.weight,
+            "source": self.source,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "backbone": p.metadata.get("backbone"),
+            "image_size": p.image_size,
+            "classes": len(p.classes),
+            "synthetic_data": bool(p.metadata.get("synthetic_data", False)),
+            "trained": p.metadata.get("created"),
+            "runtime": p.runtime.name,
+            "runtime_choice": p.runtime_choice,
+            "batching": {"max_batch": p.batcher.max_batch, "max_wait_ms": 1000 * p.batcher.max_wait}
+            if p.batcher
+            else None,
+        }
 
 
 def _tracking_uri(settings: Settings) -> str:
     "PD_TRACKING_URI, else the library's choice (MLFLOW_TRACKING_URI, else the project's mlflow.db)."
     from plant_disease.tracking import tracking_uri
+
     return settings.tracking_uri or tracking_uri(ROOT)
 
 
@@ -53,11 +67,22 @@ def load_variant(spec: VariantSpec, settings: Settings) -> Variant:
     "Load one variant's `Predictor` from its source (registry URI or model folder, relative to the project)."
     from plant_disease.registry import RegistryError, load_served_model
     from plant_disease.runtimes import RuntimeUnavailableError
-    try: m = load_served_model(spec.source, settings.model_cache, _tracking_uri(settings), ROOT,
-                               top_k=settings.top_k, max_pixels=settings.max_pixels,
-                               runtime=spec.runtime or settings.runtime, max_accuracy_drop=settings.max_accuracy_drop)
-    except (RegistryError, RuntimeUnavailableError) as e: raise ModelLoadError(f"variant {spec.name}: {e}") from None
-    except (OSError, ValueError) as e: raise ModelLoadError(f"variant {spec.name}: cannot load {spec.source}: {e}") from None
+
+    try:
+        m = load_served_model(
+            spec.source,
+            settings.model_cache,
+            _tracking_uri(settings),
+            ROOT,
+            top_k=settings.top_k,
+            max_pixels=settings.max_pixels,
+            runtime=spec.runtime or settings.runtime,
+            max_accuracy_drop=settings.max_accuracy_drop,
+        )
+    except (RegistryError, RuntimeUnavailableError) as e:
+        raise ModelLoadError(f"variant {spec.name}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"variant {spec.name}: cannot load {spec.source}: {e}") from None
     return Variant(spec.name, spec.weight, spec.source, m.name, m.version, m.predictor)
 
 
@@ -72,7 +97,8 @@ class ModelSet:
     def close(self) -> None:
         "Stop the variants' micro-batchers."
         for v in self.variants.values():
-            if v.predictor.batcher is not None: v.predictor.batcher.close()
+            if v.predictor.batcher is not None:
+                v.predictor.batcher.close()
 
     @classmethod
     def load(cls, settings: Settings, batching: bool = False) -> "ModelSet":
@@ -81,12 +107,22 @@ class ModelSet:
         ms = cls([load_variant(s, settings) for s in settings.variants])
         if batching and settings.batch_max > 1:
             from plant_disease.batching import Predictor  # noqa: F401  (adds Predictor.enable_batching)
+
             for v in ms.variants.values():
-                v.predictor.enable_batching(settings.batch_max, settings.batch_wait_ms,
-                                            on_batch=lambda n, s, name=v.name: BATCH_SIZE.labels(name).observe(n))
-        log.info("models loaded", extra={"variants": [v.describe() for v in ms.variants.values()],
-                                         "seconds": round(time.perf_counter() - t, 2)})
-        if settings.warmup: ms.warm_up()
+                v.predictor.enable_batching(
+                    settings.batch_max,
+                    settings.batch_wait_ms,
+                    on_batch=lambda n, s, name=v.name: BATCH_SIZE.labels(name).observe(n),
+                )
+        log.info(
+            "models loaded",
+            extra={
+                "variants": [v.describe() for v in ms.variants.values()],
+                "seconds": round(time.perf_counter() - t, 2),
+            },
+        )
+        if settings.warmup:
+            ms.warm_up()
         return ms
 
     def warm_up(self) -> None:

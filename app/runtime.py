@@ -1,5 +1,6 @@
 """What a serving process holds: settings, the loaded models and the prediction log. The API builds one at start-up,
 each Celery worker process builds its own (models load once per process)."""
+
 from __future__ import annotations
 
 import logging
@@ -23,26 +24,32 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings, migrate: bool = True, batching: bool = False) -> "Runtime":
-        "Load and warm up the models (micro-batched when `batching`), open the prediction log (migrating its schema when `migrate`)."
+        "Load and warm up the models (micro-batched when `batching`), open the prediction log (migrating its schema"
+        "when `migrate`)."
         rt = cls(settings, ModelSet.load(settings, batching), PredictionLog(settings.database_url, settings.spool_dir))
-        if migrate: rt.migrate()
+        if migrate:
+            rt.migrate()
         return rt
 
     def migrate(self) -> bool:
         "Bring the log's schema to the latest migration; a database that is down is logged, not fatal."
-        if self.migrated: return True
+        if self.migrated:
+            return True
         try:
             upgrade(self.settings.database_url)
             self.migrated = True
         except Exception as e:
-            log.error("prediction log database unavailable; records are spooled until it returns",
-                      extra={"error": f"{type(e).__name__}: {e}"})
+            log.error(
+                "prediction log database unavailable; records are spooled until it returns",
+                extra={"error": f"{type(e).__name__}: {e}"},
+            )
         return self.migrated
 
     @cached_property
     def drift(self):
         "The variants' drift monitor (`app.drift.DriftMonitor`) over the last `drift_window` answers of each."
         from .drift import DriftMonitor
+
         return DriftMonitor(self.models, self.predlog, self.settings.drift_window)
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
 """Request and response bodies of the HTTP API (they make `/openapi.json`)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -16,6 +17,7 @@ class TopK(BaseModel):
 
 class PredictionOut(BaseModel):
     "The answer for one image."
+
     request_id: str
     filename: str | None = None
     image_sha256: str
@@ -24,13 +26,23 @@ class PredictionOut(BaseModel):
     crop: str | None = Field(examples=["Tomato"], description="null when the answer is unknown")
     disease: str | None = Field(examples=["Early blight"], description="null when the answer is unknown")
     healthy: bool | None = Field(description="null when the answer is unknown")
-    confidence: float = Field(ge=0, le=1, description="the top class's probability (for an unknown answer: the best guess's)")
+    confidence: float = Field(
+        ge=0, le=1, description="the top class's probability (for an unknown answer: the best guess's)"
+    )
     top_k: list[TopK] = Field(description="the model's best guesses, also when the answer is unknown")
-    unknown: bool = Field(False, description="the photo does not look like a leaf the model knows: retake it (see `advice`)")
-    ood_score: float | None = Field(None, description="the calibrated-probability score the abstention rule compares with "
-                                                      "its threshold (null: the model has no rule)")
-    domain_score: float | None = Field(None, description="how much the photo looks like the training photos (higher: more "
-                                                         "familiar; null: the model has no domain model)")
+    unknown: bool = Field(
+        False, description="the photo does not look like a leaf the model knows: retake it (see `advice`)"
+    )
+    ood_score: float | None = Field(
+        None,
+        description="the calibrated-probability score the abstention rule compares with "
+        "its threshold (null: the model has no rule)",
+    )
+    domain_score: float | None = Field(
+        None,
+        description="how much the photo looks like the training photos (higher: more "
+        "familiar; null: the model has no domain model)",
+    )
     advice: str | None = Field(None, description="what to do when the answer is unknown")
     variant: str
     model_name: str

@@ -1,8 +1,9 @@
 """Mint a bearer token for an operator or a client program.
 
-    PD_JWT_SECRET=... python -m app.tokens --subject alice --scope predict --ttl 86400
-    python -m app.tokens --subject ops --scope admin --private-key jwt-private.pem   # RS256
+PD_JWT_SECRET=... python -m app.tokens --subject alice --scope predict --ttl 86400
+python -m app.tokens --subject ops --scope admin --private-key jwt-private.pem   # RS256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,12 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--issuer", default=os.environ.get("PD_JWT_ISSUER"))
     ap.add_argument("--audience", default=os.environ.get("PD_JWT_AUDIENCE"))
     a = ap.parse_args(argv)
-    if a.private_key: key, alg = a.private_key.read_text(), "RS256"
-    elif os.environ.get("PD_JWT_SECRET"): key, alg = os.environ["PD_JWT_SECRET"], "HS256"
+    if a.private_key:
+        key, alg = a.private_key.read_text(), "RS256"
+    elif os.environ.get("PD_JWT_SECRET"):
+        key, alg = os.environ["PD_JWT_SECRET"], "HS256"
     else:
         print("error: set PD_JWT_SECRET (HS256) or give --private-key (RS256)", file=sys.stderr)
         return 2
-    try: token, _ = mint_token(a.subject, a.scope or ["predict"], a.ttl, key, alg, a.issuer, a.audience)
+    try:
+        token, _ = mint_token(a.subject, a.scope or ["predict"], a.ttl, key, alg, a.issuer, a.audience)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

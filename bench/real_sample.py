@@ -14,6 +14,7 @@ PlantVillage sample, then the A/B pair served side by side through the real API.
 - collect: the numbers, figures and executed notebooks into reports/real_sample/ (README.md there is written by hand
   from them).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ from test_dvc_pipeline import clean_copy, set_params  # noqa: E402
 
 def clean_clone(dest: Path) -> Path:
     "A fresh `clean_copy` of this work tree at `dest` (an old one is removed first)."
-    if dest.exists(): shutil.rmtree(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
     return clean_copy(dest)
+
+
 BIN = Path(sys.executable).parent
 OUT = ROOT / "reports" / "real_sample"
 B_NAME = "plant-disease-mobilenetv3small"
@@ -43,22 +47,32 @@ B_NAME = "plant-disease-mobilenetv3small"
 def sh(cmd: list, cwd: Path, env: dict | None = None, log: Path | None = None) -> None:
     e = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
     print(f"$ {' '.join(map(str, cmd))}  (in {cwd})", flush=True)
-    with (log.open("a") if log else open(os.devnull, "w")) as f:
-        r = subprocess.run(list(map(str, cmd)), cwd=cwd, env=e, stdout=f if log else None, stderr=subprocess.STDOUT if log else None)
-    if r.returncode: raise SystemExit(f"{cmd} exited {r.returncode}" + (f"; see {log}" if log else ""))
+    with log.open("a") if log else open(os.devnull, "w") as f:
+        r = subprocess.run(
+            list(map(str, cmd)), cwd=cwd, env=e, stdout=f if log else None, stderr=subprocess.STDOUT if log else None
+        )
+    if r.returncode:
+        raise SystemExit(f"{cmd} exited {r.returncode}" + (f"; see {log}" if log else ""))
 
 
 def repro(repo: Path, work: Path, *targets: str, **groups) -> None:
     set_params(repo, **groups)
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "real sample"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "real sample"],
+        cwd=repo,
+        check=True,
+    )
     t0 = time.time()
     sh(["dvc", "repro", *targets], repo, {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}, repo / "repro.log")
     (repo / "repro_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
 
 
 def common(data: Path) -> dict:
-    return {"data": {"source": str(data / "plantvillage"), "holdout_classes": 4},
-            "eda": {"full_counts": str(data / "plantvillage_full_counts.csv")}, "robustness": {"max_images": 300}}
+    return {
+        "data": {"source": str(data / "plantvillage"), "holdout_classes": 4},
+        "eda": {"full_counts": str(data / "plantvillage_full_counts.csv")},
+        "robustness": {"max_images": 300},
+    }
 
 
 def ab(work: Path) -> dict:
@@ -66,25 +80,46 @@ def ab(work: Path) -> dict:
     import httpx
     import numpy as np
     import pandas as pd
+
     port = free_port()
-    env = {**os.environ, "PD_VARIANTS": json.dumps([{"name": "A", "source": "models:/plant-disease@production"},
-                                                    {"name": "B", "source": f"models:/{B_NAME}@production"}]),
-           "PD_REQUIRE_AUTH": "false", "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute", "PD_RUNTIME": "auto",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}",
-           "PD_SPOOL_DIR": str(work / "spool"), "PD_MODEL_CACHE": str(work / "model-cache"), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "PD_VARIANTS": json.dumps(
+            [
+                {"name": "A", "source": "models:/plant-disease@production"},
+                {"name": "B", "source": f"models:/{B_NAME}@production"},
+            ]
+        ),
+        "PD_REQUIRE_AUTH": "false",
+        "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute",
+        "PD_RUNTIME": "auto",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}",
+        "PD_SPOOL_DIR": str(work / "spool"),
+        "PD_MODEL_CACHE": str(work / "model-cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("PD_REDIS_URL", None)
     (work / "predictions.db").unlink(missing_ok=True)
     log = (work / "api.log").open("w")
-    p = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"], cwd=ROOT, env=env,
-                         stdout=log, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
-            if p.poll() is not None: raise SystemExit(f"the API exited {p.returncode}; see {work / 'api.log'}")
+            if p.poll() is not None:
+                raise SystemExit(f"the API exited {p.returncode}; see {work / 'api.log'}")
             try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200: break
-            except httpx.HTTPError: pass
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
             time.sleep(1)
         models = httpx.get(f"{url}/models", timeout=10).json()
         m = pd.read_csv(work / "a" / "data" / "manifest.csv")
@@ -95,49 +130,77 @@ def ab(work: Path) -> dict:
                 data = Path(path).read_bytes()
                 for v in ("A", "B"):
                     t0 = time.perf_counter()
-                    r = c.post("/predict", files={"file": (Path(path).name, data, "image/jpeg")}, headers={"X-Model-Variant": v})
+                    r = c.post(
+                        "/predict",
+                        files={"file": (Path(path).name, data, "image/jpeg")},
+                        headers={"X-Model-Variant": v},
+                    )
                     ms = (time.perf_counter() - t0) * 1000
                     r.raise_for_status()
                     b = r.json()
-                    rows.append({"variant": v, "true": cls, "label": b["label"], "best": b["top_k"][0]["label"],
-                                 "unknown": bool(b["unknown"]), "client_ms": ms})
+                    rows.append(
+                        {
+                            "variant": v,
+                            "true": cls,
+                            "label": b["label"],
+                            "best": b["top_k"][0]["label"],
+                            "unknown": bool(b["unknown"]),
+                            "client_ms": ms,
+                        }
+                    )
             stats = c.get("/stats").json()
         df = pd.DataFrame(rows)
         per = {}
         for v, g in df.groupby("variant"):
-            per[v] = {"n": len(g), "accuracy_top1": round(float((g["best"] == g["true"]).mean()), 4),
-                      "answered_unknown": round(float(g["unknown"].mean()), 4),
-                      "accuracy_of_answered": round(float((g.loc[~g["unknown"], "label"] == g.loc[~g["unknown"], "true"]).mean()), 4),
-                      "client_p50_ms": round(float(np.percentile(g["client_ms"], 50)), 1),
-                      "client_p99_ms": round(float(np.percentile(g["client_ms"], 99)), 1)}
+            per[v] = {
+                "n": len(g),
+                "accuracy_top1": round(float((g["best"] == g["true"]).mean()), 4),
+                "answered_unknown": round(float(g["unknown"].mean()), 4),
+                "accuracy_of_answered": round(
+                    float((g.loc[~g["unknown"], "label"] == g.loc[~g["unknown"], "true"]).mean()), 4
+                ),
+                "client_p50_ms": round(float(np.percentile(g["client_ms"], 50)), 1),
+                "client_p99_ms": round(float(np.percentile(g["client_ms"], 99)), 1),
+            }
         a, b = (df[df.variant == v].reset_index(drop=True) for v in ("A", "B"))
-        both = {"agree": round(float((a["best"] == b["best"]).mean()), 4),
-                "only_a_right": int(((a["best"] == a["true"]) & (b["best"] != b["true"])).sum()),
-                "only_b_right": int(((a["best"] != a["true"]) & (b["best"] == b["true"])).sum())}
+        both = {
+            "agree": round(float((a["best"] == b["best"]).mean()), 4),
+            "only_a_right": int(((a["best"] == a["true"]) & (b["best"] != b["true"])).sum()),
+            "only_b_right": int(((a["best"] != a["true"]) & (b["best"] == b["true"])).sum()),
+        }
         return {"models": models, "per_variant": per, "paired": both, "stats": stats, "n_test": len(test)}
     finally:
-        p.terminate(); p.wait(30)
+        p.terminate()
+        p.wait(30)
 
 
 def collect(work: Path) -> None:
     a, b = work / "a", work / "b"
     OUT.mkdir(parents=True, exist_ok=True)
     copies = {
-        "params.yaml": a / "params.yaml", "evaluate_metrics.json": a / "reports/evaluate/metrics.json",
+        "params.yaml": a / "params.yaml",
+        "evaluate_metrics.json": a / "reports/evaluate/metrics.json",
         "classification_report.csv": a / "reports/evaluate/classification_report.csv",
         "confusion_matrix.png": a / "reports/evaluate/figures/confusion_matrix.png",
-        "train_summary.json": a / "reports/train/train_summary.json", "history.csv": a / "reports/train/history.csv",
-        "training_curves.png": a / "reports/train/figures/training_curves.png", "export.json": a / "reports/export.json",
+        "train_summary.json": a / "reports/train/train_summary.json",
+        "history.csv": a / "reports/train/history.csv",
+        "training_curves.png": a / "reports/train/figures/training_curves.png",
+        "export.json": a / "reports/export.json",
         "gate.json": a / "reports/gate.json",
-        "ood/metrics.json": a / "reports/ood/metrics.json", "ood/figures/scores.png": a / "reports/ood/figures/scores.png",
-        "robustness/metrics.json": a / "reports/robustness/metrics.json", "robustness/robustness.csv": a / "reports/robustness/robustness.csv",
+        "ood/metrics.json": a / "reports/ood/metrics.json",
+        "ood/figures/scores.png": a / "reports/ood/figures/scores.png",
+        "robustness/metrics.json": a / "reports/robustness/metrics.json",
+        "robustness/robustness.csv": a / "reports/robustness/robustness.csv",
         "robustness/robustness.md": a / "reports/robustness/robustness.md",
         "robustness/figures/robustness.png": a / "reports/robustness/figures/robustness.png",
         "robustness/twin/history.csv": a / "reports/robustness/twin/history.csv",
         "robustness/twin/train_summary.json": a / "reports/robustness/twin/train_summary.json",
-        "variant_b/params.yaml": b / "params.yaml", "variant_b/evaluate_metrics.json": b / "reports/evaluate/metrics.json",
-        "variant_b/train_summary.json": b / "reports/train/train_summary.json", "variant_b/history.csv": b / "reports/train/history.csv",
-        "variant_b/export.json": b / "reports/export.json", "variant_b/gate.json": b / "reports/gate.json",
+        "variant_b/params.yaml": b / "params.yaml",
+        "variant_b/evaluate_metrics.json": b / "reports/evaluate/metrics.json",
+        "variant_b/train_summary.json": b / "reports/train/train_summary.json",
+        "variant_b/history.csv": b / "reports/train/history.csv",
+        "variant_b/export.json": b / "reports/export.json",
+        "variant_b/gate.json": b / "reports/gate.json",
         "ab.json": work / "ab.json",
     }
     for stage in ("train", "evaluate", "ood", "robustness", "export", "register"):
@@ -146,10 +209,12 @@ def collect(work: Path) -> None:
         if src.exists():
             (OUT / dst).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, OUT / dst)
-        else: print(f"missing: {src}")
+        else:
+            print(f"missing: {src}")
     for name in ("a", "b"):
         s = work / name / "repro_seconds.txt"
-        if s.exists(): print(f"dvc repro ({name}): {s.read_text().strip()} s")
+        if s.exists():
+            print(f"dvc repro ({name}): {s.read_text().strip()} s")
 
 
 def main() -> int:
@@ -159,17 +224,27 @@ def main() -> int:
     ap.add_argument("--steps", default="a,b,ab,collect")
     x = ap.parse_args()
     data, work, steps = Path(x.data).resolve(), Path(x.work), x.steps.split(",")
-    if not (data / "plantvillage").is_dir(): raise SystemExit(f"{data / 'plantvillage'}: not found (--data)")
+    if not (data / "plantvillage").is_dir():
+        raise SystemExit(f"{data / 'plantvillage'}: not found (--data)")
     work.mkdir(parents=True, exist_ok=True)
-    if "a" in steps: repro(clean_clone(work / "a"), work, profile=["cpu"], **common(data))
+    if "a" in steps:
+        repro(clean_clone(work / "a"), work, profile=["cpu"], **common(data))
     if "b" in steps:
-        repro(clean_clone(work / "b"), work, "register", profile=["cpu"], model={"backbone": "mobilenetv3small"},
-              register={"model_name": B_NAME}, **common(data))
+        repro(
+            clean_clone(work / "b"),
+            work,
+            "register",
+            profile=["cpu"],
+            model={"backbone": "mobilenetv3small"},
+            register={"model_name": B_NAME},
+            **common(data),
+        )
     if "ab" in steps:
         res = ab(work)
         (work / "ab.json").write_text(json.dumps(res, indent=2, default=str))
         print(json.dumps({"per_variant": res["per_variant"], "paired": res["paired"]}, indent=2))
-    if "collect" in steps: collect(work)
+    if "collect" in steps:
+        collect(work)
     return 0
 
 

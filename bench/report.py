@@ -3,6 +3,7 @@ produced it and the machine it ran on. Run after the bench scripts:
 
     python bench/report.py
 """
+
 from __future__ import annotations
 
 import json
@@ -23,131 +24,213 @@ def fmt(v, spec: str = "") -> str:
 
 
 def inference_section(r: dict, title: str) -> list[str]:
-    out = [f"### {title}", "", f"{r['what']}; {r['n_test']} test images; machine: {r['machine']}; TensorFlow {r['tensorflow']}, "
-           f"Keras {r['keras']}; threads {r['threads']}.", "", f"Command: `{r['command']}`", "",
-           "| runtime | batch-1 p50 ms | batch-1 p99 ms | batch-32 img/s | size MB | test accuracy | drop (points) | top-1 agreement |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"### {title}",
+        "",
+        f"{r['what']}; {r['n_test']} test images; machine: {r['machine']}; TensorFlow {r['tensorflow']}, "
+        f"Keras {r['keras']}; threads {r['threads']}.",
+        "",
+        f"Command: `{r['command']}`",
+        "",
+        "| runtime | batch-1 p50 ms | batch-1 p99 ms | batch-32 img/s | size MB | test accuracy | drop (points) | "
+        "top-1 agreement |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in r["rows"]:
-        out.append(f"| {row['runtime']} | {row['p50_ms']} | {row['p99_ms']} | {row['throughput_b32_img_s']} | {row['size_mb']} | "
-                   f"{fmt(row['accuracy'], '.4f')} | {fmt(row['accuracy_drop_pts'], '+.2f')} | {fmt(row['agreement'], '.3f')} |")
-    out += ["", f"`auto` would serve: **{r['fastest_within_limit']}** (fastest within the 0.5-point accuracy limit on this machine).", ""]
+        out.append(
+            f"| {row['runtime']} | {row['p50_ms']} | {row['p99_ms']} | {row['throughput_b32_img_s']} | {row['size_mb']} | "
+            f"{fmt(row['accuracy'], '.4f')} | {fmt(row['accuracy_drop_pts'], '+.2f')} | {fmt(row['agreement'], '.3f')} |"
+        )
+    out += [
+        "",
+        f"`auto` would serve: **{r['fastest_within_limit']}** (fastest within the 0.5-point accuracy limit on this machine).",
+        "",
+    ]
     return out
 
 
 def serve_section(r: dict) -> list[str]:
-    out = ["### The service: runtime and micro-batching", "", f"Machine: {r['machine']} (client and API share them); "
-           f"micro-batch wait {r['batch_wait_ms']} ms; model folder `{r['model_dir']}`.", "", f"Command: `{r['command']}`", "",
-           "| configuration | runtime | raw model call p50 ms | raw `Predictor.predict` p50 ms | /predict c1 p50 ms | c1 p99 ms | c1 req/s | c32 p50 ms | c32 p99 ms | c32 req/s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "### The service: runtime and micro-batching",
+        "",
+        f"Machine: {r['machine']} (client and API share them); "
+        f"micro-batch wait {r['batch_wait_ms']} ms; model folder `{r['model_dir']}`.",
+        "",
+        f"Command: `{r['command']}`",
+        "",
+        "| configuration | runtime | raw model call p50 ms | raw `Predictor.predict` p50 ms | /predict c1 p50 ms | "
+        "c1 p99 ms | c1 req/s | c32 p50 ms | c32 p99 ms | c32 req/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in r["rows"]:
-        out.append(f"| {row['config']} | {row['runtime']} | {row['raw']['model_call_p50_ms']} | {row['raw']['predict_p50_ms']} | "
-                   f"{row['c1']['p50_ms']} | {row['c1']['p99_ms']} | {row['c1']['throughput_rps']} | {row['c32']['p50_ms']} | "
-                   f"{row['c32']['p99_ms']} | {row['c32']['throughput_rps']} |")
+        out.append(
+            f"| {row['config']} | {row['runtime']} | {row['raw']['model_call_p50_ms']} | {row['raw']['predict_p50_ms']} | "
+            f"{row['c1']['p50_ms']} | {row['c1']['p99_ms']} | {row['c1']['throughput_rps']} | {row['c32']['p50_ms']} | "
+            f"{row['c32']['p99_ms']} | {row['c32']['throughput_rps']} |"
+        )
     on = r["rows"][-1]
     gains = ", ".join(f"{k}: **{v}x**" for k, v in r["c32_throughput_gain_of_batching"].items())
-    out += ["", f"- /predict c1 p50 with `auto` + batching over the raw runtime: {on['c1_p50_over_raw_call']}x the bare model call, "
-            f"{on['c1_p50_over_raw_predict']}x the in-process decode + resize + call (target: within 1.15x).",
-            f"- Micro-batching's throughput gain at concurrency 32 against one-at-a-time serving of the same runtime: {gains} "
-            "(target: at least 2x).",
-            f"- `auto` + batching against Keras one at a time, at concurrency 32: **{r['c32_throughput_auto_batched_over_keras_unbatched']}x** the throughput.", ""]
+    out += [
+        "",
+        f"- /predict c1 p50 with `auto` + batching over the raw runtime: {on['c1_p50_over_raw_call']}x the bare model call, "
+        f"{on['c1_p50_over_raw_predict']}x the in-process decode + resize + call (target: within 1.15x).",
+        f"- Micro-batching's throughput gain at concurrency 32 against one-at-a-time serving of the same runtime: {gains} "
+        "(target: at least 2x).",
+        "- `auto` + batching against Keras one at a time, at concurrency 32: "
+        f"**{r['c32_throughput_auto_batched_over_keras_unbatched']}x** the throughput.",
+        "",
+    ]
     return out
 
 
 def time_to_accuracy_section(r: dict) -> list[str]:
     peak = r["matmul_peak_gflops"]
-    out = ["## Training on a CPU: time to accuracy", "",
-           f"Every recipe trained through the user's entry point (`plant-disease train`, then `evaluate`) on the real "
-           f"28-class sample (`{r['data']}`, one split for all, seed 42), on {r['machine']} ({r['cpu_model']}), "
-           f"TensorFlow {r['tensorflow']}. Validation accuracy after every epoch against wall-clock minutes (validation "
-           f"included); test accuracy once, at the end. Measured matmul peak (2048x2048, at the latest run; each recipe's share uses "
-           f"the peak measured at its own run): {peak['float32']} GFLOP/s float32, {peak['bfloat16']} GFLOP/s bfloat16.", "", f"Command: `{r['command']}`", "",
-           "![validation accuracy against minutes](bench_time_to_accuracy.png)", "",
-           "| recipe | epochs | px | train min | img/s | GFLOP/s (share of fp32 peak) | min to 80 / 90 / 95% val | best val | test acc | test macro F1 | worst classes (F1) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## Training on a CPU: time to accuracy",
+        "",
+        f"Every recipe trained through the user's entry point (`plant-disease train`, then `evaluate`) on the real "
+        f"28-class sample (`{r['data']}`, one split for all, seed 42), on {r['machine']} ({r['cpu_model']}), "
+        f"TensorFlow {r['tensorflow']}. Validation accuracy after every epoch against wall-clock minutes (validation "
+        "included); test accuracy once, at the end. Measured matmul peak (2048x2048, at the latest run; each "
+        "recipe's share uses "
+        f"the peak measured at its own run): {peak['float32']} GFLOP/s float32, {peak['bfloat16']} GFLOP/s bfloat16.",
+        "",
+        f"Command: `{r['command']}`",
+        "",
+        "![validation accuracy against minutes](bench_time_to_accuracy.png)",
+        "",
+        "| recipe | epochs | px | train min | img/s | GFLOP/s (share of fp32 peak) | min to 80 / 90 / 95% val | best "
+        "val | test acc | test macro F1 | worst classes (F1) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     r = {**r, "recipes": dict(sorted(r["recipes"].items(), key=lambda kv: kv[0] != "cpu"))}  # today's profile first
     for name, x in r["recipes"].items():
         t = " / ".join(fmt(v) for v in x["minutes_to_val"].values())
         worst = "; ".join(f"{w['class']} {w['f1']:.2f} (n={w['support']})" for w in x["worst_classes"])
-        out.append(f"| **{name}** | {x['epochs']} | {'→'.join(map(str, x['image_sizes']))} | {x['train_minutes']} | "
-                   f"{x['train_images_per_second']} | {x['achieved_gflops']} ({x['share_of_fp32_matmul_peak']:.0%}) | {t} | "
-                   f"{x['best_val_accuracy']:.3f} | {x['test_accuracy']:.3f} | {x['test_f1_macro']:.3f} | {worst} |")
+        out.append(
+            f"| **{name}** | {x['epochs']} | {'→'.join(map(str, x['image_sizes']))} | {x['train_minutes']} | "
+            f"{x['train_images_per_second']} | {x['achieved_gflops']} ({x['share_of_fp32_matmul_peak']:.0%}) | {t} | "
+            f"{x['best_val_accuracy']:.3f} | {x['test_accuracy']:.3f} | {x['test_f1_macro']:.3f} | {worst} |"
+        )
     out += [""] + [f"- **{name}**: {x['what']}. `{x['command']}`" for name, x in r["recipes"].items()] + [""]
     if cpu := r["recipes"].get("cpu"):
         met = cpu["test_accuracy"] >= 0.95 and cpu["test_f1_macro"] >= 0.94 and cpu["train_minutes"] <= 30
-        out += [f"**Targets** (issue 14: >= 95% test accuracy and >= 0.94 macro F1 in <= 30 minutes of training on 2 cores): "
-                f"the `cpu` profile reached {cpu['test_accuracy']:.1%} and {cpu['test_f1_macro']:.3f} in "
-                f"{cpu['train_minutes']:.1f} minutes, so the targets are {'met' if met else 'NOT met'}. The issue measured "
-                f"the profile before it at 0.442 test accuracy (macro F1 0.395) after 37 minutes (ResNet50 from scratch at "
-                f"64 px, 8.5 img/s; the cross on the plot).", "",
-                "**What bounds it.** Compute, not input: the decoded photos are cached in memory as uint8 and augmented a "
-                "whole batch at a time, and the compact ResNet-18 runs its convolutions at "
-                f"{cpu['achieved_gflops']} GFLOP/s, {cpu['share_of_fp32_matmul_peak']:.0%} of what a large float32 matmul "
-                "reaches on these cores (forward + backward counted as 3x the profiled forward FLOPs). The rest goes to what "
-                "is not a large matmul: BatchNorm, ReLU and the optimizer's elementwise updates (memory-bound), small "
-                "spatial sizes in the last stages, and the augmentation sharing the same two cores. MobileNetV3Small does "
-                "7x fewer FLOPs per image yet trains no faster (depthwise convolutions and squeeze-excite gates run at "
-                "about 4% of the peak), so the denser network wins per minute. bfloat16 (these cores have AMX: "
-                f"{peak['bfloat16']} GFLOP/s on a matmul) and XLA were slower end to end in Keras 3 / TF 2.21. Beyond the "
-                "recipe, the sample itself bounds the test numbers: the worst classes have 2 to 6 test photos, so one "
-                "photo moves their F1 by 0.1 or more.", "",
-                "**Caveat.** PlantVillage holds several photos of one physical leaf and no metadata says which, so an "
-                "image-level split can put the same leaf in train and test: these accuracies are upper bounds for new "
-                "leaves, and lab photos on a plain board do not carry over to field photos.", ""]
+        out += [
+            f"**Targets** (issue 14: >= 95% test accuracy and >= 0.94 macro F1 in <= 30 minutes of training on 2 cores): "
+            f"the `cpu` profile reached {cpu['test_accuracy']:.1%} and {cpu['test_f1_macro']:.3f} in "
+            f"{cpu['train_minutes']:.1f} minutes, so the targets are {'met' if met else 'NOT met'}. The issue measured "
+            f"the profile before it at 0.442 test accuracy (macro F1 0.395) after 37 minutes (ResNet50 from scratch at "
+            f"64 px, 8.5 img/s; the cross on the plot).",
+            "",
+            "**What bounds it.** Compute, not input: the decoded photos are cached in memory as uint8 and augmented a "
+            "whole batch at a time, and the compact ResNet-18 runs its convolutions at "
+            f"{cpu['achieved_gflops']} GFLOP/s, {cpu['share_of_fp32_matmul_peak']:.0%} of what a large float32 matmul "
+            "reaches on these cores (forward + backward counted as 3x the profiled forward FLOPs). The rest goes to what "
+            "is not a large matmul: BatchNorm, ReLU and the optimizer's elementwise updates (memory-bound), small "
+            "spatial sizes in the last stages, and the augmentation sharing the same two cores. MobileNetV3Small does "
+            "7x fewer FLOPs per image yet trains no faster (depthwise convolutions and squeeze-excite gates run at "
+            "about 4% of the peak), so the denser network wins per minute. bfloat16 (these cores have AMX: "
+            f"{peak['bfloat16']} GFLOP/s on a matmul) and XLA were slower end to end in Keras 3 / TF 2.21. Beyond the "
+            "recipe, the sample itself bounds the test numbers: the worst classes have 2 to 6 test photos, so one "
+            "photo moves their F1 by 0.1 or more.",
+            "",
+            "**Caveat.** PlantVillage holds several photos of one physical leaf and no metadata says which, so an "
+            "image-level split can put the same leaf in train and test: these accuracies are upper bounds for new "
+            "leaves, and lab photos on a plain board do not carry over to field photos.",
+            "",
+        ]
     return out
 
 
 def main() -> int:
-    lines = ["# Benchmarks", "", "Written by `python bench/report.py` from the JSON files the bench scripts leave in `reports/`.",
-             "Every number below was measured by the command shown with it; none comes from a timed test.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `python bench/report.py` from the JSON files the bench scripts leave in `reports/`.",
+        "Every number below was measured by the command shown with it; none comes from a timed test.",
+        "",
+    ]
     tta = load("bench_time_to_accuracy.json")
-    if tta: lines += time_to_accuracy_section(tta)
+    if tta:
+        lines += time_to_accuracy_section(tta)
     lines += ["## GPU training", ""]
     gpu = load("bench_gpu_train.json")
-    if gpu: lines += [f"```json\n{json.dumps(gpu, indent=2)}\n```", ""]
+    if gpu:
+        lines += [f"```json\n{json.dumps(gpu, indent=2)}\n```", ""]
     else:
-        lines += ["Not measured yet: no GPU machine was lent to the sessions that built this (the project's device tool "
-                  "reported `not_drawn`). What to run when one is: the two-stage schedule on the real 28-class sample at 224 px, "
-                  "ResNet50 with `weights: none`, mixed precision, started through the user's entry point "
-                  "(`plant-disease run --profile plantvillage,gpu --set model.weights=none ...`).", ""]
+        lines += [
+            "Not measured yet: no GPU machine was lent to the sessions that built this (the project's device tool "
+            "reported `not_drawn`). What to run when one is: the two-stage schedule on the real 28-class sample at 224 px, "
+            "ResNet50 with `weights: none`, mixed precision, started through the user's entry point "
+            "(`plant-disease run --profile plantvillage,gpu --set model.weights=none ...`).",
+            "",
+        ]
     lines += ["## CPU inference", ""]
-    for name, title in [("bench_inference_224.json", "ResNet50 at 224 px (production size): speed and size"),
-                        ("bench_inference.json", "A model trained here: speed and accuracy of each format")]:
+    for name, title in [
+        ("bench_inference_224.json", "ResNet50 at 224 px (production size): speed and size"),
+        ("bench_inference.json", "A model trained here: speed and accuracy of each format"),
+    ]:
         r = load(name)
-        if r: lines += inference_section(r, title)
+        if r:
+            lines += inference_section(r, title)
     if load("bench_inference.json"):
-        lines += ["The trained model is a ResNet50 trained from scratch on 2 CPU cores (the `cpu` profile at 128 px, the real "
-                  "tomato sample of `../shared/data`), because no ImageNet weights or GPU were available; its accuracy is what "
-                  "5 epochs give, and what matters here is each format's drop against it:", "",
-                  "```bash", "plant-disease data  --profile tomato,cpu --set data.source=../shared/data/plantvillage",
-                  "plant-disease train --profile tomato,cpu --set data.source=../shared/data/plantvillage --set pipeline.image_size=128",
-                  "plant-disease export --profile tomato,cpu --set data.source=../shared/data/plantvillage   # exported/, for the service bench",
-                  "```", ""]
+        lines += [
+            "The trained model is a ResNet50 trained from scratch on 2 CPU cores (the `cpu` profile at 128 px, the real "
+            "tomato sample of `../shared/data`), because no ImageNet weights or GPU were available; its accuracy is what "
+            "5 epochs give, and what matters here is each format's drop against it:",
+            "",
+            "```bash",
+            "plant-disease data  --profile tomato,cpu --set data.source=../shared/data/plantvillage",
+            "plant-disease train --profile tomato,cpu --set data.source=../shared/data/plantvillage --set "
+            "pipeline.image_size=128",
+            "plant-disease export --profile tomato,cpu --set data.source=../shared/data/plantvillage   # exported/, "
+            "for the service bench",
+            "```",
+            "",
+        ]
     r = load("bench_serve_runtime.json")
-    if r: lines += serve_section(r)
+    if r:
+        lines += serve_section(r)
     r = load("bench_serve.json")
     if r:
-        lines += ["### The service end to end (issue 4's run: tiny 64 px models, Keras, before micro-batching)", "",
-                  f"Command: `{r['command']}`; {r['machine']}.", "", "| path | concurrency | p50 ms | p95 ms | p99 ms | req/s |", "|---|---|---|---|---|---|"]
+        lines += [
+            "### The service end to end (issue 4's run: tiny 64 px models, Keras, before micro-batching)",
+            "",
+            f"Command: `{r['command']}`; {r['machine']}.",
+            "",
+            "| path | concurrency | p50 ms | p95 ms | p99 ms | req/s |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in r["predict"]:
-            lines.append(f"| /predict | {row['concurrency']} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | {row['throughput_rps']} |")
+            lines.append(
+                f"| /predict | {row['concurrency']} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | "
+                f"{row['throughput_rps']} |"
+            )
         a = r["async"]
-        lines += [f"| async (1 worker) | {a['concurrency']} | {a['p50_ms']} | {a['p95_ms']} | {a['p99_ms']} | {a['throughput_rps']} |", ""]
-    lines += ["## What bounds each number", "",
-              "- **Batch-1 CPU latency is compute**: on these 2 cores one ResNet50 image already keeps both busy (XNNPACK and "
-              "oneDNN each use 2 threads), so int8 wins by doing cheaper arithmetic (VNNI int8 dot products), not by "
-              "batching; LiteRT and ONNX Runtime beat the Keras `tf.function` by skipping TensorFlow's per-op dispatch, and "
-              "`model.predict` adds its per-call setup (a data adapter and a callback loop) on top.",
-              "- **Batching pays where per-call overhead is large**: Keras gains from batch 32 (dispatch amortised), "
-              "LiteRT int8 hardly does (its batch-1 call is already compute-bound), hence micro-batching's gain per runtime "
-              "above. On a many-core server or a GPU, batch 1 leaves cores idle and the same batcher gains more.",
-              "- **The service at concurrency 1 is Python overhead**: with a 2-3 ms int8 model call, HTTP parsing, the "
-              "multipart upload, JPEG decode and resize (about 1 ms at 256x256), the answer's JSON and the prediction log "
-              "cost more than the model, and the client runs on the same 2 cores. The 15% target is not met: about 4 ms of "
-              "fixed per-request cost on a 5 ms in-process prediction.",
-              "- **Full int8 accuracy is calibration**: LiteRT's min-max calibration widens every range with each outlier, "
-              "so more calibration photos made it worse (0.46 points lost with 50, 1.84 with 200, 31.7 with 500 on the "
-              "trained model above); `export` therefore chooses the calibration size on the validation split. Dynamic-range "
-              "int8 (weights only) kept the Keras accuracy exactly at 1.2x the full-int8 latency.", ""]
+        lines += [
+            f"| async (1 worker) | {a['concurrency']} | {a['p50_ms']} | {a['p95_ms']} | {a['p99_ms']} | {a['throughput_rps']} |",
+            "",
+        ]
+    lines += [
+        "## What bounds each number",
+        "",
+        "- **Batch-1 CPU latency is compute**: on these 2 cores one ResNet50 image already keeps both busy (XNNPACK and "
+        "oneDNN each use 2 threads), so int8 wins by doing cheaper arithmetic (VNNI int8 dot products), not by "
+        "batching; LiteRT and ONNX Runtime beat the Keras `tf.function` by skipping TensorFlow's per-op dispatch, and "
+        "`model.predict` adds its per-call setup (a data adapter and a callback loop) on top.",
+        "- **Batching pays where per-call overhead is large**: Keras gains from batch 32 (dispatch amortised), "
+        "LiteRT int8 hardly does (its batch-1 call is already compute-bound), hence micro-batching's gain per runtime "
+        "above. On a many-core server or a GPU, batch 1 leaves cores idle and the same batcher gains more.",
+        "- **The service at concurrency 1 is Python overhead**: with a 2-3 ms int8 model call, HTTP parsing, the "
+        "multipart upload, JPEG decode and resize (about 1 ms at 256x256), the answer's JSON and the prediction log "
+        "cost more than the model, and the client runs on the same 2 cores. The 15% target is not met: about 4 ms of "
+        "fixed per-request cost on a 5 ms in-process prediction.",
+        "- **Full int8 accuracy is calibration**: LiteRT's min-max calibration widens every range with each outlier, "
+        "so more calibration photos made it worse (0.46 points lost with 50, 1.84 with 200, 31.7 with 500 on the "
+        "trained model above); `export` therefore chooses the calibration size on the validation split. Dynamic-range "
+        "int8 (weights only) kept the Keras accuracy exactly at 1.2x the full-int8 latency.",
+        "",
+    ]
     out = REPORTS / "benchmarks.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"written {out}")

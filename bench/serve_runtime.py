@@ -7,6 +7,7 @@ latency at concurrency 1 against the raw runtime's own batch-1 latency, and thro
 Only the API runs (no auth, SQLite prediction log, no Redis), one configuration at a time, on this machine;
 the client shares its cores. Prints a table and writes `reports/bench_serve_runtime.json`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,47 +28,84 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from serve_latency import load_photos, sync_load  # noqa: E402
 
 
-def start_api(model_dir: Path, work: Path, runtime: str, batch_max: int, batch_wait_ms: float) -> tuple[subprocess.Popen, str]:
+def start_api(
+    model_dir: Path, work: Path, runtime: str, batch_max: int, batch_wait_ms: float
+) -> tuple[subprocess.Popen, str]:
     import socket
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    env = {**os.environ, "PD_VARIANTS": json.dumps([{"name": "A", "source": str(model_dir.resolve())}]),
-           "PD_REQUIRE_AUTH": "false", "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute", "PD_RUNTIME": runtime,
-           "PD_BATCH_MAX": str(batch_max), "PD_BATCH_WAIT_MS": str(batch_wait_ms),
-           "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}", "PD_SPOOL_DIR": str(work / "spool"),
-           "PD_MODEL_CACHE": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "PD_VARIANTS": json.dumps([{"name": "A", "source": str(model_dir.resolve())}]),
+        "PD_REQUIRE_AUTH": "false",
+        "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute",
+        "PD_RUNTIME": runtime,
+        "PD_BATCH_MAX": str(batch_max),
+        "PD_BATCH_WAIT_MS": str(batch_wait_ms),
+        "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}",
+        "PD_SPOOL_DIR": str(work / "spool"),
+        "PD_MODEL_CACHE": str(work / "cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("PD_REDIS_URL", None)
     log = (work / f"api-{runtime}-{batch_max}.log").open("w")
-    p = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"], cwd=ROOT, env=env,
-                         stdout=log, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     t = time.time()
     while time.time() - t < 300:
-        if p.poll() is not None: raise SystemExit(f"the API exited: see {log.name}")
+        if p.poll() is not None:
+            raise SystemExit(f"the API exited: see {log.name}")
         try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200: return p, url
-        except httpx.HTTPError: pass
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return p, url
+        except httpx.HTTPError:
+            pass
         time.sleep(0.5)
-    p.kill(); raise SystemExit("the API did not become ready in 300 s")
+    p.kill()
+    raise SystemExit("the API did not become ready in 300 s")
 
 
 def raw_latency(model_dir: Path, runtime: str, photos: list[bytes], n: int = 100) -> dict:
     "The runtime alone, in this process: batch-1 model call p50, and decode+resize+call (`Predictor.predict`) p50."
     from plant_disease.inference import Predictor
+
     p = Predictor.from_dir(model_dir, runtime=runtime)
     x = np.stack([p.preprocess(b).numpy() for b in photos[:16]])
-    for i in range(5): p.runtime(x[i % len(x)][None]); p.predict(photos[i % len(photos)])
+    for i in range(5):
+        p.runtime(x[i % len(x)][None])
+        p.predict(photos[i % len(photos)])
     call, full = [], []
     for i in range(n):
-        t = time.perf_counter(); p.runtime(x[i % len(x)][None]); call.append(1000 * (time.perf_counter() - t))
-        t = time.perf_counter(); p.predict(photos[i % len(photos)]); full.append(1000 * (time.perf_counter() - t))
-    return {"runtime": p.runtime.name, "model_call_p50_ms": round(float(np.median(call)), 2),
-            "predict_p50_ms": round(float(np.median(full)), 2)}
+        t = time.perf_counter()
+        p.runtime(x[i % len(x)][None])
+        call.append(1000 * (time.perf_counter() - t))
+        t = time.perf_counter()
+        p.predict(photos[i % len(photos)])
+        full.append(1000 * (time.perf_counter() - t))
+    return {
+        "runtime": p.runtime.name,
+        "model_call_p50_ms": round(float(np.median(call)), 2),
+        "predict_p50_ms": round(float(np.median(full)), 2),
+    }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", type=Path, default=ROOT / "exported")
-    ap.add_argument("--images", type=Path, default=Path(os.environ.get("PLANT_DISEASE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "plantvillage")
+    ap.add_argument(
+        "--images",
+        type=Path,
+        default=Path(os.environ.get("PLANT_DISEASE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "plantvillage",
+    )
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--batch-wait-ms", type=float, default=5.0)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_serve_runtime.json")
@@ -79,31 +117,55 @@ def main(argv=None) -> int:
         api, url = start_api(a.model_dir, work, runtime, batch_max, a.batch_wait_ms)
         try:
             info = httpx.get(f"{url}/models").json()[0]
-            for i in range(10): httpx.post(f"{url}/predict", files={"file": ("w.jpg", photos[i % len(photos)], "image/jpeg")}, timeout=60)
+            for i in range(10):
+                httpx.post(
+                    f"{url}/predict", files={"file": ("w.jpg", photos[i % len(photos)], "image/jpeg")}, timeout=60
+                )
             c1 = asyncio.run(sync_load(url, {}, photos, 1, a.requests))
             c32 = asyncio.run(sync_load(url, {}, photos, 32, a.requests))
         finally:
-            api.terminate(); api.wait(30)
+            api.terminate()
+            api.wait(30)
         raw = raw_latency(a.model_dir, info["runtime"], photos)
-        row = {"config": f"runtime={runtime} batching={'on' if batch_max > 1 else 'off'}", "runtime": info["runtime"],
-               "runtime_choice": info["runtime_choice"], "raw": raw, "c1": c1, "c32": c32,
-               "c1_p50_over_raw_call": round(c1["p50_ms"] / raw["model_call_p50_ms"], 2),
-               "c1_p50_over_raw_predict": round(c1["p50_ms"] / raw["predict_p50_ms"], 2)}
+        row = {
+            "config": f"runtime={runtime} batching={'on' if batch_max > 1 else 'off'}",
+            "runtime": info["runtime"],
+            "runtime_choice": info["runtime_choice"],
+            "raw": raw,
+            "c1": c1,
+            "c32": c32,
+            "c1_p50_over_raw_call": round(c1["p50_ms"] / raw["model_call_p50_ms"], 2),
+            "c1_p50_over_raw_predict": round(c1["p50_ms"] / raw["predict_p50_ms"], 2),
+        }
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "runtime_choice"}), flush=True)
-    gain = {r_on["runtime"]: round(r_on["c32"]["throughput_rps"] / r_off["c32"]["throughput_rps"], 2)
-            for r_off, r_on in [(rows[0], rows[1]), (rows[2], rows[3])]}
-    report = {"machine": f"{os.cpu_count()} cores", "command": "python bench/serve_runtime.py " + " ".join(argv or sys.argv[1:]),
-              "model_dir": str(a.model_dir), "batch_wait_ms": a.batch_wait_ms, "rows": rows,
-              "c32_throughput_gain_of_batching": gain,
-              "c32_throughput_auto_batched_over_keras_unbatched": round(rows[3]["c32"]["throughput_rps"] / rows[0]["c32"]["throughput_rps"], 2),
-              "note": "client and API share the machine's cores; latency as the client sees it"}
+    gain = {
+        r_on["runtime"]: round(r_on["c32"]["throughput_rps"] / r_off["c32"]["throughput_rps"], 2)
+        for r_off, r_on in [(rows[0], rows[1]), (rows[2], rows[3])]
+    }
+    report = {
+        "machine": f"{os.cpu_count()} cores",
+        "command": "python bench/serve_runtime.py " + " ".join(argv or sys.argv[1:]),
+        "model_dir": str(a.model_dir),
+        "batch_wait_ms": a.batch_wait_ms,
+        "rows": rows,
+        "c32_throughput_gain_of_batching": gain,
+        "c32_throughput_auto_batched_over_keras_unbatched": round(
+            rows[3]["c32"]["throughput_rps"] / rows[0]["c32"]["throughput_rps"], 2
+        ),
+        "note": "client and API share the machine's cores; latency as the client sees it",
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2))
-    print(f"\n{'config':<30}{'runtime':<13}{'raw call':>9}{'raw pred':>9}{'c1 p50':>8}{'c1 p99':>8}{'c1 rps':>7}{'c32 p50':>9}{'c32 rps':>8}")
+    print(
+        f"\n{'config':<30}{'runtime':<13}{'raw call':>9}{'raw pred':>9}{'c1 p50':>8}{'c1 p99':>8}{'c1 rps':>7}"
+        f"{'c32 p50':>9}{'c32 rps':>8}"
+    )
     for r in rows:
-        print(f"{r['config']:<30}{r['runtime']:<13}{r['raw']['model_call_p50_ms']:>9}{r['raw']['predict_p50_ms']:>9}{r['c1']['p50_ms']:>8}"
-              f"{r['c1']['p99_ms']:>8}{r['c1']['throughput_rps']:>7}{r['c32']['p50_ms']:>9}{r['c32']['throughput_rps']:>8}")
+        print(
+            f"{r['config']:<30}{r['runtime']:<13}{r['raw']['model_call_p50_ms']:>9}{r['raw']['predict_p50_ms']:>9}{r['c1']['p50_ms']:>8}"
+            f"{r['c1']['p99_ms']:>8}{r['c1']['throughput_rps']:>7}{r['c32']['p50_ms']:>9}{r['c32']['throughput_rps']:>8}"
+        )
     print(f"batching multiplies c32 throughput by {gain} (per runtime); written to {a.out}")
     return 0
 

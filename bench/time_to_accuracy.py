@@ -10,6 +10,7 @@ DIR defaults to $PLANT_DISEASE_SHARED_DATA/plantvillage (the 28-class sample). E
 can be run one at a time) go to --out; the plot to reports/bench_time_to_accuracy.png; `python bench/report.py`
 writes the section of reports/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,22 +31,49 @@ ZOOM_AUG = ["augment.crop_scale=1", "augment.zoom=0.1", "augment.translation=0.0
 MNV3S = ["model.backbone=mobilenetv3small"]
 # name -> (what it is, --profile, --set overrides). "cpu" is the committed profile as it is today.
 RECIPES: dict[str, tuple[str, str, list[str]]] = {
-    "cpu": ("the cpu profile: the compact ResNet-18 (resnet18slim) from scratch, one cycle of 40 epochs (AdamW, label "
-            "smoothing, random resized crops), 15 of them at 96 px, then 128 px", "cpu", []),
+    "cpu": (
+        "the cpu profile: the compact ResNet-18 (resnet18slim) from scratch, one cycle of 40 epochs (AdamW, label "
+        "smoothing, random resized crops), 15 of them at 96 px, then 128 px",
+        "cpu",
+        [],
+    ),
     "mnv3s": ("MobileNetV3Small with the cpu profile's recipe", "cpu", MNV3S),
-    "mnv3s_50x128": ("MobileNetV3Small, the cpu profile's recipe, 50 epochs all at 128 px", "cpu",
-                     [*MNV3S, "train.one_cycle.epochs=50", "train.one_cycle.progressive=[]"]),
-    "mnv3s_zoom_aug": ("MobileNetV3Small, the cpu profile's schedule, zoom 0.1 and shifts 0.05 instead of random resized crops",
-                       "cpu", [*MNV3S, *ZOOM_AUG]),
-    "mnv3s_50x128_zoom_aug": ("MobileNetV3Small, 50 epochs all at 128 px, zoom and shifts instead of crops", "cpu",
-                              [*MNV3S, "train.one_cycle.epochs=50", "train.one_cycle.progressive=[]", *ZOOM_AUG]),
-    "cpu_before": ("the cpu profile before issue 14: ResNet50 at 64 px, two stages of 3 + 2 epochs, no augmentation",
-                   "cpu", ["pipeline.image_size=64", "pipeline.cache=false", "pipeline.imbalance=class_weight",
-                           "model.backbone=resnet50", "model.dropout=0.4", "model.dense_units=256", "augment.enabled=false",
-                           "train.schedule=two_stage", "train.optimizer=adam", "train.weight_decay=0", "train.label_smoothing=0",
-                           "train.stage1={epochs: 3, lr: 0.001, unfreeze_last: all}",
-                           "train.stage2={epochs: 2, lr: 0.0003, unfreeze_last: all}",
-                           "train.early_stopping_patience=3", "train.reduce_lr_patience=1"]),
+    "mnv3s_50x128": (
+        "MobileNetV3Small, the cpu profile's recipe, 50 epochs all at 128 px",
+        "cpu",
+        [*MNV3S, "train.one_cycle.epochs=50", "train.one_cycle.progressive=[]"],
+    ),
+    "mnv3s_zoom_aug": (
+        "MobileNetV3Small, the cpu profile's schedule, zoom 0.1 and shifts 0.05 instead of random resized crops",
+        "cpu",
+        [*MNV3S, *ZOOM_AUG],
+    ),
+    "mnv3s_50x128_zoom_aug": (
+        "MobileNetV3Small, 50 epochs all at 128 px, zoom and shifts instead of crops",
+        "cpu",
+        [*MNV3S, "train.one_cycle.epochs=50", "train.one_cycle.progressive=[]", *ZOOM_AUG],
+    ),
+    "cpu_before": (
+        "the cpu profile before issue 14: ResNet50 at 64 px, two stages of 3 + 2 epochs, no augmentation",
+        "cpu",
+        [
+            "pipeline.image_size=64",
+            "pipeline.cache=false",
+            "pipeline.imbalance=class_weight",
+            "model.backbone=resnet50",
+            "model.dropout=0.4",
+            "model.dense_units=256",
+            "augment.enabled=false",
+            "train.schedule=two_stage",
+            "train.optimizer=adam",
+            "train.weight_decay=0",
+            "train.label_smoothing=0",
+            "train.stage1={epochs: 3, lr: 0.001, unfreeze_last: all}",
+            "train.stage2={epochs: 2, lr: 0.0003, unfreeze_last: all}",
+            "train.early_stopping_patience=3",
+            "train.reduce_lr_patience=1",
+        ],
+    ),
 }
 # What issue 14 measured for `cpu_before` on this sample and machine (37 minutes of training; not rerun by default).
 BEFORE = {"minutes": 37.0, "test_accuracy": 0.442, "test_f1_macro": 0.395}
@@ -55,15 +83,17 @@ THRESHOLDS = (0.80, 0.90, 0.95)
 def matmul_peak_gflops(n: int = 2048, reps: int = 20) -> dict:
     "Measured float32 (and bfloat16) GFLOP/s of an n x n matmul: the machine's practical peak."
     import tensorflow as tf
+
     out = {}
     for dt in (tf.float32, tf.bfloat16):
         a = tf.cast(tf.random.normal((n, n)), dt)
         f = tf.function(lambda x: tf.matmul(x, x))
         f(a).numpy()
         t0 = time.perf_counter()
-        for _ in range(reps): r = f(a)
+        for _ in range(reps):
+            r = f(a)
         r.numpy()
-        out[dt.name] = round(2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9, 1)
+        out[dt.name] = round(2 * n**3 * reps / (time.perf_counter() - t0) / 1e9, 1)
     return out
 
 
@@ -74,19 +104,26 @@ def forward_gflops(models_dir: Path, sizes: list[int]) -> dict[int, float]:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     import plant_disease.model  # noqa: F401  (registers the preprocessing layer)
+
     model = keras.saving.load_model(models_dir / "model.keras", compile=False)
     size = int(model.input_shape[1])
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32))
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, size, size, 3], tf.float32)
+    )
     opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
-    flops = tf.compat.v1.profiler.profile(graph=convert_variables_to_constants_v2(fn).graph, options=opts).total_float_ops
+    flops = tf.compat.v1.profiler.profile(
+        graph=convert_variables_to_constants_v2(fn).graph, options=opts
+    ).total_float_ops
     return {s: round(flops / 1e9 * (s / size) ** 2, 4) for s in sizes}
 
 
 def run(cmd: list[str], cwd: Path, log) -> None:
-    log.write(f"$ {shlex.join(cmd)}\n"); log.flush()
+    log.write(f"$ {shlex.join(cmd)}\n")
+    log.flush()
     r = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if r.returncode: raise SystemExit(f"{shlex.join(cmd)} failed ({r.returncode}); see {log.name}")
+    if r.returncode:
+        raise SystemExit(f"{shlex.join(cmd)} failed ({r.returncode}); see {log.name}")
 
 
 def crossing(hist, col: str, level: float) -> float | None:
@@ -97,11 +134,22 @@ def crossing(hist, col: str, level: float) -> float | None:
 
 def bench_recipe(name: str, data_args: list[str], work: Path, peak: dict) -> dict:
     import pandas as pd
+
     what, profile, sets = RECIPES[name]
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
-    args = ["--profile", profile, *data_args, *(a for s in sets for a in ("--set", s)),
-            "--data-dir", str(work / "data"), "--models-dir", str(d / "models"), "--reports-dir", str(d / "reports")]
+    args = [
+        "--profile",
+        profile,
+        *data_args,
+        *(a for s in sets for a in ("--set", s)),
+        "--data-dir",
+        str(work / "data"),
+        "--models-dir",
+        str(d / "models"),
+        "--reports-dir",
+        str(d / "reports"),
+    ]
     with open(d / "log.txt", "w") as log:
         t0 = time.perf_counter()
         run([*CLI, "train", *args], ROOT, log)
@@ -120,42 +168,77 @@ def bench_recipe(name: str, data_args: list[str], work: Path, peak: dict) -> dic
     flop = sum(3 * gflops[s] * 1e9 * images[s] for s in sizes)  # forward + backward ~ 3x forward
     achieved = flop / train_s / 1e9
     return {
-        "recipe": name, "what": what, "command": shlex.join(["plant-disease", "train", "--profile", profile, *data_args[:2],
-                                                             *(a for s in sets for a in ("--set", s))]),
-        "n_train": n_train, "n_test": metrics["n_test"], "classes": metrics["n_classes"],
-        "epochs": int(len(hist)), "image_sizes": sizes,
-        "train_minutes": round(train_s / 60, 2), "wall_minutes_incl_validation": round(float(hist["seconds"].iloc[-1]) / 60, 2),
+        "recipe": name,
+        "what": what,
+        "command": shlex.join(
+            ["plant-disease", "train", "--profile", profile, *data_args[:2], *(a for s in sets for a in ("--set", s))]
+        ),
+        "n_train": n_train,
+        "n_test": metrics["n_test"],
+        "classes": metrics["n_classes"],
+        "epochs": int(len(hist)),
+        "image_sizes": sizes,
+        "train_minutes": round(train_s / 60, 2),
+        "wall_minutes_incl_validation": round(float(hist["seconds"].iloc[-1]) / 60, 2),
         "stage_wall_minutes": round(wall / 60, 2),
         "train_images_per_second": round(sum(images.values()) / train_s, 1),
-        "forward_gflops_per_image": gflops, "achieved_gflops": round(achieved, 1),
+        "forward_gflops_per_image": gflops,
+        "achieved_gflops": round(achieved, 1),
         "share_of_fp32_matmul_peak": round(achieved / peak["float32"], 3),
         "minutes_to_val": {f"{int(t * 100)}%": crossing(hist, "val_accuracy", t) for t in THRESHOLDS},
         "best_val_accuracy": round(float(hist["val_accuracy"].max()), 4),
-        "test_accuracy": metrics["accuracy"], "test_f1_macro": metrics["f1_macro"],
-        "worst_classes": [{"class": c, "f1": round(float(r["f1"]), 3), "support": int(r["support"])} for c, r in worst.iterrows()],
-        "curve": [{"minutes": round(float(r.seconds) / 60, 3), "train_minutes": round(float(r.train_seconds) / 60, 3),
-                   "val_accuracy": round(float(r.val_accuracy), 4), "image_size": int(r.image_size)} for r in hist.itertuples()],
+        "test_accuracy": metrics["accuracy"],
+        "test_f1_macro": metrics["f1_macro"],
+        "worst_classes": [
+            {"class": c, "f1": round(float(r["f1"]), 3), "support": int(r["support"])} for c, r in worst.iterrows()
+        ],
+        "curve": [
+            {
+                "minutes": round(float(r.seconds) / 60, 3),
+                "train_minutes": round(float(r.train_seconds) / 60, 3),
+                "val_accuracy": round(float(r.val_accuracy), 4),
+                "image_size": int(r.image_size),
+            }
+            for r in hist.itertuples()
+        ],
     }
 
 
 def plot(results: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, r in results.items():
         xs = [p["minutes"] for p in r["curve"]]
         ys = [p["val_accuracy"] for p in r["curve"]]
-        ax.plot(xs, ys, marker="o", ms=3, label=f"{name}: test {r['test_accuracy']:.3f} in {r['train_minutes']:.0f} min")
+        ax.plot(
+            xs, ys, marker="o", ms=3, label=f"{name}: test {r['test_accuracy']:.3f} in {r['train_minutes']:.0f} min"
+        )
     if "cpu_before" not in results:
-        ax.plot([BEFORE["minutes"]], [BEFORE["test_accuracy"]], "kx", ms=8,
-                label=f"cpu profile before (issue 14, ResNet50@64): test {BEFORE['test_accuracy']:.3f} in 37 min")
-    for t in THRESHOLDS: ax.axhline(t, color="grey", lw=0.6, ls=":")
+        ax.plot(
+            [BEFORE["minutes"]],
+            [BEFORE["test_accuracy"]],
+            "kx",
+            ms=8,
+            label=f"cpu profile before (issue 14, ResNet50@64): test {BEFORE['test_accuracy']:.3f} in 37 min",
+        )
+    for t in THRESHOLDS:
+        ax.axhline(t, color="grey", lw=0.6, ls=":")
     ax.axvline(30, color="red", lw=0.8, ls="--", label="30-minute budget")
-    ax.set(xlabel="wall-clock minutes of training (validation included)", ylabel="validation accuracy", ylim=(0, 1), xlim=(0, 40),
-           title="Time to accuracy on 2 CPU cores, 28-class PlantVillage sample")
+    ax.set(
+        xlabel="wall-clock minutes of training (validation included)",
+        ylabel="validation accuracy",
+        ylim=(0, 1),
+        xlim=(0, 40),
+        title="Time to accuracy on 2 CPU cores, 28-class PlantVillage sample",
+    )
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> int:
@@ -166,29 +249,48 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/plant-disease-tta", help="where the runs' data, models and logs go")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_time_to_accuracy.json"))
     a = ap.parse_args()
-    if not Path(a.data).is_dir(): raise SystemExit(f"{a.data}: no such folder (set PLANT_DISEASE_SHARED_DATA or --data)")
+    if not Path(a.data).is_dir():
+        raise SystemExit(f"{a.data}: no such folder (set PLANT_DISEASE_SHARED_DATA or --data)")
     names = [n.strip() for n in a.recipes.split(",") if n.strip()]
-    if unknown := [n for n in names if n not in RECIPES]: raise SystemExit(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
+    if unknown := [n for n in names if n not in RECIPES]:
+        raise SystemExit(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
     data_args = ["--set", f"data.source={a.data}"]
     with open(work / "data_log.txt", "w") as log:
         run([*CLI, "data", "--profile", "cpu", *data_args, "--data-dir", str(work / "data")], ROOT, log)
     import tensorflow as tf
+
     peak = matmul_peak_gflops()
     saved = json.loads(out.read_text()) if out.exists() else {}
     results = saved.get("recipes", {})
     for name in names:
         print(f"{name}: training ({RECIPES[name][0]}) ...", flush=True)
         results[name] = r = bench_recipe(name, data_args, work, peak)
-        print(f"{name}: test accuracy {r['test_accuracy']:.4f}, macro F1 {r['test_f1_macro']:.4f}, {r['train_minutes']} min, "
-              f"{r['train_images_per_second']} img/s ({r['share_of_fp32_matmul_peak']:.1%} of the fp32 matmul peak), "
-              f"minutes to 80/90/95% val: {list(r['minutes_to_val'].values())}", flush=True)
-        doc = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
-               "cpu_model": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                                  if l.startswith("model name")), None) if Path("/proc/cpuinfo").exists() else None,
-               "tensorflow": tf.__version__, "matmul_peak_gflops": peak, "data": a.data,
-               "command": f"python bench/time_to_accuracy.py --recipes {','.join(results)}", "recipes": results}
+        print(
+            f"{name}: test accuracy {r['test_accuracy']:.4f}, macro F1 {r['test_f1_macro']:.4f}, {r['train_minutes']} min, "
+            f"{r['train_images_per_second']} img/s ({r['share_of_fp32_matmul_peak']:.1%} of the fp32 matmul peak), "
+            f"minutes to 80/90/95% val: {list(r['minutes_to_val'].values())}",
+            flush=True,
+        )
+        doc = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
+            "cpu_model": next(
+                (
+                    l.split(":", 1)[1].strip()
+                    for l in Path("/proc/cpuinfo").read_text().splitlines()
+                    if l.startswith("model name")
+                ),
+                None,
+            )
+            if Path("/proc/cpuinfo").exists()
+            else None,
+            "tensorflow": tf.__version__,
+            "matmul_peak_gflops": peak,
+            "data": a.data,
+            "command": f"python bench/time_to_accuracy.py --recipes {','.join(results)}",
+            "recipes": results,
+        }
         out.write_text(json.dumps(doc, indent=2))
         plot(results, out.with_suffix(".png"))
     print(f"-> {out}, {out.with_suffix('.png')}")

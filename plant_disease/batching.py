@@ -25,10 +25,18 @@ class MicroBatcher:
     """Call `fn` on batches gathered from concurrent callers. `batcher(x)` with x of shape (k, ...) returns `fn`'s
     k rows for it. `on_batch(n_images, seconds)` is called after each model call (metrics)."""
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], max_batch: int = 32, max_wait_ms: float = 5.0,
-                 on_batch: Callable[[int, float], None] | None = None, name: str = "micro-batcher"):
-        if max_batch < 1: raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        if max_wait_ms < 0: raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], np.ndarray],
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        on_batch: Callable[[int, float], None] | None = None,
+        name: str = "micro-batcher",
+    ):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         self.fn, self.max_batch, self.max_wait, self.on_batch = fn, max_batch, max_wait_ms / 1000, on_batch
         self._q: queue.Queue = queue.Queue()
         self._in_flight, self._lock, self._closed = 0, threading.Lock(), False
@@ -37,60 +45,81 @@ class MicroBatcher:
 
     def __call__(self, x: np.ndarray, _reserved: bool = False) -> np.ndarray:
         "Rows of `fn` for the batch `x`, computed together with whatever else is waiting."
-        if self._closed: raise RuntimeError("the micro-batcher is closed")
+        if self._closed:
+            raise RuntimeError("the micro-batcher is closed")
         fut: Future = Future()
         if not _reserved:
-            with self._lock: self._in_flight += 1
+            with self._lock:
+                self._in_flight += 1
         try:
             self._q.put((np.asarray(x), fut))
             return fut.result()
         finally:
             if not _reserved:
-                with self._lock: self._in_flight -= 1
+                with self._lock:
+                    self._in_flight -= 1
 
     @contextmanager
     def reserve(self):
         """Announce a request before its pixels are ready (it is still decoding), so a batch being gathered waits
         for it; yields the function to call with them."""
-        with self._lock: self._in_flight += 1
-        try: yield lambda x: self(x, _reserved=True)
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield lambda x: self(x, _reserved=True)
         finally:
-            with self._lock: self._in_flight -= 1
+            with self._lock:
+                self._in_flight -= 1
 
     def _gather(self, first) -> list:
         items, n = [first], len(first[0])
         deadline = time.monotonic() + self.max_wait
         while n < self.max_batch:
-            try: item = self._q.get_nowait()
+            try:
+                item = self._q.get_nowait()
             except queue.Empty:
-                with self._lock: more_coming = self._in_flight > len(items)
+                with self._lock:
+                    more_coming = self._in_flight > len(items)
                 left = deadline - time.monotonic()
-                if not more_coming or left <= 0: break
-                try: item = self._q.get(timeout=min(left, 0.0005))
-                except queue.Empty: continue
-            if item is None: self._q.put(None); break  # closing: finish this batch first
-            if n + len(item[0]) > self.max_batch: self._q.put(item); break  # too big for this batch: next one (order kept loosely)
-            items.append(item); n += len(item[0])
+                if not more_coming or left <= 0:
+                    break
+                try:
+                    item = self._q.get(timeout=min(left, 0.0005))
+                except queue.Empty:
+                    continue
+            if item is None:
+                self._q.put(None)
+                break  # closing: finish this batch first
+            if n + len(item[0]) > self.max_batch:
+                self._q.put(item)
+                break  # too big for this batch: next one (order kept loosely)
+            items.append(item)
+            n += len(item[0])
         return items
 
     def _loop(self) -> None:
         while True:
             first = self._q.get()
-            if first is None: return
+            if first is None:
+                return
             items = self._gather(first)
             t = time.perf_counter()
             try:
                 x = np.concatenate([x for x, _ in items]) if len(items) > 1 else items[0][0]
                 y = self.fn(x)
             except BaseException as e:  # noqa: BLE001  (every waiting caller gets the error)
-                for _, f in items: f.set_exception(e)
+                for _, f in items:
+                    f.set_exception(e)
                 continue
             if self.on_batch is not None:
-                try: self.on_batch(len(x), time.perf_counter() - t)
-                except Exception: log.exception("on_batch failed")  # metrics must never fail a prediction
+                try:
+                    self.on_batch(len(x), time.perf_counter() - t)
+                except Exception:
+                    log.exception("on_batch failed")  # metrics must never fail a prediction
             i = 0
             for xi, f in items:
-                f.set_result(y[i:i + len(xi)]); i += len(xi)
+                f.set_result(y[i : i + len(xi)])
+                i += len(xi)
 
     def close(self) -> None:
         "Finish the queued work and stop the thread."
@@ -105,8 +134,14 @@ from .inference import Predictor
 
 def _enable_batching(self: Predictor, max_batch: int = 32, max_wait_ms: float = 5.0, on_batch=None) -> Predictor:
     "Answer concurrent calls in shared batches (see `MicroBatcher`); `max_batch` 1 turns batching off."
-    if self.batcher is not None: self.batcher.close()
-    self.batcher = MicroBatcher(self.runtime, max_batch, max_wait_ms, on_batch, f"batcher-{self.runtime.name}") if max_batch > 1 else None
+    if self.batcher is not None:
+        self.batcher.close()
+    self.batcher = (
+        MicroBatcher(self.runtime, max_batch, max_wait_ms, on_batch, f"batcher-{self.runtime.name}")
+        if max_batch > 1
+        else None
+    )
     return self
+
 
 Predictor.enable_batching = _enable_batching

@@ -14,7 +14,8 @@ __all__ = ['apply_temperature', 'nll', 'fit_temperature', 'calibration_report']
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     "Softmax probabilities re-scaled by `temperature` (> 1 softens, < 1 sharpens, 1 leaves them unchanged)."
     p = np.asarray(probs, np.float64)
-    if temperature == 1.0: return np.asarray(probs, np.float32)
+    if temperature == 1.0:
+        return np.asarray(probs, np.float32)
     z = np.log(np.clip(p, 1e-12, 1.0)) / temperature
     z -= z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -30,18 +31,28 @@ def nll(probs: np.ndarray, y: np.ndarray) -> float:
 def fit_temperature(probs: np.ndarray, y, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     "The temperature minimising the NLL of `probs` (n, k) for labels `y` (searched on a log scale within `bounds`)."
     from scipy.optimize import minimize_scalar
+
     probs, y = np.asarray(probs), np.asarray(y)
     if probs.ndim != 2 or len(probs) != len(y) or not len(y):
         raise ValueError(f"need probabilities (n, k) and n labels, got {probs.shape} and {y.shape}")
-    res = minimize_scalar(lambda lt: nll(apply_temperature(probs, float(np.exp(lt))), y),
-                          bounds=tuple(np.log(bounds)), method="bounded", options={"xatol": 1e-4})
+    res = minimize_scalar(
+        lambda lt: nll(apply_temperature(probs, float(np.exp(lt))), y),
+        bounds=tuple(np.log(bounds)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return round(float(np.exp(res.x)), 4)
 
 
 def calibration_report(probs: np.ndarray, y, temperature: float, bins: int = 15) -> dict:
     "ECE and NLL of `probs` before and after `temperature`."
     from plant_disease.evaluate import expected_calibration_error
+
     after = apply_temperature(probs, temperature)
-    return {"temperature": temperature, "ece_before": round(expected_calibration_error(y, probs, bins), 5),
-            "ece_after": round(expected_calibration_error(y, after, bins), 5),
-            "nll_before": round(nll(probs, y), 5), "nll_after": round(nll(after, y), 5)}
+    return {
+        "temperature": temperature,
+        "ece_before": round(expected_calibration_error(y, probs, bins), 5),
+        "ece_after": round(expected_calibration_error(y, after, bins), 5),
+        "nll_before": round(nll(probs, y), 5),
+        "nll_after": round(nll(after, y), 5),
+    }

@@ -26,10 +26,13 @@ __all__ = ['log', 'EXPECTED_ERRORS', 'stage_data', 'stage_eda', 'stage_train', '
 def stage_data(params: Params, data_dir="data"):
     "Acquire, verify and split; write the manifest. Returns the `Manifest`."
     from plant_disease.data import build_manifest
+
     m = build_manifest(params.data, data_dir, progress=sys.stderr.isatty())
     s = m.summary
-    print(f"data: {s['n_images']} images in {s['n_classes']} classes ({'SYNTHETIC' if s['synthetic'] else 'real'}), "
-          f"split {s['splits']}, {s['n_rejected']} file(s) rejected -> {Path(data_dir) / 'manifest.csv'}")
+    print(
+        f"data: {s['n_images']} images in {s['n_classes']} classes ({'SYNTHETIC' if s['synthetic'] else 'real'}), "
+        f"split {s['splits']}, {s['n_rejected']} file(s) rejected -> {Path(data_dir) / 'manifest.csv'}"
+    )
     return m
 
 
@@ -37,10 +40,13 @@ def stage_eda(params: Params, data_dir="data", reports_dir="reports") -> dict:
     "Exploratory analysis of the manifest; figures and eda.json under `reports_dir`."
     from plant_disease.data import load_manifest
     from plant_disease.eda import run_eda
+
     out = Path(reports_dir) / "eda"
     summary = run_eda(load_manifest(data_dir), params.eda, out)
-    print(f"eda: imbalance ratio {summary['imbalance_ratio']}, {summary['cross_split_duplicates']} cross-split duplicate(s) "
-          f"-> {out / 'eda.json'}")
+    print(
+        f"eda: imbalance ratio {summary['imbalance_ratio']}, {summary['cross_split_duplicates']} cross-split duplicate(s) "
+        f"-> {out / 'eda.json'}"
+    )
     return summary
 
 
@@ -48,10 +54,13 @@ def stage_train(params: Params, data_dir="data", models_dir="models", reports_di
     "Train on the manifest's train/val splits with the schedule of `params.train`."
     from plant_disease.data import load_manifest
     from plant_disease.train import train
+
     r = train(params, load_manifest(data_dir), models_dir, Path(reports_dir) / "train")
     for s in r.stages:
-        print(f"train: stage {s['stage']} at {s['image_size']} px: {s['epochs_run']} epoch(s), {s['seconds']} s, "
-              f"{s['images_per_second']} img/s")
+        print(
+            f"train: stage {s['stage']} at {s['image_size']} px: {s['epochs_run']} epoch(s), {s['seconds']} s, "
+            f"{s['images_per_second']} img/s"
+        )
     print(f"train: model -> {r.model_path}")
     return r
 
@@ -64,8 +73,10 @@ def stage_evaluate(params: Params, data_dir="data", models_dir="models", reports
     from plant_disease.calibration import apply_temperature, calibration_report
     from plant_disease.evaluate import evaluate_predictions
     from plant_disease.train import predict_split
+
     md = Path(models_dir)
-    if not (md / "model.keras").exists(): raise FileNotFoundError(f"{md / 'model.keras'} not found: run the train stage first")
+    if not (md / "model.keras").exists():
+        raise FileNotFoundError(f"{md / 'model.keras'} not found: run the train stage first")
     card = json.loads((md / "classes.json").read_text())
     model = keras.saving.load_model(md / "model.keras", compile=False)
     manifest = load_manifest(data_dir)
@@ -74,21 +85,39 @@ def stage_evaluate(params: Params, data_dir="data", models_dir="models", reports
     out = Path(reports_dir) / "evaluate"
     temperature = float(card.get("temperature", 1.0))
     cal = calibration_report(raw, y, temperature, params.evaluate.calibration_bins)
-    metrics = evaluate_predictions(y, apply_temperature(raw, temperature), card["classes"], out, params.evaluate, paths,
-                                   synthetic=bool(manifest.summary.get("synthetic")),
-                                   extra={"temperature": temperature, "ece_uncalibrated": cal["ece_before"],
-                                          "nll_uncalibrated": cal["nll_before"], "nll": cal["nll_after"]})
-    print(f"evaluate: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['f1_macro']:.4f}, ECE {metrics['ece']:.4f} "
-          f"(uncalibrated {cal['ece_before']:.4f}, temperature {temperature}) on {metrics['n_test']} test images -> {out / 'metrics.json'}")
+    metrics = evaluate_predictions(
+        y,
+        apply_temperature(raw, temperature),
+        card["classes"],
+        out,
+        params.evaluate,
+        paths,
+        synthetic=bool(manifest.summary.get("synthetic")),
+        extra={
+            "temperature": temperature,
+            "ece_uncalibrated": cal["ece_before"],
+            "nll_uncalibrated": cal["nll_before"],
+            "nll": cal["nll_after"],
+        },
+    )
+    print(
+        f"evaluate: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['f1_macro']:.4f}, ECE {metrics['ece']:.4f} "
+        f"(uncalibrated {cal['ece_before']:.4f}, temperature {temperature}) on {metrics['n_test']} test images -> "
+        f"{out / 'metrics.json'}"
+    )
     return metrics
+
 
 def _probs_in_chunks(pred, images: list, chunk: int = 64):
     "Calibrated probabilities and domain scores of many images (paths or arrays), `chunk` at a time."
     import numpy as np
+
     probs, dom = [], []
     for i in range(0, len(images), chunk):
-        p, x = pred._forward(images[i:i + chunk])
-        probs.append(p); d = pred.domain_scores(x); dom.append(d if d is not None else np.zeros(len(p)))
+        p, x = pred._forward(images[i : i + chunk])
+        probs.append(p)
+        d = pred.domain_scores(x)
+        dom.append(d if d is not None else np.zeros(len(p)))
     return np.concatenate(probs), (np.concatenate(dom) if pred.domain else None)
 
 
@@ -99,50 +128,89 @@ def stage_ood(params: Params, data_dir="data", models_dir="models", reports_dir=
     from plant_disease.data import load_manifest
     from plant_disease.inference import Predictor
     from plant_disease.ood import SCORES, noise_images, object_images, ood_report, ood_score
+
     pred = Predictor.from_dir(models_dir)
-    if not pred.abstain: raise ValueError(f"{Path(models_dir) / 'classes.json'} has no abstention rule: retrain (train fits it on the validation split)")
+    if not pred.abstain:
+        raise ValueError(
+            f"{Path(models_dir) / 'classes.json'} has no abstention rule: retrain (train fits it on the validation split)"
+        )
     m, op = load_manifest(data_dir), params.ood
     test = m.split("test")
-    if test.empty: raise ValueError("the manifest has no test images")
+    if test.empty:
+        raise ValueError("the manifest has no test images")
     y = test["class"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
     p_in, d_in = _probs_in_chunks(pred, test["path"].tolist())
-    sets = {"objects": list(object_images(op.n_objects, 256, op.seed)), "noise": list(noise_images(op.n_noise, 256, op.seed))}
-    if len(m.holdout): sets = {"holdout_classes": m.holdout["path"].tolist(), **sets}
+    sets = {
+        "objects": list(object_images(op.n_objects, 256, op.seed)),
+        "noise": list(noise_images(op.n_noise, 256, op.seed)),
+    }
+    if len(m.holdout):
+        sets = {"holdout_classes": m.holdout["path"].tolist(), **sets}
     out = {name: _probs_in_chunks(pred, imgs) for name, imgs in sets.items()}
-    rep = ood_report(p_in, y, {k: v[0] for k, v in out.items()}, pred.abstain, d_in,
-                     {k: v[1] for k, v in out.items()} if d_in is not None else None)
+    rep = ood_report(
+        p_in,
+        y,
+        {k: v[0] for k, v in out.items()},
+        pred.abstain,
+        d_in,
+        {k: v[1] for k, v in out.items()} if d_in is not None else None,
+    )
     rep["holdout_classes"] = m.summary.get("holdout_classes", [])
     mean_auroc = {k: round(float(np.mean(list(v.values()))), 4) for k, v in rep["auroc"].items()}
     rep["best_probability_score"] = max(SCORES, key=lambda k: mean_auroc[k])
     rep["mean_auroc"] = mean_auroc
-    d = Path(reports_dir) / "ood"; (d / "figures").mkdir(parents=True, exist_ok=True)
+    d = Path(reports_dir) / "ood"
+    (d / "figures").mkdir(parents=True, exist_ok=True)
     (d / "metrics.json").write_text(json.dumps(rep, indent=2))
-    _plot_ood_scores(ood_score(p_in, pred.abstain["score"]), {k: ood_score(v[0], pred.abstain["score"]) for k, v in out.items()},
-                     pred.abstain, d_in, {k: v[1] for k, v in out.items()}, d / "figures" / "scores.png", bool(m.summary.get("synthetic")))
-    print(f"ood: false rejection {rep['false_rejection']:.1%} of {rep['n_in']} test leaves; rejected "
-          + ", ".join(f"{k} {v:.1%}" for k, v in rep["rejection"].items()) + "; AUROC "
-          + "; ".join(f"{k} " + ", ".join(f"{n} {a:.3f}" for n, a in v.items()) for k, v in rep["auroc"].items()) + f" -> {d / 'metrics.json'}")
+    _plot_ood_scores(
+        ood_score(p_in, pred.abstain["score"]),
+        {k: ood_score(v[0], pred.abstain["score"]) for k, v in out.items()},
+        pred.abstain,
+        d_in,
+        {k: v[1] for k, v in out.items()},
+        d / "figures" / "scores.png",
+        bool(m.summary.get("synthetic")),
+    )
+    print(
+        f"ood: false rejection {rep['false_rejection']:.1%} of {rep['n_in']} test leaves; rejected "
+        + ", ".join(f"{k} {v:.1%}" for k, v in rep["rejection"].items())
+        + "; AUROC "
+        + "; ".join(f"{k} " + ", ".join(f"{n} {a:.3f}" for n, a in v.items()) for k, v in rep["auroc"].items())
+        + f" -> {d / 'metrics.json'}"
+    )
     return rep
 
 
 def _plot_ood_scores(s_in, s_out: dict, abstain: dict, d_in, d_out: dict, path: Path, synthetic: bool) -> Path:
     import numpy as np
-    import matplotlib; matplotlib.use("Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     panels = [("probability score: " + abstain["score"], s_in, s_out, abstain["threshold"])]
-    if d_in is not None: panels.append(("domain score", d_in, d_out, abstain.get("domain_threshold")))
+    if d_in is not None:
+        panels.append(("domain score", d_in, d_out, abstain.get("domain_threshold")))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
     for ax, (title, a, outs, t) in zip(axes[0], panels):
         hi = float(max(a.max(), *(o.max() for o in outs.values())))
         core = min(float(a.min()), t if t is not None else float(a.min()))  # the known leaves and the threshold
-        lo = max(float(min(a.min(), *(o.min() for o in outs.values()))), core - max(hi - core, 1e-6))  # far outliers: first bin
+        lo = max(
+            float(min(a.min(), *(o.min() for o in outs.values()))), core - max(hi - core, 1e-6)
+        )  # far outliers: first bin
         bins = np.linspace(lo, max(hi, lo + 1e-6), 40)
         ax.hist(a.clip(bins[0]), bins, alpha=0.6, density=True, label="test leaves")
-        for name, o in outs.items(): ax.hist(o.clip(bins[0]), bins, alpha=0.45, density=True, label=name)
-        if t is not None: ax.axvline(t, color="k", ls="--", label="threshold")
-        ax.set_title(title); ax.set_xlabel("score (higher: more like a known leaf)"); ax.legend(fontsize=8)
+        for name, o in outs.items():
+            ax.hist(o.clip(bins[0]), bins, alpha=0.45, density=True, label=name)
+        if t is not None:
+            ax.axvline(t, color="k", ls="--", label="threshold")
+        ax.set_title(title)
+        ax.set_xlabel("score (higher: more like a known leaf)")
+        ax.legend(fontsize=8)
     fig.suptitle("Known leaves vs everything else" + (" (SYNTHETIC data)" if synthetic else ""))
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
 
@@ -156,16 +224,21 @@ def stage_robustness(params: Params, data_dir="data", models_dir="models", repor
     from plant_disease.inference import Predictor
     from plant_disease.robustness import plot_robustness, robustness_table, summarise
     from plant_disease.train import train
+
     rp, m = params.robustness, load_manifest(data_dir)
     test = m.split("test")
-    if rp.max_images and len(test) > rp.max_images: test = test.sample(rp.max_images, random_state=rp.seed).sort_index()
-    d = Path(reports_dir) / "robustness"; (d / "figures").mkdir(parents=True, exist_ok=True)
+    if rp.max_images and len(test) > rp.max_images:
+        test = test.sample(rp.max_images, random_state=rp.seed).sort_index()
+    d = Path(reports_dir) / "robustness"
+    (d / "figures").mkdir(parents=True, exist_ok=True)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in test["path"]]
     models = {("augmentation on" if params.augment.enabled else "augmentation off"): Path(models_dir)}
     if rp.twin:  # the same data and schedule, augmentation toggled
         twin_aug = params.augment.model_copy(update={"enabled": False}) if params.augment.enabled else rp.heavy_augment
         twin_dir = Path(str(models_dir).rstrip("/") + "_twin")
-        print(f"robustness: training the twin ({'no' if params.augment.enabled else 'heavy'} augmentation) -> {twin_dir}")
+        print(
+            f"robustness: training the twin ({'no' if params.augment.enabled else 'heavy'} augmentation) -> {twin_dir}"
+        )
         train(params.model_copy(update={"augment": twin_aug}), m, twin_dir, d / "twin")
         models["heavy augmentation" if not params.augment.enabled else "augmentation off (twin)"] = twin_dir
     else:  # dvc.yaml declares the twin's folders: say why they are empty
@@ -176,7 +249,15 @@ def stage_robustness(params: Params, data_dir="data", models_dir="models", repor
     for name, md in models.items():
         pred = Predictor.from_dir(md)
         y = test["class"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
-        t = robustness_table(lambda batch, pred=pred: _probs_in_chunks(pred, batch), images, y, rp.corruptions, rp.severities, pred.abstain, rp.seed)
+        t = robustness_table(
+            lambda batch, pred=pred: _probs_in_chunks(pred, batch),
+            images,
+            y,
+            rp.corruptions,
+            rp.severities,
+            pred.abstain,
+            rp.seed,
+        )
         tables[name] = t.assign(model=name)
     table = pd.concat(tables.values(), ignore_index=True)
     table.to_csv(d / "robustness.csv", index=False)
@@ -185,44 +266,74 @@ def stage_robustness(params: Params, data_dir="data", models_dir="models", repor
     metrics = {"n_test": len(test), "models": {name: summarise(t) for name, t in tables.items()}}
     (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_robustness(tables, d / "figures" / "robustness.png", bool(m.summary.get("synthetic")))
+    corruptions = {f"{c}_accuracy" for c in set(table.corruption)}
     for name, s in metrics["models"].items():
-        print(f"robustness: {name}: clean {s['clean_accuracy']:.3f}, corrupted mean {s['corrupted_accuracy']:.3f} "
-              f"({', '.join(f'{k[:-9]} {v:.2f}' for k, v in s.items() if k.endswith('_accuracy') and k[:-9] in set(table.corruption))})")
+        print(
+            f"robustness: {name}: clean {s['clean_accuracy']:.3f}, corrupted mean {s['corrupted_accuracy']:.3f} "
+            f"({', '.join(f'{k[:-9]} {v:.2f}' for k, v in s.items() if k in corruptions)})"
+        )
     return metrics
 
 
-def stage_export(params: Params, data_dir="data", models_dir="models", export_dir="exported", reports_dir="reports") -> dict:
-    "The trained model in the edge formats of `params.export`, each checked on the test split -> `export_dir` (+ reports/export.json)."
+def stage_export(
+    params: Params, data_dir="data", models_dir="models", export_dir="exported", reports_dir="reports"
+) -> dict:
+    "The trained model in the edge formats of `params.export`, each checked on the test split -> `export_dir` (+"
+    "reports/export.json)."
     from plant_disease.data import load_manifest
     from plant_disease.export import export_model
+
     report = export_model(models_dir, export_dir, load_manifest(data_dir), params.export)
     Path(reports_dir).mkdir(parents=True, exist_ok=True)
     (Path(reports_dir) / "export.json").write_text(json.dumps(report, indent=2))
-    print(f"export: {', '.join(report['formats'])} -> {export_dir}/ (fastest within the accuracy limit here: "
-          f"{report['fastest_within_limit']})")
+    print(
+        f"export: {', '.join(report['formats'])} -> {export_dir}/ (fastest within the accuracy limit here: "
+        f"{report['fastest_within_limit']})"
+    )
     return report
 
 # %% ../nbs/08_cli.ipynb #203a895f
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    common.add_argument("--profile", help="comma-separated profiles, replacing the file's (plantvillage, tomato, cpu, gpu)")
-    common.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a parameter, e.g. train.stage1.lr=0.001")
+    common.add_argument(
+        "--profile", help="comma-separated profiles, replacing the file's (plantvillage, tomato, cpu, gpu)"
+    )
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a parameter, e.g. train.stage1.lr=0.001",
+    )
     common.add_argument("--data-dir", default="data")
     common.add_argument("--models-dir", default="models")
     common.add_argument("--reports-dir", default="reports")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p = argparse.ArgumentParser(prog="plant-disease", description="Plant leaf disease classification: pipeline stages and prediction.")
+    p = argparse.ArgumentParser(
+        prog="plant-disease", description="Plant leaf disease classification: pipeline stages and prediction."
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    for name, help_ in [("data", "acquire, verify and split the images"), ("eda", "exploratory data analysis"),
-                        ("train", "train a model (the schedule of params.train)"), ("evaluate", "test-split metrics and figures"),
-                        ("ood", "what the model answers to images that are not leaves it knows"),
-                        ("robustness", "accuracy under field-like corruptions (trains an augmentation twin)"),
-                        ("run", "data + eda + train + evaluate + ood"), ("params", "print the resolved parameters")]:
+    for name, help_ in [
+        ("data", "acquire, verify and split the images"),
+        ("eda", "exploratory data analysis"),
+        ("train", "train a model (the schedule of params.train)"),
+        ("evaluate", "test-split metrics and figures"),
+        ("ood", "what the model answers to images that are not leaves it knows"),
+        ("robustness", "accuracy under field-like corruptions (trains an augmentation twin)"),
+        ("run", "data + eda + train + evaluate + ood"),
+        ("params", "print the resolved parameters"),
+    ]:
         sub.add_parser(name, parents=[common], help=help_)
-    st = sub.add_parser("stage", parents=[common], help="run one pipeline notebook with papermill and track it in MLflow (what dvc.yaml calls)")
+    st = sub.add_parser(
+        "stage",
+        parents=[common],
+        help="run one pipeline notebook with papermill and track it in MLflow (what dvc.yaml calls)",
+    )
     st.add_argument("name", choices=["data", "eda", "train", "evaluate", "ood", "robustness", "export", "register"])
-    ex = sub.add_parser("export", parents=[common], help="write the edge formats (LiteRT int8, ONNX, ...) with their measured accuracy")
+    ex = sub.add_parser(
+        "export", parents=[common], help="write the edge formats (LiteRT int8, ONNX, ...) with their measured accuracy"
+    )
     ex.add_argument("--export-dir", default="exported", help="where the complete model folder goes (default: exported)")
     pr = sub.add_parser("predict", parents=[common], help="classify image files")
     pr.add_argument("images", nargs="+", type=Path)
@@ -230,33 +341,43 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--tta", action="store_true", help="average over flipped views")
     pr.add_argument("--json", action="store_true", help="print JSON lines")
     pr.add_argument("--explain", type=Path, metavar="DIR", help="write Grad-CAM overlays (PNG) into DIR")
-    pr.add_argument("--runtime", default="keras", help="keras, savedmodel, tflite_fp32, tflite_dynamic, tflite_int8, onnx "
-                    "(files written by `export` into --models-dir) or auto (the fastest within the accuracy limit)")
+    pr.add_argument(
+        "--runtime",
+        default="keras",
+        help="keras, savedmodel, tflite_fp32, tflite_dynamic, tflite_int8, onnx "
+        "(files written by `export` into --models-dir) or auto (the fastest within the accuracy limit)",
+    )
     return p
 
 # %% ../nbs/08_cli.ipynb #13b3d08a
 def _predict(args, params: Params) -> int:
     from plant_disease.inference import InvalidImageError, Predictor
+
     pred, failed = Predictor.from_dir(args.models_dir, runtime=args.runtime, top_k=args.top_k), 0
     for f in args.images:
         try:
             t0 = time.perf_counter()
             if args.explain:
                 p, overlay = pred.explain(f)
-                args.explain.mkdir(parents=True, exist_ok=True); overlay.save(args.explain / f"{f.stem}_gradcam.png")
-            else: p = pred.predict(f, tta=args.tta)
+                args.explain.mkdir(parents=True, exist_ok=True)
+                overlay.save(args.explain / f"{f.stem}_gradcam.png")
+            else:
+                p = pred.predict(f, tta=args.tta)
             ms = (time.perf_counter() - t0) * 1000
         except InvalidImageError as e:
             failed += 1
             print(json.dumps({"file": str(f), "error": str(e)}) if args.json else f"{f}: error: {e}")
             continue
-        if args.json: print(json.dumps({"file": str(f), **p.to_dict(), "latency_ms": round(ms, 1)}))
+        if args.json:
+            print(json.dumps({"file": str(f), **p.to_dict(), "latency_ms": round(ms, 1)}))
         elif p.unknown:
             guesses = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in p.top_k)
             print(f"{f}: unknown — {p.advice} ({ms:.0f} ms)  [the model's guesses: {guesses}]")
         else:
             alts = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in p.top_k[1:])
-            print(f"{f}: {p.crop} — {p.disease} ({p.confidence:.1%}, {ms:.0f} ms)" + (f"  [then: {alts}]" if alts else ""))
+            print(
+                f"{f}: {p.crop} — {p.disease} ({p.confidence:.1%}, {ms:.0f} ms)" + (f"  [then: {alts}]" if alts else "")
+            )
     return 1 if failed else 0
 
 # %% ../nbs/08_cli.ipynb #36b95a1b
@@ -266,17 +387,27 @@ EXPECTED_ERRORS = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSE
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `plant-disease` command."
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
-        params = load_params(args.params if Path(args.params).exists() or args.params != "params.yaml" else None,
-                             args.profile, parse_overrides(args.overrides))
-        if args.command == "params": print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)); return 0
-        if args.command == "predict": return _predict(args, params)
+        params = load_params(
+            args.params if Path(args.params).exists() or args.params != "params.yaml" else None,
+            args.profile,
+            parse_overrides(args.overrides),
+        )
+        if args.command == "params":
+            print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+            return 0
+        if args.command == "predict":
+            return _predict(args, params)
         if args.command == "export":
             args.stage = "export"
-            stage_export(params, args.data_dir, args.models_dir, args.export_dir, args.reports_dir); return 0
+            stage_export(params, args.data_dir, args.models_dir, args.export_dir, args.reports_dir)
+            return 0
         if args.command == "stage":
             from plant_disease.stages import run_stage
+
             args.stage = f"stage {args.name}"
             t0 = time.perf_counter()
             out = run_stage(args.name, params, ".", args.data_dir, args.models_dir, args.reports_dir)
@@ -287,12 +418,16 @@ def main(argv: list[str] | None = None) -> int:
         for step in steps:
             t0 = time.perf_counter()
             args.stage = step
-            if step == "data": stage_data(params, **dirs)
-            elif step == "eda": stage_eda(params, **dirs, reports_dir=args.reports_dir)
-            else: globals()[f"stage_{step}"](params, **dirs, models_dir=args.models_dir, reports_dir=args.reports_dir)
+            if step == "data":
+                stage_data(params, **dirs)
+            elif step == "eda":
+                stage_eda(params, **dirs, reports_dir=args.reports_dir)
+            else:
+                globals()[f"stage_{step}"](params, **dirs, models_dir=args.models_dir, reports_dir=args.reports_dir)
             print(f"{step}: done in {time.perf_counter() - t0:.1f} s")
         return 0
     except EXPECTED_ERRORS as e:
-        if args.verbose: log.exception("failed")
+        if args.verbose:
+            log.exception("failed")
         print(f"plant-disease {getattr(args, 'stage', args.command)}: error: {e}", file=sys.stderr)
         return 2

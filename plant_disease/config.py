@@ -31,23 +31,33 @@ class _Strict(BaseModel):
 
 class DataParams(_Strict):
     "Where images come from, which classes to keep and how to split them."
-    source: str = Field("synthetic", description="`synthetic`, `plantvillage` (download), or a folder / .zip of `<Crop>___<Disease>/` folders")
+
+    source: str = Field(
+        "synthetic",
+        description="`synthetic`, `plantvillage` (download), or a folder / .zip of `<Crop>___<Disease>/` folders",
+    )
     classes: Literal["all", "tomato"] | list[str] = "all"
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = Field(42, ge=0)
-    max_per_class: int | None = Field(None, ge=3, description="cap images per class (quick experiments); null keeps all")
+    max_per_class: int | None = Field(
+        None, ge=3, description="cap images per class (quick experiments); null keeps all"
+    )
     synthetic_per_class: int = Field(40, ge=3, le=10_000)
     synthetic_size: int = Field(128, ge=32, le=1024)
     download_url: str = "https://github.com/spMohanty/PlantVillage-Dataset/archive/refs/heads/master.zip"
     download_sha256: str | None = None
     download_subdir: str = "raw/color"
-    holdout_classes: int | list[str] = Field(0, description="classes kept out of training, to measure how the model "
-        "answers leaves it never saw (split `holdout`): a number (picked with `seed`) or class folder names")
+    holdout_classes: int | list[str] = Field(
+        0,
+        description="classes kept out of training, to measure how the model "
+        "answers leaves it never saw (split `holdout`): a number (picked with `seed`) or class folder names",
+    )
 
     @field_validator("holdout_classes")
     @classmethod
     def _holdout(cls, v):
-        if isinstance(v, int) and v < 0: raise ValueError(f"holdout_classes must be >= 0, got {v}")
+        if isinstance(v, int) and v < 0:
+            raise ValueError(f"holdout_classes must be >= 0, got {v}")
         return v
 
     @field_validator("split")
@@ -60,13 +70,17 @@ class DataParams(_Strict):
 
 class EdaParams(_Strict):
     "Exploratory analysis: how many images per class to measure and show."
+
     sample_per_class: int = Field(30, ge=1)
     grid_per_class: int = Field(4, ge=1, le=16)
-    full_counts: str | None = Field(None, description="optional CSV (class,count) of the full data set, for its imbalance")
+    full_counts: str | None = Field(
+        None, description="optional CSV (class,count) of the full data set, for its imbalance"
+    )
 
 
 class PipelineParams(_Strict):
     "tf.data input pipeline and device setup."
+
     image_size: int = Field(224, ge=32, le=1024)
     batch_size: int = Field(32, ge=1, le=4096)
     shuffle_buffer: int = Field(1000, ge=0)
@@ -79,11 +93,17 @@ class PipelineParams(_Strict):
 
 class AugmentParams(_Strict):
     "Training-only augmentation strengths (0 disables a transform)."
+
     enabled: bool = True
     flip: bool = True
     rot90: bool = Field(True, description="random quarter turns (with the flips: all eight orientations of a square)")
-    crop_scale: float = Field(1.0, gt=0, le=1, description="random resized crops: the smallest share of the image area "
-                              "a crop keeps (aspect ratio 3/4..4/3); 1: no crops")
+    crop_scale: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="random resized crops: the smallest share of the image area "
+        "a crop keeps (aspect ratio 3/4..4/3); 1: no crops",
+    )
     rotation: float = Field(0.2, ge=0, le=1, description="fraction of a full turn")
     zoom: float = Field(0.2, ge=0, lt=1)
     translation: float = Field(0.1, ge=0, lt=1, description="fraction of the image size")
@@ -93,15 +113,21 @@ class AugmentParams(_Strict):
 
 class ModelParams(_Strict):
     "Backbone, its weights and the classification head."
+
     backbone: Literal["resnet50", "efficientnetb0", "mobilenetv2", "mobilenetv3small", "resnet18slim"] = "resnet50"
     weights: str = Field("imagenet", description="`imagenet`, `none`, or a path to a backbone `.weights.h5` file")
-    dense_units: int = Field(256, ge=0, description="hidden layer of the head; 0: the classifier sits on the pooled features")
+    dense_units: int = Field(
+        256, ge=0, description="hidden layer of the head; 0: the classifier sits on the pooled features"
+    )
     dropout: float = Field(0.4, ge=0, lt=1)
-    bn_momentum: float | None = Field(None, gt=0, lt=1, description="override BatchNorm momentum (short from-scratch runs)")
+    bn_momentum: float | None = Field(
+        None, gt=0, lt=1, description="override BatchNorm momentum (short from-scratch runs)"
+    )
 
 
 class StageParams(_Strict):
     "One stage of the two-stage schedule."
+
     epochs: int = Field(ge=0)
     lr: float = Field(gt=0, le=1)
     unfreeze_last: int | Literal["all"] = 0
@@ -109,27 +135,36 @@ class StageParams(_Strict):
 
 class OneCycleParams(_Strict):
     "One stage that trains every layer: linear warm-up to `lr`, then cosine decay to zero (from-scratch training)."
+
     epochs: int = Field(30, ge=1)
     lr: float = Field(3e-3, gt=0, le=1, description="peak learning rate, reached after the warm-up")
     warmup_epochs: float = Field(1.0, ge=0)
     progressive: list[tuple[Annotated[int, Field(ge=32, le=1024)], Annotated[int, Field(ge=1)]]] = Field(
-        [], description="progressive resizing: [image size, epochs] pairs trained first, smallest first; the "
-        "remaining epochs use pipeline.image_size, e.g. [[96, 10]]")
+        [],
+        description="progressive resizing: [image size, epochs] pairs trained first, smallest first; the "
+        "remaining epochs use pipeline.image_size, e.g. [[96, 10]]",
+    )
 
     @model_validator(mode="after")
     def _fits(self):
         if sum(e for _, e in self.progressive) >= self.epochs:
-            raise ValueError(f"progressive phases take {sum(e for _, e in self.progressive)} of {self.epochs} epochs: "
-                             "leave at least one for the final image size (shorten them, or set "
-                             "train.one_cycle.progressive=[] to train every epoch at pipeline.image_size)")
+            raise ValueError(
+                f"progressive phases take {sum(e for _, e in self.progressive)} of {self.epochs} epochs: "
+                "leave at least one for the final image size (shorten them, or set "
+                "train.one_cycle.progressive=[] to train every epoch at pipeline.image_size)"
+            )
         return self
 
 
 class TrainParams(_Strict):
     "The training schedule (two-stage transfer learning, or one cycle from scratch), optimizer and callbacks."
-    schedule: Literal["two_stage", "one_cycle"] = Field("two_stage", description="`two_stage`: head, then the last "
+
+    schedule: Literal["two_stage", "one_cycle"] = Field(
+        "two_stage",
+        description="`two_stage`: head, then the last "
         "layers of a pretrained backbone (stage1, stage2); `one_cycle`: every layer at once with a warm-up and cosine "
-        "decay (one_cycle), the recipe for a backbone without pretrained weights")
+        "decay (one_cycle), the recipe for a backbone without pretrained weights",
+    )
     one_cycle: OneCycleParams = OneCycleParams()
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = Field(0.0, ge=0, lt=1, description="decoupled weight decay (adamw, sgd)")
@@ -143,70 +178,117 @@ class TrainParams(_Strict):
     min_lr: float = Field(1e-7, ge=0)
     seed: int = Field(42, ge=0)
     verbose: Literal[0, 1, 2] = 2
-    distribute: Literal["none", "mirrored", "multi_worker"] = Field("none", description="tf.distribute strategy: "
-        "`mirrored` over this machine's GPUs, `multi_worker` over the machines of TF_CONFIG (notebook 20)")
-    logical_cpus: int = Field(0, ge=0, le=64, description="`mirrored` without GPUs: split the CPU into this many "
-        "logical devices (tests and CPU-only rehearsals; 0 or 1: one device)")
+    distribute: Literal["none", "mirrored", "multi_worker"] = Field(
+        "none",
+        description="tf.distribute strategy: "
+        "`mirrored` over this machine's GPUs, `multi_worker` over the machines of TF_CONFIG (notebook 20)",
+    )
+    logical_cpus: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="`mirrored` without GPUs: split the CPU into this many "
+        "logical devices (tests and CPU-only rehearsals; 0 or 1: one device)",
+    )
 
 
 class EvaluateParams(_Strict):
     "Evaluation: top-k and calibration bins."
+
     top_k: int = Field(3, ge=1)
     calibration_bins: int = Field(15, ge=2, le=100)
 
 
 class TrackingParams(_Strict):
     "MLflow experiment (the tracking URI comes from `MLFLOW_TRACKING_URI`, else an embedded SQLite store)."
+
     experiment: str = Field("plant-disease", min_length=1)
 
 
 class RegisterParams(_Strict):
     "Model registry and the quality gate a new version must pass to become `production`."
+
     model_name: str = Field("plant-disease", min_length=1)
     min_accuracy: float = Field(0.80, ge=0, le=1)
     min_f1_macro: float = Field(0.80, ge=0, le=1)
-    max_regression: float = Field(0.01, ge=0, le=1, description="how much worse than production (accuracy or macro F1) a new version may be")
+    max_regression: float = Field(
+        0.01, ge=0, le=1, description="how much worse than production (accuracy or macro F1) a new version may be"
+    )
 
 
 class ExportParams(_Strict):
     "Edge formats written next to the Keras model, and the accuracy each must keep to be served."
-    formats: list[Literal["savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx"]] = ["tflite_int8", "tflite_fp32", "onnx"]
+
+    formats: list[Literal["savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx"]] = [
+        "tflite_int8",
+        "tflite_fp32",
+        "onnx",
+    ]
     representative_images: list[Annotated[int, Field(ge=1, le=5000)]] = Field(
-        [100, 300, 1000], min_length=1, description="calibration sizes for full int8 (training photos); the one whose model "
-        "agrees best with Keras on the validation split is kept")
+        [100, 300, 1000],
+        min_length=1,
+        description="calibration sizes for full int8 (training photos); the one whose model "
+        "agrees best with Keras on the validation split is kept",
+    )
 
     @field_validator("representative_images", mode="before")
     @classmethod
-    def _one_or_many(cls, v): return [v] if isinstance(v, int) else v
-    max_accuracy_drop: float = Field(0.005, ge=0, le=1, description="a format more than this below Keras (test accuracy) is not served")
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, int) else v
+
+    max_accuracy_drop: float = Field(
+        0.005, ge=0, le=1, description="a format more than this below Keras (test accuracy) is not served"
+    )
     onnx_opset: int = Field(17, ge=13, le=21)
 
 
 class AbstainParams(_Strict):
-    "When the model answers \"unknown / retake the photo\" instead of a disease (fitted by `train` on the validation split)."
-    score: Literal["msp", "margin", "neg_entropy"] = Field("msp", description="in-distribution score of the calibrated "
-        "probabilities: top probability, top-1 minus top-2, or minus the entropy (the ood stage compares all three)")
+    'When the model answers "unknown / retake the photo" instead of a disease (fitted by `train` on the validation split).'
+
+    score: Literal["msp", "margin", "neg_entropy"] = Field(
+        "msp",
+        description="in-distribution score of the calibrated "
+        "probabilities: top probability, top-1 minus top-2, or minus the entropy (the ood stage compares all three)",
+    )
     target_false_rejection: float = Field(0.05, gt=0, lt=0.5, description="share of validation leaves answered unknown")
-    domain_check: bool = Field(True, description="also answer unknown for photos unlike the training photos (image "
-        "descriptors, notebook 18); the two checks share the false-rejection budget")
+    domain_check: bool = Field(
+        True,
+        description="also answer unknown for photos unlike the training photos (image "
+        "descriptors, notebook 18); the two checks share the false-rejection budget",
+    )
 
 
 class OodParams(_Strict):
     "The out-of-distribution evaluation: what the model says to images that are not leaves it knows."
-    n_objects: int = Field(60, ge=1, le=5000, description="crops of bundled non-leaf photos (a portrait, a building, a flower)")
+
+    n_objects: int = Field(
+        60, ge=1, le=5000, description="crops of bundled non-leaf photos (a portrait, a building, a flower)"
+    )
     n_noise: int = Field(60, ge=1, le=5000, description="noise and flat-colour images")
     seed: int = Field(0, ge=0)
 
 
 class RobustnessParams(_Strict):
     "Accuracy under field-like corruptions of the test split, for the model and a twin trained with augmentation toggled."
+
     corruptions: list[Literal["blur", "jpeg", "noise", "brightness", "contrast", "background", "rotation", "crop"]] = [
-        "blur", "jpeg", "noise", "brightness", "contrast", "background", "rotation", "crop"]
+        "blur",
+        "jpeg",
+        "noise",
+        "brightness",
+        "contrast",
+        "background",
+        "rotation",
+        "crop",
+    ]
     severities: list[Annotated[int, Field(ge=1, le=5)]] = Field([1, 3, 5], min_length=1)
     max_images: int | None = Field(None, ge=1, description="cap test images (null: the whole split)")
-    twin: bool = Field(True, description="also train the twin: heavy augmentation if the model had none, none if it had")
-    heavy_augment: AugmentParams = AugmentParams(enabled=True, rotation=0.5, zoom=0.3, translation=0.15,
-                                                 contrast=0.4, brightness=0.3)
+    twin: bool = Field(
+        True, description="also train the twin: heavy augmentation if the model had none, none if it had"
+    )
+    heavy_augment: AugmentParams = AugmentParams(
+        enabled=True, rotation=0.5, zoom=0.3, translation=0.15, contrast=0.4, brightness=0.3
+    )
     seed: int = Field(0, ge=0)
 
 # %% ../nbs/00_config.ipynb #11b37943
@@ -215,6 +297,7 @@ warnings.filterwarnings("ignore", message='Field name "register" in "Params" sha
 
 class Params(_Strict):
     "All parameters of the pipeline, as read from `params.yaml`."
+
     profile: list[str] = []
     data: DataParams = DataParams()
     eda: EdaParams = EdaParams()
@@ -233,8 +316,10 @@ class Params(_Strict):
     @field_validator("profile", mode="before")
     @classmethod
     def _split_profile(cls, v):
-        if v is None: return []
-        if isinstance(v, str): return [p.strip() for p in v.split(",") if p.strip()]
+        if v is None:
+            return []
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
         return v
 
     @model_validator(mode="after")
@@ -254,18 +339,39 @@ PROFILES: dict[str, dict[str, Any]] = {
     "plantvillage": {"data": {"classes": "all"}},
     "tomato": {"data": {"classes": "tomato"}},
     "cpu": {
-        "pipeline": {"image_size": 128, "batch_size": 32, "mixed_precision": False, "xla": False, "cache": True,
-                     "shuffle_buffer": 10_000, "imbalance": "none"},
+        "pipeline": {
+            "image_size": 128,
+            "batch_size": 32,
+            "mixed_precision": False,
+            "xla": False,
+            "cache": True,
+            "shuffle_buffer": 10_000,
+            "imbalance": "none",
+        },
         "model": {"backbone": "resnet18slim", "weights": "none", "bn_momentum": 0.9, "dense_units": 0, "dropout": 0.2},
-        "augment": {"enabled": True, "crop_scale": 0.5, "rotation": 0.0, "zoom": 0.0, "translation": 0.0,
-                    "contrast": 0.2, "brightness": 0.15},
-        "train": {"schedule": "one_cycle", "one_cycle": {"epochs": 40, "lr": 3e-3, "warmup_epochs": 1, "progressive": [[96, 15]]},
-                  "optimizer": "adamw", "weight_decay": 0.02, "label_smoothing": 0.1},
+        "augment": {
+            "enabled": True,
+            "crop_scale": 0.5,
+            "rotation": 0.0,
+            "zoom": 0.0,
+            "translation": 0.0,
+            "contrast": 0.2,
+            "brightness": 0.15,
+        },
+        "train": {
+            "schedule": "one_cycle",
+            "one_cycle": {"epochs": 40, "lr": 3e-3, "warmup_epochs": 1, "progressive": [[96, 15]]},
+            "optimizer": "adamw",
+            "weight_decay": 0.02,
+            "label_smoothing": 0.1,
+        },
     },
     "gpu": {
         "pipeline": {"image_size": 224, "batch_size": 64, "mixed_precision": True, "xla": True},
-        "train": {"stage1": {"epochs": 10, "lr": 1e-4, "unfreeze_last": 0},
-                  "stage2": {"epochs": 10, "lr": 5e-5, "unfreeze_last": 50}},
+        "train": {
+            "stage1": {"epochs": 10, "lr": 1e-4, "unfreeze_last": 0},
+            "stage2": {"epochs": 10, "lr": 5e-5, "unfreeze_last": 50},
+        },
     },
 }
 
@@ -287,7 +393,8 @@ def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc[:-1]:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)): return []
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
         model = ann
     return list(model.model_fields)
 
@@ -310,44 +417,59 @@ def _format_errors(err: ValidationError, source: str) -> str:
 # %% ../nbs/00_config.ipynb #9a8c6fb3
 def _leaves(d: dict, prefix=""):
     for k, v in d.items():
-        if isinstance(v, dict): yield from _leaves(v, f"{prefix}{k}.")
-        else: yield f"{prefix}{k}", v
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
 
 
 def _note_shadowed(from_profiles: dict, raw: dict, names: list[str], source: str) -> list[str]:
     "Log (and return) the keys the file sets over a profile's value, so a surprising precedence is visible."
     prof, mine = dict(_leaves(from_profiles)), dict(_leaves({k: v for k, v in raw.items() if k != "profile"}))
     keys = [k for k in mine if k in prof and mine[k] != prof[k]]
-    for k in keys: log.info("%s sets %s=%r over profile(s) %s (%r)", source, k, mine[k], ",".join(names), prof[k])
+    for k in keys:
+        log.info("%s sets %s=%r over profile(s) %s (%r)", source, k, mine[k], ",".join(names), prof[k])
     return keys
 
 # %% ../nbs/00_config.ipynb #eab4772d
-def parse_params(raw: dict | None, source: str = "params", profile: str | list[str] | None = None,
-                 overrides: dict | None = None) -> Params:
+def parse_params(
+    raw: dict | None, source: str = "params", profile: str | list[str] | None = None, overrides: dict | None = None
+) -> Params:
     "Validate a raw dict, apply its profiles (or `profile`, which replaces them) and `overrides`."
     raw = copy.deepcopy(raw or {})
-    if not isinstance(raw, dict): raise ConfigError(f"{source}: expected a mapping of parameter groups, got {type(raw).__name__}")
-    if profile is not None: raw["profile"] = profile
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of parameter groups, got {type(raw).__name__}")
+    if profile is not None:
+        raw["profile"] = profile
     try:
         names = Params.model_validate({"profile": raw.get("profile")}).profile
         merged: dict = {}
-        for name in names: merged = deep_merge(merged, PROFILES[name])
+        for name in names:
+            merged = deep_merge(merged, PROFILES[name])
         _note_shadowed(merged, raw, names, source)
         merged = deep_merge(merged, raw)
-        if overrides: merged = deep_merge(merged, overrides)
+        if overrides:
+            merged = deep_merge(merged, overrides)
         return Params.model_validate(merged)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, source)) from None
 
 # %% ../nbs/00_config.ipynb #aae1dc7c
-def load_params(path: str | os.PathLike | None = "params.yaml", profile: str | list[str] | None = None,
-                overrides: dict | None = None) -> Params:
+def load_params(
+    path: str | os.PathLike | None = "params.yaml",
+    profile: str | list[str] | None = None,
+    overrides: dict | None = None,
+) -> Params:
     "Load and validate `params.yaml` (missing `path` = defaults); see `parse_params`."
-    if path is None: return parse_params({}, "defaults", profile, overrides)
+    if path is None:
+        return parse_params({}, "defaults", profile, overrides)
     p = Path(path)
-    if not p.exists(): raise ConfigError(f"{p}: parameters file not found (run from the project root or pass --params)")
-    try: raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e: raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not p.exists():
+        raise ConfigError(f"{p}: parameters file not found (run from the project root or pass --params)")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
     return parse_params(raw, str(p), profile, overrides)
 
 # %% ../nbs/00_config.ipynb #73cb3c8d
@@ -355,19 +477,25 @@ def parse_overrides(items: list[str] | None) -> dict:
     "Turn `['a.b=1', 'c=x']` into a nested dict with YAML-typed values."
     out: dict = {}
     for item in items or []:
-        if "=" not in item: raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.stage1.lr=0.001")
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.stage1.lr=0.001")
         key, val = item.split("=", 1)
         node = out
         *parents, last = key.strip().split(".")
-        for part in parents: node = node.setdefault(part, {})
+        for part in parents:
+            node = node.setdefault(part, {})
         node[last] = yaml.safe_load(val)
     return out
 
 # %% ../nbs/00_config.ipynb #533437f0
 def flatten_params(params: Params) -> dict[str, Any]:
     "Flat `group.key` -> value dict (for experiment trackers)."
+
     def walk(d, prefix=""):
         for k, v in d.items():
-            if isinstance(v, dict): yield from walk(v, f"{prefix}{k}.")
-            else: yield f"{prefix}{k}", (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+            if isinstance(v, dict):
+                yield from walk(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+
     return dict(walk(params.model_dump()))

@@ -33,18 +33,44 @@ __all__ = ['log', 'PLANTVILLAGE_CLASSES', 'TOMATO_CLASSES', 'IMAGE_EXTENSIONS', 
 
 # %% ../nbs/01_data.ipynb #e94212fb
 PLANTVILLAGE_CLASSES = [
-    "Apple___Apple_scab", "Apple___Black_rot", "Apple___Cedar_apple_rust", "Apple___healthy",
-    "Blueberry___healthy", "Cherry_(including_sour)___Powdery_mildew", "Cherry_(including_sour)___healthy",
-    "Corn_(maize)___Cercospora_leaf_spot Gray_leaf_spot", "Corn_(maize)___Common_rust_",
-    "Corn_(maize)___Northern_Leaf_Blight", "Corn_(maize)___healthy", "Grape___Black_rot",
-    "Grape___Esca_(Black_Measles)", "Grape___Leaf_blight_(Isariopsis_Leaf_Spot)", "Grape___healthy",
-    "Orange___Haunglongbing_(Citrus_greening)", "Peach___Bacterial_spot", "Peach___healthy",
-    "Pepper,_bell___Bacterial_spot", "Pepper,_bell___healthy", "Potato___Early_blight", "Potato___Late_blight",
-    "Potato___healthy", "Raspberry___healthy", "Soybean___healthy", "Squash___Powdery_mildew",
-    "Strawberry___Leaf_scorch", "Strawberry___healthy", "Tomato___Bacterial_spot", "Tomato___Early_blight",
-    "Tomato___Late_blight", "Tomato___Leaf_Mold", "Tomato___Septoria_leaf_spot",
-    "Tomato___Spider_mites Two-spotted_spider_mite", "Tomato___Target_Spot",
-    "Tomato___Tomato_Yellow_Leaf_Curl_Virus", "Tomato___Tomato_mosaic_virus", "Tomato___healthy",
+    "Apple___Apple_scab",
+    "Apple___Black_rot",
+    "Apple___Cedar_apple_rust",
+    "Apple___healthy",
+    "Blueberry___healthy",
+    "Cherry_(including_sour)___Powdery_mildew",
+    "Cherry_(including_sour)___healthy",
+    "Corn_(maize)___Cercospora_leaf_spot Gray_leaf_spot",
+    "Corn_(maize)___Common_rust_",
+    "Corn_(maize)___Northern_Leaf_Blight",
+    "Corn_(maize)___healthy",
+    "Grape___Black_rot",
+    "Grape___Esca_(Black_Measles)",
+    "Grape___Leaf_blight_(Isariopsis_Leaf_Spot)",
+    "Grape___healthy",
+    "Orange___Haunglongbing_(Citrus_greening)",
+    "Peach___Bacterial_spot",
+    "Peach___healthy",
+    "Pepper,_bell___Bacterial_spot",
+    "Pepper,_bell___healthy",
+    "Potato___Early_blight",
+    "Potato___Late_blight",
+    "Potato___healthy",
+    "Raspberry___healthy",
+    "Soybean___healthy",
+    "Squash___Powdery_mildew",
+    "Strawberry___Leaf_scorch",
+    "Strawberry___healthy",
+    "Tomato___Bacterial_spot",
+    "Tomato___Early_blight",
+    "Tomato___Late_blight",
+    "Tomato___Leaf_Mold",
+    "Tomato___Septoria_leaf_spot",
+    "Tomato___Spider_mites Two-spotted_spider_mite",
+    "Tomato___Target_Spot",
+    "Tomato___Tomato_Yellow_Leaf_Curl_Virus",
+    "Tomato___Tomato_mosaic_virus",
+    "Tomato___healthy",
 ]
 TOMATO_CLASSES = [c for c in PLANTVILLAGE_CLASSES if c.startswith("Tomato___")]
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
@@ -54,7 +80,10 @@ SYNTHETIC_MARKER = "SYNTHETIC.txt"
 def parse_label(label: str) -> tuple[str, str]:
     "Split a `<Crop>___<Disease>` folder name into readable (crop, disease) words."
     crop, _, disease = label.partition("___")
-    def words(s): return " ".join(s.replace("_", " ").replace(",", "").split()).strip()
+
+    def words(s):
+        return " ".join(s.replace("_", " ").replace(",", "").split()).strip()
+
     return words(crop), (words(disease) or "unknown")
 
 # %% ../nbs/01_data.ipynb #5e6c1615
@@ -64,46 +93,60 @@ class DataError(RuntimeError):
 
 def _class_dirs(root: Path) -> list[Path]:
     dirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    if any("___" in d.name for d in dirs): return sorted(d for d in dirs if "___" in d.name)
-    if len(dirs) == 1: return _class_dirs(dirs[0])  # e.g. a zip holding one top folder
+    if any("___" in d.name for d in dirs):
+        return sorted(d for d in dirs if "___" in d.name)
+    if len(dirs) == 1:
+        return _class_dirs(dirs[0])  # e.g. a zip holding one top folder
     for d in dirs:  # e.g. the upstream repo layout raw/color/<Class>
         found = _class_dirs(d) if d.is_dir() else []
-        if found: return found
+        if found:
+            return found
     return []
 
 # %% ../nbs/01_data.ipynb #6b6ec136
 @dataclass
 class ImageListing:
     "The images under a data root, plus what was left out and why."
-    images: pd.DataFrame                       # path, class
-    ignored: pd.DataFrame                      # path, class, reason (files that are not images by name)
+
+    images: pd.DataFrame  # path, class
+    ignored: pd.DataFrame  # path, class, reason (files that are not images by name)
     empty_classes: list[str] = field(default_factory=list)
 
 
 def find_images(root: str | os.PathLike) -> ImageListing:
     "List images in a PlantVillage-style tree: one `<Crop>___<Disease>/` folder per class."
     root = Path(root)
-    if not root.is_dir(): raise DataError(f"data folder {root} does not exist (set data.source in params.yaml)")
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist (set data.source in params.yaml)")
     dirs = _class_dirs(root)
     if not dirs:
-        raise DataError(f"no class folders under {root}: expected one `<Crop>___<Disease>/` folder per class, "
-                        "e.g. Tomato___Early_blight/")
+        raise DataError(
+            f"no class folders under {root}: expected one `<Crop>___<Disease>/` folder per class, "
+            "e.g. Tomato___Early_blight/"
+        )
     rows, ignored, empty = [], [], []
     for d in dirs:
         files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
         imgs = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
-        ignored += [(str(f), d.name, f"not an image file name ({f.suffix or 'no extension'})") for f in files if f not in imgs]
-        if not imgs: empty.append(d.name)
+        ignored += [
+            (str(f), d.name, f"not an image file name ({f.suffix or 'no extension'})") for f in files if f not in imgs
+        ]
+        if not imgs:
+            empty.append(d.name)
         rows += [(str(f), d.name) for f in imgs]
-    if empty: warnings.warn(f"{len(empty)} class folder(s) hold no images and are skipped: {', '.join(empty)}")
-    if not rows: raise DataError(f"no .jpg/.jpeg/.png images under {root}")
-    return ImageListing(pd.DataFrame(rows, columns=["path", "class"]),
-                        pd.DataFrame(ignored, columns=["path", "class", "reason"]), empty)
+    if empty:
+        warnings.warn(f"{len(empty)} class folder(s) hold no images and are skipped: {', '.join(empty)}")
+    if not rows:
+        raise DataError(f"no .jpg/.jpeg/.png images under {root}")
+    return ImageListing(
+        pd.DataFrame(rows, columns=["path", "class"]), pd.DataFrame(ignored, columns=["path", "class", "reason"]), empty
+    )
 
 # %% ../nbs/01_data.ipynb #7a72be8e
 @dataclass
 class ImageCheck:
     "Result of checking one image file."
+
     ok: bool
     reason: str = ""
     sha256: str = ""
@@ -116,33 +159,50 @@ class ImageCheck:
 def check_image(path: str | os.PathLike | bytes, formats=("JPEG", "PNG"), max_pixels: int | None = None) -> ImageCheck:
     "Fully decode an image (path or bytes): is it a readable, complete image in `formats`, within `max_pixels`?"
     import io
-    try: data = path if isinstance(path, (bytes, bytearray)) else Path(path).read_bytes()
-    except OSError as e: return ImageCheck(False, f"unreadable: {e.strerror or e}")
+
+    try:
+        data = path if isinstance(path, (bytes, bytearray)) else Path(path).read_bytes()
+    except OSError as e:
+        return ImageCheck(False, f"unreadable: {e.strerror or e}")
     sha, n = hashlib.sha256(data).hexdigest(), len(data)
-    if n == 0: return ImageCheck(False, "zero-byte file", sha, n)
+    if n == 0:
+        return ImageCheck(False, "zero-byte file", sha, n)
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format or ""
-            if fmt not in formats: return ImageCheck(False, f"unsupported format {fmt or 'unknown'} ({' or '.join(formats)} expected)", sha, n)
+            if fmt not in formats:
+                return ImageCheck(
+                    False, f"unsupported format {fmt or 'unknown'} ({' or '.join(formats)} expected)", sha, n
+                )
             if max_pixels and im.size[0] * im.size[1] > max_pixels:
-                return ImageCheck(False, f"too many pixels: {im.size[0]}x{im.size[1]} exceeds the limit of {max_pixels:,}", sha, n, *im.size, fmt)
+                return ImageCheck(
+                    False,
+                    f"too many pixels: {im.size[0]}x{im.size[1]} exceeds the limit of {max_pixels:,}",
+                    sha,
+                    n,
+                    *im.size,
+                    fmt,
+                )
             im.verify()
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             w, h = im.size
             if im.mode not in ("RGB", "RGBA", "L", "LA", "P", "I;16", "I"):
                 return ImageCheck(False, f"unsupported colour mode {im.mode}", sha, n, w, h, fmt)
-    except Image.DecompressionBombError as e: return ImageCheck(False, f"too many pixels: {e}", sha, n)
+    except Image.DecompressionBombError as e:
+        return ImageCheck(False, f"too many pixels: {e}", sha, n)
     except Exception as e:
         msg = str(e) or type(e).__name__
         kind = "truncated" if "truncated" in msg.lower() else "not a readable image"
         return ImageCheck(False, f"{kind}: {msg}", sha, n)
-    if min(w, h) < 8: return ImageCheck(False, f"too small ({w}x{h})", sha, n, w, h, fmt)
+    if min(w, h) < 8:
+        return ImageCheck(False, f"too small ({w}x{h})", sha, n, w, h, fmt)
     return ImageCheck(True, "", sha, n, w, h, fmt)
 
 # %% ../nbs/01_data.ipynb #57133cdd
 def _solid_image(color=(40, 160, 60), size=(32, 32), fmt="JPEG") -> bytes:
     import io
+
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, fmt)
     return buf.getvalue()
@@ -151,6 +211,7 @@ def _solid_image(color=(40, 160, 60), size=(32, 32), fmt="JPEG") -> bytes:
 def verify_images(images: pd.DataFrame, workers: int = 4, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Check every image in `images` (path, class); return (good rows + sha256/size columns, rejected rows + reason)."
     from tqdm.auto import tqdm
+
     paths = images["path"].tolist()
     with ThreadPoolExecutor(max(1, workers)) as ex:
         checks = list(tqdm(ex.map(check_image, paths), total=len(paths), desc="verify", disable=not progress))
@@ -158,7 +219,8 @@ def verify_images(images: pd.DataFrame, workers: int = 4, progress: bool = False
     df = pd.concat([images, info], axis=1)
     good = df[df.ok].drop(columns=["ok", "reason"]).reset_index(drop=True)
     bad = df[~df.ok][["path", "class", "reason", "bytes", "sha256"]].reset_index(drop=True)
-    if len(bad): log.warning("%d of %d files rejected (see the rejected-files report)", len(bad), len(df))
+    if len(bad):
+        log.warning("%d of %d files rejected (see the rejected-files report)", len(bad), len(df))
     return good, bad
 
 # %% ../nbs/01_data.ipynb #275fb35d
@@ -166,7 +228,8 @@ SPLITS = ("train", "val", "test")
 
 
 def _split_counts(n: int, fractions) -> tuple[int, int, int]:
-    if n < 3: return n, 0, 0
+    if n < 3:
+        return n, 0, 0
     val = round(n * fractions[1]) if fractions[1] else 0
     test = round(n * fractions[2]) if fractions[2] else 0
     val, test = (max(1, val) if fractions[1] else 0), (max(1, test) if fractions[2] else 0)
@@ -181,7 +244,8 @@ def stratified_split(df: pd.DataFrame, fractions=(0.8, 0.1, 0.1), seed: int = 42
         rng = np.random.default_rng([seed, zlib.crc32(cls.encode())])
         hashes = hashes[rng.permutation(len(hashes))]
         n_tr, n_va, _ = _split_counts(len(hashes), fractions)
-        if len(hashes) < 3: warnings.warn(f"class {cls} has {len(hashes)} unique image(s): all go to train")
+        if len(hashes) < 3:
+            warnings.warn(f"class {cls} has {len(hashes)} unique image(s): all go to train")
         where = {h: ("train" if i < n_tr else "val" if i < n_tr + n_va else "test") for i, h in enumerate(hashes)}
         split[g.index] = g["sha256"].map(where)
     # a file present under several classes goes where its first class put it
@@ -191,68 +255,89 @@ def stratified_split(df: pd.DataFrame, fractions=(0.8, 0.1, 0.1), seed: int = 42
 # %% ../nbs/01_data.ipynb #cc11d0d0
 def select_classes(df: pd.DataFrame, classes="all") -> pd.DataFrame:
     "Keep `all`, the `tomato` classes, or an explicit list of class names (unknown names are an error)."
-    if classes == "all": return df
+    if classes == "all":
+        return df
     wanted = TOMATO_CLASSES if classes == "tomato" else list(classes)
     present = set(df["class"])
     if classes != "tomato":
         missing = [c for c in wanted if c not in present]
-        if missing: raise DataError(f"data.classes names classes not in the data: {missing}")
+        if missing:
+            raise DataError(f"data.classes names classes not in the data: {missing}")
     out = df[df["class"].isin(wanted)]
-    if out.empty: raise DataError(f"none of the requested classes ({classes}) are in the data; found {sorted(present)[:5]}...")
+    if out.empty:
+        raise DataError(f"none of the requested classes ({classes}) are in the data; found {sorted(present)[:5]}...")
     return out.reset_index(drop=True)
 
 # %% ../nbs/01_data.ipynb #c9ce9aef
-SYNTHETIC_CLASSES = ["Synthetic___healthy", "Synthetic___leaf_spot", "Synthetic___rust", "Synthetic___blight",
-                     "Synthetic___mosaic"]
+SYNTHETIC_CLASSES = [
+    "Synthetic___healthy",
+    "Synthetic___leaf_spot",
+    "Synthetic___rust",
+    "Synthetic___blight",
+    "Synthetic___mosaic",
+]
 
 
 def _draw_leaf(rng: np.random.Generator, cls: str, size: int) -> Image.Image:
     bg = tuple(int(v) for v in rng.integers(150, 235, 3))
     im = Image.new("RGB", (size, size), bg)
     d = ImageDraw.Draw(im)
-    cx, cy = size / 2 + rng.normal(0, size * .04, 2)
-    rx, ry = size * rng.uniform(.28, .40), size * rng.uniform(.38, .47)
+    cx, cy = size / 2 + rng.normal(0, size * 0.04, 2)
+    rx, ry = size * rng.uniform(0.28, 0.40), size * rng.uniform(0.38, 0.47)
     green = np.array([rng.integers(40, 80), rng.integers(120, 170), rng.integers(30, 70)])
     d.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=tuple(int(v) for v in green))
     d.line([cx, cy - ry, cx, cy + ry], fill=tuple(int(v) for v in green + 40), width=max(1, size // 64))
-    inside = lambda: (cx + rx * .8 * rng.uniform(-1, 1), cy + ry * .8 * rng.uniform(-1, 1))
+    inside = lambda: (cx + rx * 0.8 * rng.uniform(-1, 1), cy + ry * 0.8 * rng.uniform(-1, 1))
     if cls.endswith("leaf_spot"):
         for _ in range(rng.integers(6, 14)):
-            x, y = inside(); r = size * rng.uniform(.02, .045)
+            x, y = inside()
+            r = size * rng.uniform(0.02, 0.045)
             d.ellipse([x - r * 1.6, y - r * 1.6, x + r * 1.6, y + r * 1.6], fill=(190, 190, 60))
             d.ellipse([x - r, y - r, x + r, y + r], fill=(90, 55, 30))
     elif cls.endswith("rust"):
         for _ in range(rng.integers(25, 50)):
-            x, y = inside(); r = size * rng.uniform(.006, .014)
+            x, y = inside()
+            r = size * rng.uniform(0.006, 0.014)
             d.ellipse([x - r, y - r, x + r, y + r], fill=(210, 110, 30))
     elif cls.endswith("blight"):
         for _ in range(rng.integers(2, 4)):
-            x, y = inside(); r = size * rng.uniform(.08, .15)
-            d.ellipse([x - r, y - r * .7, x + r, y + r * .7], fill=(110, 80, 40))
+            x, y = inside()
+            r = size * rng.uniform(0.08, 0.15)
+            d.ellipse([x - r, y - r * 0.7, x + r, y + r * 0.7], fill=(110, 80, 40))
     elif cls.endswith("mosaic"):
         for _ in range(rng.integers(10, 20)):
-            x, y = inside(); r = size * rng.uniform(.03, .07)
+            x, y = inside()
+            r = size * rng.uniform(0.03, 0.07)
             d.ellipse([x - r, y - r, x + r, y + r], fill=(150, 200, 80))
     im = im.rotate(float(rng.uniform(0, 360)), resample=Image.BILINEAR, fillcolor=bg)
     im = im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2))))
-    arr = np.asarray(im, dtype=np.float32) * rng.uniform(.8, 1.15) + rng.normal(0, 6, (size, size, 3))
+    arr = np.asarray(im, dtype=np.float32) * rng.uniform(0.8, 1.15) + rng.normal(0, 6, (size, size, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 # %% ../nbs/01_data.ipynb #687a417c
-def make_synthetic(dest: str | os.PathLike, n_per_class: int = 40, size: int = 128, seed: int = 0,
-                   classes: list[str] = SYNTHETIC_CLASSES) -> Path:
+def make_synthetic(
+    dest: str | os.PathLike,
+    n_per_class: int = 40,
+    size: int = 128,
+    seed: int = 0,
+    classes: list[str] = SYNTHETIC_CLASSES,
+) -> Path:
     "Write a small synthetic leaf set (JPEGs) in PlantVillage layout under `dest`; idempotent for a seed."
     dest = Path(dest)
     stamp = json.dumps({"n_per_class": n_per_class, "size": size, "seed": seed, "classes": classes})
     marker = dest / SYNTHETIC_MARKER
-    if marker.exists() and stamp in marker.read_text(): return dest
-    if dest.exists(): shutil.rmtree(dest)
+    if marker.exists() and stamp in marker.read_text():
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)
     for i, cls in enumerate(classes):
         (dest / cls).mkdir(parents=True)
         rng = np.random.default_rng([seed, i])
         for j in range(n_per_class):
             _draw_leaf(rng, cls, size).save(dest / cls / f"synthetic_{j:04d}.jpg", quality=90)
-    marker.write_text("SYNTHETIC leaf images generated by plant_disease.data.make_synthetic: not real photos.\n" + stamp + "\n")
+    marker.write_text(
+        "SYNTHETIC leaf images generated by plant_disease.data.make_synthetic: not real photos.\n" + stamp + "\n"
+    )
     return dest
 
 # %% ../nbs/01_data.ipynb #ef46734a
@@ -260,45 +345,69 @@ def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike) -> Path:
     "Extract `zip_path` into `dest` once (a `.complete` stamp marks success); refuse unsafe member paths."
     zip_path, dest = Path(zip_path), Path(dest)
     stamp = dest / ".complete"
-    if stamp.exists() and stamp.read_text() == str(zip_path.stat().st_size): return dest
+    if stamp.exists() and stamp.read_text() == str(zip_path.stat().st_size):
+        return dest
     try:
         with zipfile.ZipFile(zip_path) as zf:
             for m in zf.namelist():
-                if Path(m).is_absolute() or ".." in Path(m).parts: raise DataError(f"{zip_path}: unsafe path in zip: {m}")
-            if dest.exists(): shutil.rmtree(dest)
+                if Path(m).is_absolute() or ".." in Path(m).parts:
+                    raise DataError(f"{zip_path}: unsafe path in zip: {m}")
+            if dest.exists():
+                shutil.rmtree(dest)
             zf.extractall(dest)
-    except zipfile.BadZipFile as e: raise DataError(f"{zip_path} is not a readable zip: {e}") from None
+    except zipfile.BadZipFile as e:
+        raise DataError(f"{zip_path} is not a readable zip: {e}") from None
     stamp.write_text(str(zip_path.stat().st_size))
     return dest
 
 # %% ../nbs/01_data.ipynb #57bd395b
-def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progress: bool = True,
-             chunk: int = 1 << 20, timeout: float = 30) -> Path:
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    sha256: str | None = None,
+    progress: bool = True,
+    chunk: int = 1 << 20,
+    timeout: float = 30,
+) -> Path:
     "Download `url` to `dest`, resuming a partial `.part` file; verify `sha256` if given."
     import requests
     from requests.adapters import HTTPAdapter
     from tqdm.auto import tqdm
     from urllib3.util.retry import Retry
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and (sha256 is None or _sha256_file(dest) == sha256): return dest
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and (sha256 is None or _sha256_file(dest) == sha256):
+        return dest
     part = dest.with_name(dest.name + ".part")
     s = requests.Session()
-    s.mount("http", HTTPAdapter(max_retries=Retry(total=5, backoff_factor=1, status_forcelist=(429, 500, 502, 503, 504))))
+    s.mount(
+        "http", HTTPAdapter(max_retries=Retry(total=5, backoff_factor=1, status_forcelist=(429, 500, 502, 503, 504)))
+    )
     have = part.stat().st_size if part.exists() else 0
     try:
         with s.get(url, stream=True, timeout=timeout, headers={"Range": f"bytes={have}-"} if have else {}) as r:
-            if r.status_code == 416: r.close()  # already complete
+            if r.status_code == 416:
+                r.close()  # already complete
             else:
                 r.raise_for_status()
-                if have and r.status_code != 206: have = 0  # server ignored the range: start over
+                if have and r.status_code != 206:
+                    have = 0  # server ignored the range: start over
                 total = int(r.headers.get("Content-Length", 0)) + have or None
-                with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                                                                   desc=dest.name, disable=not progress) as bar:
+                with (
+                    open(part, "ab" if have else "wb") as f,
+                    tqdm(
+                        total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+                    ) as bar,
+                ):
                     for block in r.iter_content(chunk):
-                        f.write(block); bar.update(len(block))
+                        f.write(block)
+                        bar.update(len(block))
     except requests.RequestException as e:
-        raise DataError(f"download of {url} failed ({e}); partial data kept in {part}, run again to resume "
-                        "or use a local copy (data.source: path/to/folder_or.zip)") from None
+        raise DataError(
+            f"download of {url} failed ({e}); partial data kept in {part}, run again to resume "
+            "or use a local copy (data.source: path/to/folder_or.zip)"
+        ) from None
     digest = _sha256_file(part)
     if sha256 and digest != sha256:
         raise DataError(f"{url}: checksum mismatch (expected {sha256}, got {digest}); delete {part} and retry")
@@ -310,7 +419,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progr
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
 # %% ../nbs/01_data.ipynb #5f908994
@@ -326,10 +436,13 @@ def acquire(params: DataParams, cache_dir: str | os.PathLike = "data") -> Path:
         return sub or root
     p = Path(os.path.expanduser(os.path.expandvars(src)))
     if not p.exists():
-        raise DataError(f"data.source {src!r} does not exist: give a folder of `<Crop>___<Disease>/` folders, "
-                        "a .zip of one, `synthetic` or `plantvillage`")
+        raise DataError(
+            f"data.source {src!r} does not exist: give a folder of `<Crop>___<Disease>/` folders, "
+            "a .zip of one, `synthetic` or `plantvillage`"
+        )
     if p.is_file():
-        if p.suffix.lower() != ".zip": raise DataError(f"data.source {src!r} is a file but not a .zip")
+        if p.suffix.lower() != ".zip":
+            raise DataError(f"data.source {src!r} is a file but not a .zip")
         return extract_zip(p, cache_dir / "raw" / p.stem)
     return p
 
@@ -343,6 +456,7 @@ HOLDOUT = "holdout"  # the split of classes kept out of training (data.holdout_c
 @dataclass
 class Manifest:
     "A verified, split data set; `df` holds the classes the model learns, `holdout` the classes kept out of training."
+
     df: pd.DataFrame
     rejected: pd.DataFrame
     summary: dict
@@ -355,7 +469,8 @@ class Manifest:
         return cls(rows[~out].reset_index(drop=True), rejected, summary, rows[out].reset_index(drop=True))
 
     @property
-    def classes(self) -> list[str]: return sorted(self.df["class"].unique())
+    def classes(self) -> list[str]:
+        return sorted(self.df["class"].unique())
 
     def split(self, name: str) -> pd.DataFrame:
         "Rows of one split (`train`, `val` or `test`)."
@@ -365,11 +480,17 @@ class Manifest:
 def pick_holdout(classes: list[str], holdout: int | list[str], seed: int = 42) -> list[str]:
     "The classes kept out of training: the names given, or `holdout` of `classes` drawn with `seed`."
     if isinstance(holdout, int):
-        chosen = sorted(np.random.default_rng(seed).choice(sorted(classes), holdout, replace=False).tolist()) if 0 < holdout <= len(classes) else []
-        if holdout > len(classes): raise DataError(f"data.holdout_classes={holdout} but the data has {len(classes)} classes")
+        chosen = (
+            sorted(np.random.default_rng(seed).choice(sorted(classes), holdout, replace=False).tolist())
+            if 0 < holdout <= len(classes)
+            else []
+        )
+        if holdout > len(classes):
+            raise DataError(f"data.holdout_classes={holdout} but the data has {len(classes)} classes")
     else:
         chosen = sorted(holdout)
-        if missing := sorted(set(chosen) - set(classes)): raise DataError(f"data.holdout_classes names classes not in the data: {missing}")
+        if missing := sorted(set(chosen) - set(classes)):
+            raise DataError(f"data.holdout_classes names classes not in the data: {missing}")
     if len(set(classes)) - len(chosen) < 2:
         raise DataError(f"holding out {len(chosen)} of {len(set(classes))} classes leaves fewer than two to train on")
     return chosen
@@ -381,29 +502,48 @@ def _digest(df: pd.DataFrame) -> str:
 # %% ../nbs/01_data.ipynb #1605df03
 def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", progress: bool = False) -> Manifest:
     "Acquire, verify, filter and split the data; write manifest.csv, rejected.csv and manifest.json to `out_dir`."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     root = acquire(params, out_dir)
     listing = find_images(root)
     images = select_classes(listing.images, params.classes)
     if params.max_per_class:
-        images = (images.sample(frac=1.0, random_state=params.seed).groupby("class").head(params.max_per_class)
-                  .sort_values(["class", "path"]).reset_index(drop=True))
+        images = (
+            images.sample(frac=1.0, random_state=params.seed)
+            .groupby("class")
+            .head(params.max_per_class)
+            .sort_values(["class", "path"])
+            .reset_index(drop=True)
+        )
     good, bad = verify_images(images, progress=progress)
     rejected = pd.concat([bad, listing.ignored.assign(bytes=0, sha256="")], ignore_index=True)
-    if good.empty: raise DataError(f"no readable images in {root}: see {out_dir / 'rejected.csv'}")
+    if good.empty:
+        raise DataError(f"no readable images in {root}: see {out_dir / 'rejected.csv'}")
     good["split"] = stratified_split(good, params.split, params.seed)
     held = pick_holdout(sorted(good["class"].unique()), params.holdout_classes, params.seed)
     good.loc[good["class"].isin(held), "split"] = HOLDOUT
     df = good[MANIFEST_COLUMNS].sort_values(["class", "path"]).reset_index(drop=True)
     synthetic = (Path(root) / SYNTHETIC_MARKER).exists()
-    summary = {"source": params.source, "root": str(root), "synthetic": synthetic, "seed": params.seed,
-               "fractions": list(params.split), "n_images": len(df), "n_rejected": len(rejected),
-               "n_classes": int(df["class"].nunique()), "empty_classes": listing.empty_classes,
-               "splits": df["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
-               "per_class": {c: g["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict() for c, g in df.groupby("class")},
-               "holdout_classes": held, "n_holdout": int((df["split"] == HOLDOUT).sum()),
-               "manifest_sha256": _digest(df)}
-    if held: summary["n_classes"] -= len(held)  # the classes the model learns
+    summary = {
+        "source": params.source,
+        "root": str(root),
+        "synthetic": synthetic,
+        "seed": params.seed,
+        "fractions": list(params.split),
+        "n_images": len(df),
+        "n_rejected": len(rejected),
+        "n_classes": int(df["class"].nunique()),
+        "empty_classes": listing.empty_classes,
+        "splits": df["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
+        "per_class": {
+            c: g["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict() for c, g in df.groupby("class")
+        },
+        "holdout_classes": held,
+        "n_holdout": int((df["split"] == HOLDOUT).sum()),
+        "manifest_sha256": _digest(df),
+    }
+    if held:
+        summary["n_classes"] -= len(held)  # the classes the model learns
     df.to_csv(out_dir / "manifest.csv", index=False)
     rejected.to_csv(out_dir / "rejected.csv", index=False)
     (out_dir / "manifest.json").write_text(json.dumps(summary, indent=2))
@@ -414,10 +554,12 @@ def load_manifest(out_dir: str | os.PathLike = "data") -> Manifest:
     "Read a manifest written by `build_manifest`."
     out_dir = Path(out_dir)
     f = out_dir / "manifest.csv"
-    if not f.exists(): raise DataError(f"{f} not found: run the data stage first (plant-disease data)")
+    if not f.exists():
+        raise DataError(f"{f} not found: run the data stage first (plant-disease data)")
     df = pd.read_csv(f, keep_default_na=False)
     missing = set(MANIFEST_COLUMNS) - set(df.columns)
-    if missing: raise DataError(f"{f} lacks columns {sorted(missing)}: rebuild it with the data stage")
+    if missing:
+        raise DataError(f"{f} lacks columns {sorted(missing)}: rebuild it with the data stage")
     rej = out_dir / "rejected.csv"
     rejected = pd.read_csv(rej) if rej.exists() and rej.stat().st_size else pd.DataFrame()
     summary = json.loads((out_dir / "manifest.json").read_text()) if (out_dir / "manifest.json").exists() else {}

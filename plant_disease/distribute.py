@@ -25,22 +25,31 @@ class DistributeError(ValueError):
 def tf_config() -> dict | None:
     "The parsed `TF_CONFIG` of this process, validated; None when it is not set."
     raw = os.environ.get("TF_CONFIG")
-    if not raw: return None
-    try: cfg = json.loads(raw)
-    except json.JSONDecodeError as e: raise DistributeError(f"TF_CONFIG is not valid JSON: {e}") from None
+    if not raw:
+        return None
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise DistributeError(f"TF_CONFIG is not valid JSON: {e}") from None
     cluster, task = cfg.get("cluster") or {}, cfg.get("task") or {}
     if not cluster.get("worker") and not cluster.get("chief"):
-        raise DistributeError('TF_CONFIG needs cluster.worker (a list of "host:port"), e.g. {"cluster": {"worker": ["a:2222", "b:2222"]}, "task": {"type": "worker", "index": 0}}')
+        raise DistributeError(
+            'TF_CONFIG needs cluster.worker (a list of "host:port"), e.g. '
+            '{"cluster": {"worker": ["a:2222", "b:2222"]}, "task": {"type": "worker", "index": 0}}'
+        )
     kind, index = task.get("type"), task.get("index")
     if kind not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
-        raise DistributeError(f"TF_CONFIG task {task} is not one of its cluster's tasks {({k: len(v) for k, v in cluster.items()})}")
+        raise DistributeError(
+            f"TF_CONFIG task {task} is not one of its cluster's tasks { ({k: len(v) for k, v in cluster.items()}) }"
+        )
     return cfg
 
 
 def is_chief() -> bool:
     "True for the process that writes the model and logs to MLflow: task `chief`, else worker 0, else a lone process."
     cfg = tf_config()
-    if cfg is None: return True
+    if cfg is None:
+        return True
     kind, index = cfg["task"]["type"], cfg["task"]["index"]
     return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cfg["cluster"])
 
@@ -50,47 +59,66 @@ class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
     def reduce(self, reduce_op, value, axis=None):
         if isinstance(value, (tuple, list, dict)):  # Keras: the first data batch, for the symbolic build
-            return tf.nest.map_structure(lambda v: super(KerasMultiWorkerStrategy, self).reduce(reduce_op, v, axis), value)
-        if axis is not None and getattr(getattr(value, "shape", None), "rank", None) == 0: axis = None  # Keras: scalar metrics
+            return tf.nest.map_structure(
+                lambda v: super(KerasMultiWorkerStrategy, self).reduce(reduce_op, v, axis), value
+            )
+        if axis is not None and getattr(getattr(value, "shape", None), "rank", None) == 0:
+            axis = None  # Keras: scalar metrics
         return super().reduce(reduce_op, value, axis)
 
 
 def make_strategy(distribute: str = "none", logical_cpus: int = 0) -> tf.distribute.Strategy:
     "The `tf.distribute` strategy for `train.distribute` (call before TensorFlow touches a device)."
-    if distribute == "none": return tf.distribute.get_strategy()
+    if distribute == "none":
+        return tf.distribute.get_strategy()
     if distribute == "mirrored":
         gpus = tf.config.list_physical_devices("GPU")
-        if gpus: return tf.distribute.MirroredStrategy()
+        if gpus:
+            return tf.distribute.MirroredStrategy()
         if logical_cpus > 1:
             cpu = tf.config.list_physical_devices("CPU")[0]
-            try: tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+            try:
+                tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
             except RuntimeError as e:
                 if len(tf.config.list_logical_devices("CPU")) != logical_cpus:
-                    raise DistributeError(f"cannot split the CPU into {logical_cpus} devices now: TensorFlow is already initialised ({e})") from None
+                    raise DistributeError(
+                        f"cannot split the CPU into {logical_cpus} devices now: TensorFlow is already initialised ({e})"
+                    ) from None
             return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
         log.warning("mirrored: no GPU and train.logical_cpus < 2: one device")
         return tf.distribute.MirroredStrategy()
     if distribute == "multi_worker":
         if tf_config() is None:
-            raise DistributeError("train.distribute=multi_worker needs TF_CONFIG in the environment of every worker (see notebook 20)")
+            raise DistributeError(
+                "train.distribute=multi_worker needs TF_CONFIG in the environment of every worker (see notebook 20)"
+            )
         impl = tf.distribute.experimental.CommunicationImplementation
         gpus = tf.config.list_physical_devices("GPU")
-        return KerasMultiWorkerStrategy(communication_options=tf.distribute.experimental.CommunicationOptions(
-            implementation=impl.NCCL if gpus else impl.RING))
+        return KerasMultiWorkerStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                implementation=impl.NCCL if gpus else impl.RING
+            )
+        )
     raise DistributeError(f"unknown train.distribute {distribute!r}: none, mirrored or multi_worker")
 
 
 def strategy_info(strategy: tf.distribute.Strategy) -> dict:
     "What the run log records about the strategy."
     cfg = tf_config() if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
-    return {"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
-            "workers": len((cfg or {}).get("cluster", {}).get("worker", [])) + len((cfg or {}).get("cluster", {}).get("chief", [])) or 1,
-            "chief": is_chief() if cfg else True}
+    return {
+        "strategy": type(strategy).__name__,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "workers": len((cfg or {}).get("cluster", {}).get("worker", []))
+        + len((cfg or {}).get("cluster", {}).get("chief", []))
+        or 1,
+        "chief": is_chief() if cfg else True,
+    }
 
 
 def shard_by_data(ds: tf.data.Dataset | None) -> tf.data.Dataset | None:
     "`ds` with auto-sharding set explicitly to DATA (each worker keeps its share of every batch)."
-    if ds is None: return None
+    if ds is None:
+        return None
     opt = tf.data.Options()
     opt.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(opt)

@@ -28,8 +28,10 @@ __all__ = ['STAT_COLUMNS', 'SYNTHETIC_PREFIX', 'shared_data_dir', 'class_counts'
 def _repo_root() -> Path:
     "The project root: the nearest folder above the working directory holding `settings.ini`, else the package's parent."
     for d in [Path.cwd(), *Path.cwd().parents]:
-        if (d / "settings.ini").exists(): return d
+        if (d / "settings.ini").exists():
+            return d
     import plant_disease
+
     return Path(plant_disease.__file__).resolve().parent.parent
 
 
@@ -42,15 +44,18 @@ def shared_data_dir() -> Path | None:
 # %% ../nbs/02_eda.ipynb #76efb313
 def class_counts(df: pd.DataFrame) -> pd.Series:
     "Images per class (`class` column), largest first (ties by name)."
-    if "class" not in df.columns: raise ValueError("class_counts needs a `class` column")
+    if "class" not in df.columns:
+        raise ValueError("class_counts needs a `class` column")
     counts = df["class"].value_counts().sort_index().sort_values(ascending=False, kind="stable")
     return counts.rename_axis("class").rename("count").astype(int)
 
 
 def imbalance_ratio(counts: pd.Series) -> float:
     "Largest over smallest class count, rounded to 2 decimals."
-    if len(counts) == 0: raise ValueError("imbalance_ratio of an empty set of counts")
-    if counts.min() <= 0: raise ValueError(f"imbalance_ratio: class {counts.idxmin()!r} has no images")
+    if len(counts) == 0:
+        raise ValueError("imbalance_ratio of an empty set of counts")
+    if counts.min() <= 0:
+        raise ValueError(f"imbalance_ratio: class {counts.idxmin()!r} has no images")
     return round(float(counts.max()) / float(counts.min()), 2)
 
 
@@ -86,17 +91,25 @@ def _one_image_stats(path: str) -> dict | None:
         return None
     a = np.asarray(rgb, dtype=np.float32)
     r, g, b = a[..., 0], a[..., 1], a[..., 2]
-    return {"width": rgb.width, "height": rgb.height,
-            "brightness": float(np.asarray(rgb.convert("L"), dtype=np.float32).mean()),
-            "mean_r": float(r.mean()), "mean_g": float(g.mean()), "mean_b": float(b.mean()),
-            "std_r": float(r.std()), "std_g": float(g.std()), "std_b": float(b.std()),
-            "greenness": float((g - (r + b) / 2).mean())}
+    return {
+        "width": rgb.width,
+        "height": rgb.height,
+        "brightness": float(np.asarray(rgb.convert("L"), dtype=np.float32).mean()),
+        "mean_r": float(r.mean()),
+        "mean_g": float(g.mean()),
+        "mean_b": float(b.mean()),
+        "std_r": float(r.std()),
+        "std_g": float(g.std()),
+        "std_b": float(b.std()),
+        "greenness": float((g - (r + b) / 2).mean()),
+    }
 
 
 def image_stats(df: pd.DataFrame, sample_per_class: int = 30, seed: int = 0, workers: int = 4) -> pd.DataFrame:
     "Size, brightness (mean of L), per-channel RGB mean/std and greenness (G-(R+B)/2) of a per-class sample."
     sample = _sample_per_class(df, sample_per_class, seed)
-    with ThreadPoolExecutor(max(1, workers)) as ex: stats = list(ex.map(_one_image_stats, sample["path"]))
+    with ThreadPoolExecutor(max(1, workers)) as ex:
+        stats = list(ex.map(_one_image_stats, sample["path"]))
     keep = [s is not None for s in stats]
     cols = [c for c in ("path", "class", "split") if c in sample.columns]
     out = pd.DataFrame([s for s in stats if s is not None], columns=STAT_COLUMNS)
@@ -114,7 +127,8 @@ def find_duplicates(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["sha256", "n", "classes", "splits", "cross_split", "cross_class"]
     d = df[df["sha256"].astype(str).str.len() > 0]
     d = d[d.duplicated("sha256", keep=False)]
-    if d.empty: return pd.DataFrame(columns=cols).astype({"n": int, "cross_split": bool, "cross_class": bool})
+    if d.empty:
+        return pd.DataFrame(columns=cols).astype({"n": int, "cross_split": bool, "cross_class": bool})
     rows = []
     for sha, g in d.groupby("sha256", sort=True):
         classes = sorted(g["class"].astype(str).unique())
@@ -140,7 +154,8 @@ def _label(cls: str) -> str:
 
 def _save(fig, path: str | os.PathLike) -> Path:
     "Save a Figure as PNG (dpi 100, tight; its title in the PNG `Title` text) and release it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     title = fig.axes[0].get_title() if fig.axes else ""
     fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Title": title.split("\n")[0]})
     fig.clf()
@@ -149,6 +164,7 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height))
     return fig, fig.subplots()
 
@@ -156,13 +172,24 @@ def _figure(width: float, height: float):
 def plot_class_distribution(counts: pd.Series, path: str | os.PathLike, title: str = "Images per class") -> Path:
     "Horizontal bar chart of images per class, coloured by crop, imbalance ratio in the title."
     import seaborn as sns
-    d = pd.DataFrame({"label": [_label(c) for c in counts.index], "count": counts.to_numpy(),
-                      "crop": [parse_label(str(c))[0] for c in counts.index]})
+
+    d = pd.DataFrame(
+        {
+            "label": [_label(c) for c in counts.index],
+            "count": counts.to_numpy(),
+            "crop": [parse_label(str(c))[0] for c in counts.index],
+        }
+    )
     fig, ax = _figure(9, 1.2 + 0.28 * len(d))
     sns.barplot(d, x="count", y="label", hue="crop", dodge=False, legend=False, palette="tab20", ax=ax)
-    for cont in ax.containers: ax.bar_label(cont, fontsize=8, padding=2)
-    ax.set(xlabel="images", ylabel="", title=f"{title}\n{len(d)} classes, {int(d['count'].sum()):,} images, "
-                                             f"imbalance max/min = {imbalance_ratio(counts)}")
+    for cont in ax.containers:
+        ax.bar_label(cont, fontsize=8, padding=2)
+    ax.set(
+        xlabel="images",
+        ylabel="",
+        title=f"{title}\n{len(d)} classes, {int(d['count'].sum()):,} images, "
+        f"imbalance max/min = {imbalance_ratio(counts)}",
+    )
     ax.margins(x=0.12)
     return _save(fig, path)
 
@@ -170,6 +197,7 @@ def plot_class_distribution(counts: pd.Series, path: str | os.PathLike, title: s
 def plot_brightness(stats: pd.DataFrame, path: str | os.PathLike, title: str = "Brightness per class") -> Path:
     "Box plot (with points) of image brightness per class."
     import seaborn as sns
+
     d = stats.assign(label=stats["class"].map(_label)).sort_values("class")
     fig, ax = _figure(8, 1.2 + 0.3 * d["class"].nunique())
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert`
@@ -183,10 +211,16 @@ def plot_brightness(stats: pd.DataFrame, path: str | os.PathLike, title: str = "
 def plot_color_stats(stats: pd.DataFrame, path: str | os.PathLike, title: str = "Mean colour per class") -> Path:
     "Grouped horizontal bars of the mean R, G, B per class, greenness in the labels."
     import seaborn as sns
+
     by = stats_by_class(stats)
-    d = (by[["mean_r", "mean_g", "mean_b"]].rename(columns={"mean_r": "R", "mean_g": "G", "mean_b": "B"})
-         .rename(index=lambda c: f"{_label(c)}  (green {by.loc[c, 'greenness']:+.0f})")
-         .rename_axis("label").reset_index().melt(id_vars="label", var_name="channel", value_name="mean"))
+    d = (
+        by[["mean_r", "mean_g", "mean_b"]]
+        .rename(columns={"mean_r": "R", "mean_g": "G", "mean_b": "B"})
+        .rename(index=lambda c: f"{_label(c)}  (green {by.loc[c, 'greenness']:+.0f})")
+        .rename_axis("label")
+        .reset_index()
+        .melt(id_vars="label", var_name="channel", value_name="mean")
+    )
     fig, ax = _figure(8, 1.4 + 0.45 * len(by))
     sns.barplot(d, x="mean", y="label", hue="channel", palette={"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}, ax=ax)
     ax.set(xlim=(0, 255), xlabel="mean pixel value (0-255)", ylabel="", title=title)
@@ -194,8 +228,15 @@ def plot_color_stats(stats: pd.DataFrame, path: str | os.PathLike, title: str = 
     return _save(fig, path)
 
 
-def plot_sample_grid(df: pd.DataFrame, path: str | os.PathLike, per_class: int = 4, seed: int = 0,
-                     title: str = "Sample images", max_classes: int = 40, thumb: int = 96) -> Path:
+def plot_sample_grid(
+    df: pd.DataFrame,
+    path: str | os.PathLike,
+    per_class: int = 4,
+    seed: int = 0,
+    title: str = "Sample images",
+    max_classes: int = 40,
+    thumb: int = 96,
+) -> Path:
     "One row per class (up to `max_classes`), `per_class` thumbnails each, class name as the row label."
     sample = _sample_per_class(df, per_class, seed)
     classes = sorted(sample["class"].unique())[:max_classes]
@@ -206,16 +247,20 @@ def plot_sample_grid(df: pd.DataFrame, path: str | os.PathLike, per_class: int =
             try:
                 with Image.open(p) as im:
                     t = ImageOps.contain(im.convert("RGB"), (thumb, thumb))  # scales small images up too
-            except (OSError, ValueError): continue
+            except (OSError, ValueError):
+                continue
             x = pad + j * (thumb + pad) + (thumb - t.width) // 2
             y = pad + i * (thumb + pad) + (thumb - t.height) // 2
             canvas.paste(t, (x, y))
     scale = 0.0125  # inches per canvas pixel
     fig, ax = _figure(max(2.5, canvas.width * scale), max(1.5, canvas.height * scale))
     ax.imshow(np.asarray(canvas))
-    ax.set_yticks([pad + i * (thumb + pad) + thumb / 2 for i in range(len(classes))], [_label(c) for c in classes], fontsize=8)
+    ax.set_yticks(
+        [pad + i * (thumb + pad) + thumb / 2 for i in range(len(classes))], [_label(c) for c in classes], fontsize=8
+    )
     ax.set_xticks([])
-    for s in ax.spines.values(): s.set_visible(False)
+    for s in ax.spines.values():
+        s.set_visible(False)
     more = df["class"].nunique() - len(classes)
     ax.set_title(title + (f" (first {len(classes)} classes; {more} more not shown)" if more > 0 else ""), fontsize=9)
     return _save(fig, path)
@@ -225,20 +270,33 @@ def _size_summary(df: pd.DataFrame) -> dict:
     "Min/max width and height and the most common `WxH` of the images."
     sizes = df["width"].astype(int).astype(str) + "x" + df["height"].astype(int).astype(str)
     top = sizes.value_counts()
-    return {"width_min": int(df["width"].min()), "width_max": int(df["width"].max()),
-            "height_min": int(df["height"].min()), "height_max": int(df["height"].max()),
-            "most_common": top.index[0], "most_common_share": round(float(top.iloc[0] / len(df)), 4),
-            "n_distinct": int(len(top))}
+    return {
+        "width_min": int(df["width"].min()),
+        "width_max": int(df["width"].max()),
+        "height_min": int(df["height"].min()),
+        "height_max": int(df["height"].max()),
+        "most_common": top.index[0],
+        "most_common_share": round(float(top.iloc[0] / len(df)), 4),
+        "n_distinct": int(len(top)),
+    }
 
 
-def run_eda(manifest: Manifest, params: EdaParams = EdaParams(), out_dir: str | os.PathLike = "reports",
-            synthetic: bool | None = None, max_leak_listed: int = 50) -> dict:
+def run_eda(
+    manifest: Manifest,
+    params: EdaParams = EdaParams(),
+    out_dir: str | os.PathLike = "reports",
+    synthetic: bool | None = None,
+    max_leak_listed: int = 50,
+) -> dict:
     "Write EDA figures, `eda.json` and `class_stats.csv` for a manifest under `out_dir`; return the summary."
     df = manifest.df
-    if df.empty: raise ValueError("run_eda: the manifest holds no images")
+    if df.empty:
+        raise ValueError("run_eda: the manifest holds no images")
     synthetic = bool(manifest.summary.get("synthetic", False)) if synthetic is None else bool(synthetic)
     seed = int(manifest.summary.get("seed", 0))
-    out_dir = Path(out_dir); figs = out_dir / "figures"; figs.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    figs = out_dir / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
     t = lambda s: _titled(s, synthetic)
 
     counts = class_counts(df)
@@ -248,28 +306,41 @@ def run_eda(manifest: Manifest, params: EdaParams = EdaParams(), out_dir: str | 
         if Path(full_path).exists():
             full = load_counts_csv(full_path)
             full_ratio = imbalance_ratio(full)
-            figures.append(plot_class_distribution(full, figs / "full_class_distribution.png",
-                                                   t(f"Images per class: full set (real counts from {Path(full_path).name})")))
-        else: warnings.warn(f"eda.full_counts {full_path} not found: full-set imbalance skipped")
+            figures.append(
+                plot_class_distribution(
+                    full,
+                    figs / "full_class_distribution.png",
+                    t(f"Images per class: full set (real counts from {Path(full_path).name})"),
+                )
+            )
+        else:
+            warnings.warn(f"eda.full_counts {full_path} not found: full-set imbalance skipped")
 
     stats = image_stats(df, params.sample_per_class, seed)
-    if stats.empty: raise ValueError("run_eda: none of the sampled images could be read")
+    if stats.empty:
+        raise ValueError("run_eda: none of the sampled images could be read")
     stats_by_class(stats).round(3).to_csv(out_dir / "class_stats.csv")
-    figures += [plot_brightness(stats, figs / "brightness.png", t("Brightness per class")),
-                plot_color_stats(stats, figs / "color_stats.png", t("Mean colour per class")),
-                plot_sample_grid(df, figs / "sample_grid.png", params.grid_per_class, seed, t("Sample images"))]
+    figures += [
+        plot_brightness(stats, figs / "brightness.png", t("Brightness per class")),
+        plot_color_stats(stats, figs / "color_stats.png", t("Mean colour per class")),
+        plot_sample_grid(df, figs / "sample_grid.png", params.grid_per_class, seed, t("Sample images")),
+    ]
 
     dups = find_duplicates(df)
     leaks = dups[dups["cross_split"]]
-    if len(leaks): warnings.warn(f"{len(leaks)} file(s) appear in more than one split (leakage): see eda.json")
+    if len(leaks):
+        warnings.warn(f"{len(leaks)} file(s) appear in more than one split (leakage): see eda.json")
     splits = [s for s in SPLITS if s in set(df["split"])] + sorted(set(df["split"]) - set(SPLITS))
     summary = {
         "synthetic": synthetic,
-        "n_images": int(len(df)), "n_classes": int(df["class"].nunique()),
+        "n_images": int(len(df)),
+        "n_classes": int(df["class"].nunique()),
         "class_counts": {k: int(v) for k, v in counts.items()},
         "split_counts": {s: int((df["split"] == s).sum()) for s in splits},
-        "class_split_counts": {c: {s: int(n) for s, n in g["split"].value_counts().reindex(splits, fill_value=0).items()}
-                               for c, g in df.groupby("class", sort=True)},
+        "class_split_counts": {
+            c: {s: int(n) for s, n in g["split"].value_counts().reindex(splits, fill_value=0).items()}
+            for c, g in df.groupby("class", sort=True)
+        },
         "imbalance_ratio": imbalance_ratio(counts),
         "full_counts": str(full_path) if full_ratio is not None else None,
         "full_imbalance_ratio": full_ratio,
@@ -279,7 +350,8 @@ def run_eda(manifest: Manifest, params: EdaParams = EdaParams(), out_dir: str | 
         "cross_split_duplicates": int(len(leaks)),
         "cross_split_sha256": leaks["sha256"].tolist()[:max_leak_listed],
         "image_size": _size_summary(df),
-        "stats_sample_per_class": params.sample_per_class, "n_images_measured": int(len(stats)),
+        "stats_sample_per_class": params.sample_per_class,
+        "n_images_measured": int(len(stats)),
         "figures": [p.relative_to(out_dir).as_posix() for p in figures],
     }
     (out_dir / "eda.json").write_text(json.dumps(summary, indent=2))

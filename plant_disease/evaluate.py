@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .config import EvaluateParams
-from .data import parse_label
 
 # %% auto #0
 __all__ = ['reliability_table', 'expected_calibration_error', 'compute_metrics', 'plot_confusion_matrix', 'plot_reliability',
@@ -25,33 +23,50 @@ def _check(y_true, probs, n_classes: int | None = None) -> tuple[np.ndarray, np.
     "Validate and return (`y_true` as int array, `probs` as float array); ValueError says what is wrong."
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true)
-    if probs.ndim != 2: raise ValueError(f"probs must be 2-D (n_samples, n_classes), got shape {probs.shape}")
-    if y.ndim != 1: raise ValueError(f"y_true must be 1-D integer labels, got shape {y.shape}")
-    if len(y) != len(probs): raise ValueError(f"y_true has {len(y)} labels but probs has {len(probs)} rows")
-    if len(y) == 0: raise ValueError("nothing to evaluate: y_true is empty")
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be 2-D (n_samples, n_classes), got shape {probs.shape}")
+    if y.ndim != 1:
+        raise ValueError(f"y_true must be 1-D integer labels, got shape {y.shape}")
+    if len(y) != len(probs):
+        raise ValueError(f"y_true has {len(y)} labels but probs has {len(probs)} rows")
+    if len(y) == 0:
+        raise ValueError("nothing to evaluate: y_true is empty")
     if n_classes is not None and probs.shape[1] != n_classes:
         raise ValueError(f"probs has {probs.shape[1]} columns but there are {n_classes} classes")
-    if not np.isfinite(probs).all(): raise ValueError("probs contains NaN or infinite values")
-    if probs.min() < 0 or probs.max() > 1 + 1e-6: raise ValueError(f"probs must lie in [0, 1], got [{probs.min():.3g}, {probs.max():.3g}]")
-    if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0): y = y.astype(np.int64)
-    if y.dtype.kind not in "iu": raise ValueError(f"y_true must hold integer class indices, got dtype {y.dtype}")
+    if not np.isfinite(probs).all():
+        raise ValueError("probs contains NaN or infinite values")
+    if probs.min() < 0 or probs.max() > 1 + 1e-6:
+        raise ValueError(f"probs must lie in [0, 1], got [{probs.min():.3g}, {probs.max():.3g}]")
+    if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"y_true must hold integer class indices, got dtype {y.dtype}")
     bad = (y < 0) | (y >= probs.shape[1])
-    if bad.any(): raise ValueError(f"y_true has labels outside 0..{probs.shape[1] - 1}: {sorted(set(y[bad].tolist()))[:10]}")
+    if bad.any():
+        raise ValueError(f"y_true has labels outside 0..{probs.shape[1] - 1}: {sorted(set(y[bad].tolist()))[:10]}")
     return y.astype(np.int64), probs
 
 # %% ../nbs/06_evaluate.ipynb #f3b38f07
 def reliability_table(y_true, probs, bins: int = 15) -> pd.DataFrame:
     "Per confidence bin: lower, upper, count, mean confidence and accuracy (NaN for empty bins)."
     y, probs = _check(y_true, probs)
-    if int(bins) < 1: raise ValueError(f"bins must be >= 1, got {bins}")
+    if int(bins) < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
     edges = np.linspace(0.0, 1.0, int(bins) + 1)
     conf, correct = probs.max(axis=1), (probs.argmax(axis=1) == y)
     idx = np.searchsorted(edges[1:-1], conf, side="left")  # conf in (edges[i], edges[i+1]] -> i
     rows = []
     for b in range(int(bins)):
         m = idx == b
-        rows.append((edges[b], edges[b + 1], int(m.sum()), conf[m].mean() if m.any() else np.nan,
-                     correct[m].mean() if m.any() else np.nan))
+        rows.append(
+            (
+                edges[b],
+                edges[b + 1],
+                int(m.sum()),
+                conf[m].mean() if m.any() else np.nan,
+                correct[m].mean() if m.any() else np.nan,
+            )
+        )
     return pd.DataFrame(rows, columns=["lower", "upper", "count", "confidence", "accuracy"])
 
 
@@ -69,18 +84,23 @@ def expected_calibration_error(y_true, probs, bins: int = 15) -> float:
 def _top_k_accuracy(y: np.ndarray, probs: np.ndarray, k: int) -> float:
     "Top-k accuracy (sklearn, labels = all classes); k >= n_classes is 1 by definition."
     from sklearn.metrics import top_k_accuracy_score
+
     n = probs.shape[1]
-    if k >= n: return 1.0
-    if k == 1: return float((probs.argmax(1) == y).mean())  # sklearn cannot take 2 columns for 2 classes
+    if k >= n:
+        return 1.0
+    if k == 1:
+        return float((probs.argmax(1) == y).mean())  # sklearn cannot take 2 columns for 2 classes
     return float(top_k_accuracy_score(y, probs, k=k, labels=np.arange(n)))
 
 
 def compute_metrics(y_true, probs, classes: list[str], top_k: int = 3, bins: int = 15) -> dict:
     "Accuracy, top-k, macro/weighted P/R/F1, ECE, counts and per-class P/R/F1/support (keyed by class name)."
     from sklearn.metrics import precision_recall_fscore_support
+
     classes = [str(c) for c in classes]
     y, probs = _check(y_true, probs, len(classes))
-    if top_k < 1: raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     pred = probs.argmax(1)
     labels = np.arange(len(classes))
     present = np.union1d(y, pred)  # macro averages over classes in y_true or predictions (sklearn's default)
@@ -88,11 +108,18 @@ def compute_metrics(y_true, probs, classes: list[str], top_k: int = 3, bins: int
     for avg, lab in (("macro", present), ("weighted", labels)):
         p, r, f, _ = precision_recall_fscore_support(y, pred, labels=lab, average=avg, zero_division=0)
         out |= {f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)}
-    out |= {"ece": expected_calibration_error(y, probs, bins), "mean_confidence": float(probs.max(1).mean()),
-            "n_test": int(len(y)), "n_classes": len(classes), "n_classes_in_test": int(len(np.unique(y)))}
+    out |= {
+        "ece": expected_calibration_error(y, probs, bins),
+        "mean_confidence": float(probs.max(1).mean()),
+        "n_test": int(len(y)),
+        "n_classes": len(classes),
+        "n_classes_in_test": int(len(np.unique(y))),
+    }
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, average=None, zero_division=0)
-    out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                        for i, c in enumerate(classes)}
+    out["per_class"] = {
+        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, c in enumerate(classes)
+    }
     return out
 
 # %% ../nbs/06_evaluate.ipynb #b011ff03
@@ -106,25 +133,42 @@ def _confusion(y_true, y_pred, n: int) -> np.ndarray:
     return cm
 
 # %% ../nbs/06_evaluate.ipynb #4bd386f0
-def plot_confusion_matrix(y_true, y_pred, classes: list[str], path: str | os.PathLike,
-                          title: str = "Confusion matrix (row-normalised)") -> Path:
+def plot_confusion_matrix(
+    y_true, y_pred, classes: list[str], path: str | os.PathLike, title: str = "Confusion matrix (row-normalised)"
+) -> Path:
     "Row-normalised confusion-matrix heatmap (rows = true class; empty rows blank), sized for up to ~40 classes."
     import seaborn as sns
     from matplotlib.figure import Figure
+
     n = len(classes)
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if len(y_true) != len(y_pred): raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
     if len(y_true) and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= n):
         raise ValueError(f"labels must lie in 0..{n - 1}")
     cm = _confusion(y_true, y_pred, n).astype(float)
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.full_like(cm, np.nan), where=rows > 0)
     side = max(5.0, 3.0 + 0.3 * n)
-    fig = Figure(figsize=(side + 1.5, side)); ax = fig.subplots()
+    fig = Figure(figsize=(side + 1.5, side))
+    ax = fig.subplots()
     labels = [_label(c) for c in classes]
-    sns.heatmap(norm, ax=ax, vmin=0, vmax=1, cmap="Blues", square=True, annot=n <= 12, fmt=".2f",
-                annot_kws={"fontsize": 8}, xticklabels=labels, yticklabels=labels, linewidths=0.3 if n <= 40 else 0,
-                linecolor="0.9", cbar_kws={"label": "fraction of the true class", "shrink": 0.6})
+    sns.heatmap(
+        norm,
+        ax=ax,
+        vmin=0,
+        vmax=1,
+        cmap="Blues",
+        square=True,
+        annot=n <= 12,
+        fmt=".2f",
+        annot_kws={"fontsize": 8},
+        xticklabels=labels,
+        yticklabels=labels,
+        linewidths=0.3 if n <= 40 else 0,
+        linecolor="0.9",
+        cbar_kws={"label": "fraction of the true class", "shrink": 0.6},
+    )
     ax.tick_params(labelsize=8 if n <= 40 else 6)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     return _save(fig, path)
@@ -133,14 +177,31 @@ def plot_confusion_matrix(y_true, y_pred, classes: list[str], path: str | os.Pat
 def plot_reliability(table: pd.DataFrame, path: str | os.PathLike, title: str = "Reliability diagram") -> Path:
     "Reliability diagram: accuracy per confidence bin against the diagonal, bin counts below, ECE in the title."
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5.5, 6.5))
     ax, axc = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     w = (table["upper"] - table["lower"]).to_numpy()
     mid = ((table["upper"] + table["lower"]) / 2).to_numpy()
     filled = table["count"].to_numpy() > 0
-    ax.bar(mid[filled], table["accuracy"].to_numpy()[filled], width=w[filled], color="#4c72b0", edgecolor="white", label="accuracy")
-    ax.bar(mid[filled], (table["confidence"] - table["accuracy"]).to_numpy()[filled], bottom=table["accuracy"].to_numpy()[filled],
-           width=w[filled], facecolor="none", hatch="//", edgecolor="#c44e52", lw=0.8, label="gap to mean confidence")
+    ax.bar(
+        mid[filled],
+        table["accuracy"].to_numpy()[filled],
+        width=w[filled],
+        color="#4c72b0",
+        edgecolor="white",
+        label="accuracy",
+    )
+    ax.bar(
+        mid[filled],
+        (table["confidence"] - table["accuracy"]).to_numpy()[filled],
+        bottom=table["accuracy"].to_numpy()[filled],
+        width=w[filled],
+        facecolor="none",
+        hatch="//",
+        edgecolor="#c44e52",
+        lw=0.8,
+        label="gap to mean confidence",
+    )
     ax.plot([0, 1], [0, 1], "--", color="0.3", lw=1, label="perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{title}\nECE = {_ece_from_table(table):.4f}")
     ax.legend(loc="upper left", fontsize=8)
@@ -153,10 +214,14 @@ def plot_per_class_f1(metrics: dict, path: str | os.PathLike, title: str = "Per-
     "Horizontal bars of F1 per class in the test set (worst first), support in the labels, macro F1 marked."
     import seaborn as sns
     from matplotlib.figure import Figure
+
     pc = pd.DataFrame(metrics["per_class"]).T
     pc = pc[pc["support"] > 0].sort_values(["f1", "support"], kind="stable")
-    d = pd.DataFrame({"label": [f"{_label(c)} (n={int(s)})" for c, s in pc["support"].items()], "f1": pc["f1"].astype(float)})
-    fig = Figure(figsize=(8, 1.3 + 0.28 * len(d))); ax = fig.subplots()
+    d = pd.DataFrame(
+        {"label": [f"{_label(c)} (n={int(s)})" for c, s in pc["support"].items()], "f1": pc["f1"].astype(float)}
+    )
+    fig = Figure(figsize=(8, 1.3 + 0.28 * len(d)))
+    ax = fig.subplots()
     sns.barplot(d, x="f1", y="label", color="#55a868", ax=ax)
     ax.axvline(metrics["f1_macro"], color="0.2", ls="--", lw=1, label=f"macro F1 {metrics['f1_macro']:.3f}")
     ax.set(xlim=(0, 1.05), xlabel="F1", ylabel="", title=title)
@@ -164,32 +229,64 @@ def plot_per_class_f1(metrics: dict, path: str | os.PathLike, title: str = "Per-
     return _save(fig, path)
 
 # %% ../nbs/06_evaluate.ipynb #bc1dbbe5
-def evaluate_predictions(y_true, probs, classes: list[str], out_dir: str | os.PathLike = "reports",
-                         params: EvaluateParams = EvaluateParams(), paths=None, synthetic: bool = False,
-                         prefix: str = "", extra: dict | None = None) -> dict:
+def evaluate_predictions(
+    y_true,
+    probs,
+    classes: list[str],
+    out_dir: str | os.PathLike = "reports",
+    params: EvaluateParams = EvaluateParams(),
+    paths=None,
+    synthetic: bool = False,
+    prefix: str = "",
+    extra: dict | None = None,
+) -> dict:
     "Compute metrics; write metrics.json, classification_report.csv, confusion_matrix.csv, predictions.csv and figures."
     classes = [str(c) for c in classes]
     y, probs = _check(y_true, probs, len(classes))
-    if paths is not None and len(paths) != len(y): raise ValueError(f"{len(paths)} paths but {len(y)} labels")
+    if paths is not None and len(paths) != len(y):
+        raise ValueError(f"{len(paths)} paths but {len(y)} labels")
     m = compute_metrics(y, probs, classes, params.top_k, params.calibration_bins)
-    out_dir = Path(out_dir); figs = out_dir / "figures"; figs.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    figs = out_dir / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
     t = lambda s: SYNTHETIC_PREFIX + s if synthetic else s
     pred, conf = probs.argmax(1), probs.max(1)
 
     m |= extra or {}  # e.g. the temperature and the uncalibrated ECE (cli.stage_evaluate)
     flat = {k: v for k, v in m.items() if k != "per_class"} | {"synthetic": bool(synthetic)}
     (out_dir / f"{prefix}metrics.json").write_text(json.dumps(flat, indent=2))
-    (pd.DataFrame(m["per_class"]).T.rename_axis("class").astype({"support": int})
-     .to_csv(out_dir / f"{prefix}classification_report.csv"))
-    pd.DataFrame(_confusion(y, pred, len(classes)), index=pd.Index(classes, name="true"),
-                 columns=classes).to_csv(out_dir / f"{prefix}confusion_matrix.csv")
-    preds = pd.DataFrame({"true": np.asarray(classes)[y], "predicted": np.asarray(classes)[pred],
-                          "confidence": conf.round(6), "correct": pred == y})
-    if paths is not None: preds.insert(0, "path", [str(p) for p in paths])
+    (
+        pd.DataFrame(m["per_class"])
+        .T.rename_axis("class")
+        .astype({"support": int})
+        .to_csv(out_dir / f"{prefix}classification_report.csv")
+    )
+    pd.DataFrame(_confusion(y, pred, len(classes)), index=pd.Index(classes, name="true"), columns=classes).to_csv(
+        out_dir / f"{prefix}confusion_matrix.csv"
+    )
+    preds = pd.DataFrame(
+        {
+            "true": np.asarray(classes)[y],
+            "predicted": np.asarray(classes)[pred],
+            "confidence": conf.round(6),
+            "correct": pred == y,
+        }
+    )
+    if paths is not None:
+        preds.insert(0, "path", [str(p) for p in paths])
     preds.to_csv(out_dir / f"{prefix}predictions.csv", index=False)
 
-    plot_confusion_matrix(y, pred, classes, figs / f"{prefix}confusion_matrix.png",
-                          t(f"Confusion matrix (row-normalised), accuracy {m['accuracy']:.3f}"))
-    plot_reliability(reliability_table(y, probs, params.calibration_bins), figs / f"{prefix}reliability.png", t("Reliability diagram"))
+    plot_confusion_matrix(
+        y,
+        pred,
+        classes,
+        figs / f"{prefix}confusion_matrix.png",
+        t(f"Confusion matrix (row-normalised), accuracy {m['accuracy']:.3f}"),
+    )
+    plot_reliability(
+        reliability_table(y, probs, params.calibration_bins),
+        figs / f"{prefix}reliability.png",
+        t("Reliability diagram"),
+    )
     plot_per_class_f1(m, figs / f"{prefix}per_class_f1.png", t("Per-class F1"))
     return m

@@ -27,20 +27,28 @@ __all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 
 def export_savedmodel(model, path: str | os.PathLike) -> Path:
     "The model as a TensorFlow SavedModel with a `serve` signature taking (n, size, size, 3) float32 pixels."
     path = Path(path)
-    if path.exists(): shutil.rmtree(path)
+    if path.exists():
+        shutil.rmtree(path)
     model.export(str(path), format="tf_saved_model", verbose=False)
     return path
 
 
-def export_tflite(saved_model: str | os.PathLike, path: str | os.PathLike, quantize: str = "none",
-                  representative: np.ndarray | None = None) -> Path:
+def export_tflite(
+    saved_model: str | os.PathLike,
+    path: str | os.PathLike,
+    quantize: str = "none",
+    representative: np.ndarray | None = None,
+) -> Path:
     "A SavedModel as a `.tflite` flat buffer: `quantize` none (fp32), dynamic (int8 weights) or int8 (weights and activations)."
     import tensorflow as tf
-    if quantize not in ("none", "dynamic", "int8"): raise ValueError(f"unknown quantisation {quantize!r}: none, dynamic or int8")
+
+    if quantize not in ("none", "dynamic", "int8"):
+        raise ValueError(f"unknown quantisation {quantize!r}: none, dynamic or int8")
     if quantize == "int8" and (representative is None or not len(representative)):
         raise ValueError("full int8 quantisation needs representative images (export.representative_images)")
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    if quantize in ("dynamic", "int8"): conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize in ("dynamic", "int8"):
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "int8":
         conv.representative_dataset = lambda: ([x[None]] for x in np.asarray(representative, np.float32))
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -54,19 +62,40 @@ def export_onnx(saved_model: str | os.PathLike, path: str | os.PathLike, opset: 
     EfficientNet's normalisation constants as extra graph inputs."""
     import subprocess
     import sys
-    r = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--output", str(path),
-                        "--opset", str(opset)], capture_output=True, text=True)
-    if r.returncode != 0: raise RuntimeError(f"ONNX conversion failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tf2onnx.convert",
+            "--saved-model",
+            str(saved_model),
+            "--output",
+            str(path),
+            "--opset",
+            str(opset),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(
+            f"ONNX conversion failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
+        )
     return Path(path)
 
 # %% ../nbs/15_export.ipynb #ae109635
-def split_images(manifest: Manifest, classes: list[str], split: str, size: int, limit: int | None = None,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_images(
+    manifest: Manifest, classes: list[str], split: str, size: int, limit: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     "Pixels (n, size, size, 3) and class ids of a split, decoded as training decodes them (`limit`: a seeded sample)."
     from plant_disease.pipeline import load_image
+
     df = manifest.split(split)
-    if df.empty: raise ValueError(f"the {split!r} split is empty")
-    if limit is not None and limit < len(df): df = df.sample(limit, random_state=seed)
+    if df.empty:
+        raise ValueError(f"the {split!r} split is empty")
+    if limit is not None and limit < len(df):
+        df = df.sample(limit, random_state=seed)
     index = {c: i for i, c in enumerate(classes)}
     x = np.stack([load_image(p, size).numpy() for p in df["path"]]).astype(np.float32)
     return x, df["class"].map(index).to_numpy()
@@ -74,7 +103,7 @@ def split_images(manifest: Manifest, classes: list[str], split: str, size: int, 
 
 def batched(fn, x: np.ndarray, batch: int = 32) -> np.ndarray:
     "`fn` over `x` in chunks of `batch` rows, concatenated."
-    return np.concatenate([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return np.concatenate([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
 def _size(path: Path) -> int:
@@ -83,12 +112,22 @@ def _size(path: Path) -> int:
 
 def _link(src: Path, dst: Path) -> None:
     dst.unlink(missing_ok=True)
-    try: os.link(src, dst)
-    except OSError: shutil.copy2(src, dst)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 # %% ../nbs/15_export.ipynb #82af465f
-def calibrate_int8(saved_model, path: str | os.PathLike, manifest: Manifest, classes: list[str], size: int,
-                   sizes: list[int], reference, seed: int = 0) -> dict:
+def calibrate_int8(
+    saved_model,
+    path: str | os.PathLike,
+    manifest: Manifest,
+    classes: list[str],
+    size: int,
+    sizes: list[int],
+    reference,
+    seed: int = 0,
+) -> dict:
     """Full-int8 `.tflite` at `path`, calibrated with the size in `sizes` whose model agrees best with `reference` (the
     Keras runtime) on the validation split."""
     sizes = sorted(set(sizes))
@@ -108,21 +147,29 @@ def calibrate_int8(saved_model, path: str | os.PathLike, manifest: Manifest, cla
     path.with_suffix(f".{best}.tflite").replace(path)
     for n in sizes:
         path.with_suffix(f".{n}.tflite").unlink(missing_ok=True)
-    return {"representative_images": best, "chosen_on": "val", "val_agreement": {str(n): a for n, a in agreement.items()}}
+    return {
+        "representative_images": best,
+        "chosen_on": "val",
+        "val_agreement": {str(n): a for n, a in agreement.items()},
+    }
 
 # %% ../nbs/15_export.ipynb #5e9885d6
 def _check(probs: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_acc: float) -> dict:
     acc = float((probs.argmax(1) == y).mean())
-    return {"accuracy": round(acc, 5), "accuracy_drop": round(ref_acc - acc, 5),
-            "agreement": round(float((probs.argmax(1) == ref.argmax(1)).mean()), 5),
-            "max_abs_prob_diff": round(float(np.abs(probs - ref).max()), 5)}
+    return {
+        "accuracy": round(acc, 5),
+        "accuracy_drop": round(ref_acc - acc, 5),
+        "agreement": round(float((probs.argmax(1) == ref.argmax(1)).mean()), 5),
+        "max_abs_prob_diff": round(float(np.abs(probs - ref).max()), 5),
+    }
 
 
 def _abstain_threshold(rt, xv: np.ndarray | None, meta: dict, batch: int) -> float | None:
     """The probability-score threshold of the abstention rule refitted on the validation split with runtime `rt`'s
     own probabilities (quantisation moves them: a threshold fitted on Keras's may reject everything under int8)."""
     ab = meta.get("abstain")
-    if not ab or xv is None or not len(xv): return None
+    if not ab or xv is None or not len(xv):
+        return None
     p = apply_temperature(batched(rt, xv, batch), float(meta.get("temperature", 1.0)))
     budget = ab["target_false_rejection"] / (2 if ab.get("domain_threshold") is not None else 1)
     return fit_threshold(ood_score(p, ab["score"]), budget)
@@ -130,26 +177,38 @@ def _abstain_threshold(rt, xv: np.ndarray | None, meta: dict, batch: int) -> flo
 
 def _unknown_share(probs: np.ndarray, meta: dict, threshold: float | None) -> float | None:
     "Share of images whose probability score falls below `threshold` (the domain check does not depend on the runtime)."
-    if threshold is None: return None
+    if threshold is None:
+        return None
     p = apply_temperature(probs, float(meta.get("temperature", 1.0)))
     return round(float((ood_score(p, meta["abstain"]["score"]) < threshold).mean()), 5)
 
 
-def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manifest: Manifest,
-                 ep: ExportParams = ExportParams(), batch: int = 32, log=print) -> dict:
+def export_model(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    manifest: Manifest,
+    ep: ExportParams = ExportParams(),
+    batch: int = 32,
+    log=print,
+) -> dict:
     "Write the formats of `ep` for the model in `model_dir` into `out_dir` (a complete model folder) with `export.json`."
     import keras
     import plant_disease.model  # noqa: F401  (registers the preprocessing layer)
+
     src, out = Path(model_dir), Path(out_dir)
     for f in ("model.keras", "classes.json"):
-        if not (src / f).exists(): raise FileNotFoundError(f"{src / f} not found: train a model first (plant-disease train)")
+        if not (src / f).exists():
+            raise FileNotFoundError(f"{src / f} not found: train a model first (plant-disease train)")
     out.mkdir(parents=True, exist_ok=True)
     if src.resolve() != out.resolve():
-        for f in ("model.keras", "classes.json"): _link(src / f, out / f)
+        for f in ("model.keras", "classes.json"):
+            _link(src / f, out / f)
     for f in [*RUNTIME_FILES.values()][1:]:  # formats of an earlier export that are not asked for now
         p = out / f
-        if p.is_dir(): shutil.rmtree(p)
-        elif p.exists(): p.unlink()
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
     meta = json.loads((src / "classes.json").read_text())
     classes = meta["classes"]
     model = keras.saving.load_model(src / "model.keras", compile=False)
@@ -161,31 +220,60 @@ def export_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, manif
     ref_acc = float((ref.argmax(1) == y).mean())
     xv = split_images(manifest, classes, "val", size)[0] if meta.get("abstain") and len(manifest.split("val")) else None
     thr = _abstain_threshold(keras_rt, xv, meta, batch)
-    report = {"image_size": size, "classes": len(classes), "split": split, "n_images": int(len(x)),
-              "max_accuracy_drop": ep.max_accuracy_drop, "machine": f"{os.cpu_count()} CPU cores",
-              "formats": {"keras": {"file": "model.keras", "size_bytes": _size(out / "model.keras"), "accuracy": round(ref_acc, 5),
-                                    "batch1_ms": round(time_runtime(keras_rt), 2),
-                                    "abstain_threshold": thr, "unknown_share": _unknown_share(ref, meta, thr)}}}
+    report = {
+        "image_size": size,
+        "classes": len(classes),
+        "split": split,
+        "n_images": int(len(x)),
+        "max_accuracy_drop": ep.max_accuracy_drop,
+        "machine": f"{os.cpu_count()} CPU cores",
+        "formats": {
+            "keras": {
+                "file": "model.keras",
+                "size_bytes": _size(out / "model.keras"),
+                "accuracy": round(ref_acc, 5),
+                "batch1_ms": round(time_runtime(keras_rt), 2),
+                "abstain_threshold": thr,
+                "unknown_share": _unknown_share(ref, meta, thr),
+            }
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        sm = export_savedmodel(model, out / RUNTIME_FILES["savedmodel"] if "savedmodel" in ep.formats else Path(tmp) / "sm")
+        sm = export_savedmodel(
+            model, out / RUNTIME_FILES["savedmodel"] if "savedmodel" in ep.formats else Path(tmp) / "sm"
+        )
         for name in ep.formats:
             t = time.perf_counter()
             path = out / RUNTIME_FILES[name]
             if name == "tflite_int8":
-                report["int8_calibration"] = calibrate_int8(sm, path, manifest, classes, size, ep.representative_images, keras_rt)
-            elif name.startswith("tflite_"): export_tflite(sm, path, {"tflite_fp32": "none", "tflite_dynamic": "dynamic"}[name])
-            elif name == "onnx": export_onnx(sm, path, ep.onnx_opset)
+                report["int8_calibration"] = calibrate_int8(
+                    sm, path, manifest, classes, size, ep.representative_images, keras_rt
+                )
+            elif name.startswith("tflite_"):
+                export_tflite(sm, path, {"tflite_fp32": "none", "tflite_dynamic": "dynamic"}[name])
+            elif name == "onnx":
+                export_onnx(sm, path, ep.onnx_opset)
             seconds = time.perf_counter() - t
             rt = load_runtime(name, out)
             probs = batched(rt, x, batch)
             t_fmt = _abstain_threshold(rt, xv, meta, batch)
-            report["formats"][name] = {"file": RUNTIME_FILES[name], "size_bytes": _size(path), **_check(probs, y, ref, ref_acc),
-                                       "batch1_ms": round(time_runtime(rt), 2), "export_seconds": round(seconds, 1),
-                                       "abstain_threshold": t_fmt, "unknown_share": _unknown_share(probs, meta, t_fmt)}
+            report["formats"][name] = {
+                "file": RUNTIME_FILES[name],
+                "size_bytes": _size(path),
+                **_check(probs, y, ref, ref_acc),
+                "batch1_ms": round(time_runtime(rt), 2),
+                "export_seconds": round(seconds, 1),
+                "abstain_threshold": t_fmt,
+                "unknown_share": _unknown_share(probs, meta, t_fmt),
+            }
             r = report["formats"][name]
-            log(f"export: {name}: {r['size_bytes'] / 1e6:.1f} MB, accuracy {r['accuracy']:.4f} "
-                f"(drop {r['accuracy_drop']:+.4f}, agreement {r['agreement']:.4f}), {r['batch1_ms']} ms/image")
-    ok = {k: v for k, v in report["formats"].items() if k == "keras" or v["accuracy_drop"] <= ep.max_accuracy_drop + 1e-12}
+            log(
+                f"export: {name}: {r['size_bytes'] / 1e6:.1f} MB, accuracy {r['accuracy']:.4f} "
+                f"(drop {r['accuracy_drop']:+.4f}, agreement {r['agreement']:.4f}), {r['batch1_ms']} ms/image"
+            )
+    ok = {
+        k: v for k, v in report["formats"].items() if k == "keras" or v["accuracy_drop"] <= ep.max_accuracy_drop + 1e-12
+    }
     report["fastest_within_limit"] = min(ok, key=lambda k: ok[k]["batch1_ms"])
     (out / EXPORT_REPORT).write_text(json.dumps(report, indent=2))
     return report

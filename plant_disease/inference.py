@@ -33,6 +33,7 @@ __all__ = ['DEFAULT_MAX_PIXELS', 'Prediction', 'InvalidImageError', 'Predictor',
 class Prediction:
     """One image's answer: the top class in words, its probability and the top-k alternatives; or, when the
     image does not look like a leaf the model knows (`unknown`), label `unknown`, no class, and `advice`."""
+
     class_id: int | None
     label: str
     crop: str | None
@@ -41,24 +42,47 @@ class Prediction:
     confidence: float
     top_k: list[dict] = field(default_factory=list)
     unknown: bool = False
-    ood_score: float | None = None     # the calibrated-probability score (abstain.score)
+    ood_score: float | None = None  # the calibrated-probability score (abstain.score)
     domain_score: float | None = None  # how much the photo looks like the training photos (notebook 18)
     advice: str | None = None
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-def _prediction(probs: np.ndarray, classes: list[str], k: int, abstain: dict | None = None, domain: float | None = None) -> Prediction:
+def _prediction(
+    probs: np.ndarray, classes: list[str], k: int, abstain: dict | None = None, domain: float | None = None
+) -> Prediction:
     order = np.argsort(-probs)[:k]
-    top = [{"class_id": int(i), "label": classes[i], "crop": parse_label(classes[i])[0],
-            "disease": parse_label(classes[i])[1], "probability": float(probs[i])} for i in order]
+    top = [
+        {
+            "class_id": int(i),
+            "label": classes[i],
+            "crop": parse_label(classes[i])[0],
+            "disease": parse_label(classes[i])[1],
+            "probability": float(probs[i]),
+        }
+        for i in order
+    ]
     best = top[0]
     score = float(ood_score(probs[None], abstain["score"])[0]) if abstain else None
     domain = None if domain is None else float(domain)
     if abstain and abstains(probs[None], abstain, None if domain is None else np.array([domain]))[0]:
-        return Prediction(None, UNKNOWN, None, None, None, best["probability"], top, True, score, domain, ADVICE)  # notebook 18
-    return Prediction(best["class_id"], best["label"], best["crop"], best["disease"],
-                      best["disease"].lower() == "healthy", best["probability"], top, False, score, domain)
+        return Prediction(
+            None, UNKNOWN, None, None, None, best["probability"], top, True, score, domain, ADVICE
+        )  # notebook 18
+    return Prediction(
+        best["class_id"],
+        best["label"],
+        best["crop"],
+        best["disease"],
+        best["disease"].lower() == "healthy",
+        best["probability"],
+        top,
+        False,
+        score,
+        domain,
+    )
 
 # %% ../nbs/07_inference.ipynb #e490cd61
 class InvalidImageError(ValueError):
@@ -77,60 +101,93 @@ def _decoder(size: int):
 def _to_tensor(image, size: int, max_pixels: int) -> tf.Tensor:
     "Any supported input -> (size, size, 3) float32 0..255, exactly as training resized it."
     if isinstance(image, (str, os.PathLike)):
-        try: image = Path(image).read_bytes()
-        except OSError as e: raise InvalidImageError(f"cannot read {image}: {e.strerror or e}") from None
+        try:
+            image = Path(image).read_bytes()
+        except OSError as e:
+            raise InvalidImageError(f"cannot read {image}: {e.strerror or e}") from None
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
         chk = check_image(data, formats=("JPEG", "PNG", "WEBP"), max_pixels=max_pixels)
-        if not chk.ok: raise InvalidImageError(chk.reason)
-        if chk.format != "WEBP": return _decoder(size)(tf.constant(data))
+        if not chk.ok:
+            raise InvalidImageError(chk.reason)
+        if chk.format != "WEBP":
+            return _decoder(size)(tf.constant(data))
         image = Image.open(io.BytesIO(data))  # TensorFlow cannot decode WebP: PIL does, resize stays TF's
     if isinstance(image, Image.Image):
-        if image.width * image.height > max_pixels: raise InvalidImageError(f"too many pixels: {image.width}x{image.height}")
+        if image.width * image.height > max_pixels:
+            raise InvalidImageError(f"too many pixels: {image.width}x{image.height}")
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
-        if image.ndim == 2: image = np.repeat(image[..., None], 3, axis=-1)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
         if image.ndim != 3 or image.shape[-1] not in (3, 4) or min(image.shape[:2]) < 1:
             raise InvalidImageError(f"expected an HxWx3 RGB array, got shape {image.shape}")
         img = tf.image.resize(tf.cast(image[..., :3], tf.float32), (size, size), method="bilinear", antialias=True)
         return tf.clip_by_value(img, 0.0, 255.0)
-    raise InvalidImageError(f"unsupported input type {type(image).__name__}: give bytes, a path, a PIL image or an array")
+    raise InvalidImageError(
+        f"unsupported input type {type(image).__name__}: give bytes, a path, a PIL image or an array"
+    )
 
 # %% ../nbs/07_inference.ipynb #7e8d2d29
 class Predictor:
     "A trained classifier with its class names: validated inputs in, `Prediction`s (and Grad-CAM) out."
 
-    def __init__(self, model: keras.Model, classes: list[str], top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 metadata: dict | None = None, runtime: Runtime | None = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        classes: list[str],
+        top_k: int = 5,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        metadata: dict | None = None,
+        runtime: Runtime | None = None,
+    ):
         n_out = model.output_shape[-1]
-        if len(classes) != n_out: raise ValueError(f"{len(classes)} class names for a model with {n_out} outputs")
+        if len(classes) != n_out:
+            raise ValueError(f"{len(classes)} class names for a model with {n_out} outputs")
         self.model, self.classes, self.top_k, self.max_pixels = model, list(classes), top_k, max_pixels
         self.image_size = int(model.input_shape[1])
         self.metadata = metadata or {}
         self.runtime = runtime or KerasRuntime(model)
         if (self.runtime.image_size, self.runtime.n_classes) != (self.image_size, n_out):
-            raise ValueError(f"runtime {self.runtime.name} is {self.runtime.image_size}px with {self.runtime.n_classes} classes, "
-                             f"the Keras model {self.image_size}px with {n_out}: not the same model")
+            raise ValueError(
+                f"runtime {self.runtime.name} is {self.runtime.image_size}px with {self.runtime.n_classes} classes, "
+                f"the Keras model {self.image_size}px with {n_out}: not the same model"
+            )
         self.runtime_choice = {"runtime": self.runtime.name, "reason": "given"}
         self.temperature = float(self.metadata.get("temperature", 1.0))  # fitted by `train` on the validation split
-        self.abstain = self.metadata.get("abstain")  # {score, threshold}: "unknown" below it (notebook 18); None never abstains
-        self.domain = self.metadata.get("domain")    # the training photos' descriptor model, for the domain check
+        self.abstain = self.metadata.get(
+            "abstain"
+        )  # {score, threshold}: "unknown" below it (notebook 18); None never abstains
+        self.domain = self.metadata.get("domain")  # the training photos' descriptor model, for the domain check
         self.batcher = None  # a `batching.MicroBatcher` in front of the runtime, when enabled
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike = "models", runtime: str = "keras", max_accuracy_drop: float | None = None,
-                 **kwargs) -> "Predictor":
+    def from_dir(
+        cls,
+        model_dir: str | os.PathLike = "models",
+        runtime: str = "keras",
+        max_accuracy_drop: float | None = None,
+        **kwargs,
+    ) -> "Predictor":
         """Load `model.keras` and `classes.json` written by `train`; answer with `runtime` (a name in `runtimes.RUNTIMES`,
         or `auto`: the fastest exported format within `max_accuracy_drop`, see `runtimes.select_runtime`)."""
         d = Path(model_dir)
         for f in ("model.keras", "classes.json"):
-            if not (d / f).exists(): raise FileNotFoundError(f"{d / f} not found: train a model first (plant-disease train)")
+            if not (d / f).exists():
+                raise FileNotFoundError(f"{d / f} not found: train a model first (plant-disease train)")
         meta = json.loads((d / "classes.json").read_text())
         import plant_disease.model  # registers the preprocessing layer  # noqa: F401
+
         model = keras.saving.load_model(d / "model.keras", compile=False)
         rt, why = select_runtime(d, runtime, model, max_accuracy_drop)
-        fmt = json.loads((d / EXPORT_REPORT).read_text()).get("formats", {}).get(rt.name, {}) if (d / EXPORT_REPORT).exists() else {}
-        if meta.get("abstain") and fmt.get("abstain_threshold") is not None:  # refitted with this runtime's probabilities
+        fmt = (
+            json.loads((d / EXPORT_REPORT).read_text()).get("formats", {}).get(rt.name, {})
+            if (d / EXPORT_REPORT).exists()
+            else {}
+        )
+        if (
+            meta.get("abstain") and fmt.get("abstain_threshold") is not None
+        ):  # refitted with this runtime's probabilities
             meta = {**meta, "abstain": {**meta["abstain"], "threshold": fmt["abstain_threshold"], "runtime": rt.name}}
         p = cls(model, meta["classes"], metadata=meta, runtime=rt, **kwargs)
         p.runtime_choice = why
@@ -151,7 +208,8 @@ class Predictor:
                 x = tf.stack([self.preprocess(im) for im in images]).numpy()
                 return self._infer(x, infer), x
         x = tf.stack([self.preprocess(im) for im in images])
-        if not tta: return self._infer(x.numpy()), x.numpy()
+        if not tta:
+            return self._infer(x.numpy()), x.numpy()
         views = [x, tf.image.flip_left_right(x), tf.image.flip_up_down(x)]
         return np.mean([self._infer(v.numpy()) for v in views], axis=0), x.numpy()
 
@@ -171,13 +229,22 @@ class Predictor:
         "Answers for several images in one model call."
         probs, x = self._forward(images, tta)
         dom = self.domain_scores(x)
-        return [_prediction(p, self.classes, min(top_k or self.top_k, len(self.classes)), self.abstain,
-                            None if dom is None else dom[i]) for i, p in enumerate(probs)]
+        return [
+            _prediction(
+                p,
+                self.classes,
+                min(top_k or self.top_k, len(self.classes)),
+                self.abstain,
+                None if dom is None else dom[i],
+            )
+            for i, p in enumerate(probs)
+        ]
 
 # %% ../nbs/07_inference.ipynb #0df61af7
 def gradcam(model: keras.Model, x: tf.Tensor, class_id: int | None = None) -> np.ndarray:
     "Grad-CAM heatmap in [0, 1] of shape (h, w) of the last feature map, for one preprocessed image `x` (H, W, 3)."
-    if keras.backend.backend() != "tensorflow": raise NotImplementedError("Grad-CAM here needs the TensorFlow backend")
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError("Grad-CAM here needs the TensorFlow backend")
     grad_model = keras.Model(model.inputs, [model.get_layer(f"{HEAD_PREFIX}gap").input, model.output])
     with tf.GradientTape() as tape:
         fmap, probs = grad_model(x[None], training=False)
@@ -191,20 +258,31 @@ def gradcam(model: keras.Model, x: tf.Tensor, class_id: int | None = None) -> np
 def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
     "Blend a [0, 1] heatmap (jet colours) over an RGB image (0..255)."
     from matplotlib import colormaps
+
     h, w = image.shape[:2]
     hm = np.asarray(Image.fromarray(np.uint8(heatmap * 255)).resize((w, h), Image.BILINEAR)) / 255.0
     colour = colormaps["jet"](hm)[..., :3] * 255
     return Image.fromarray(np.uint8(np.clip((1 - alpha) * image + alpha * colour, 0, 255)))
 
 # %% ../nbs/07_inference.ipynb #e54baa19
-def _explain(self: Predictor, image, class_id: int | None = None, alpha: float = 0.45) -> tuple[Prediction, Image.Image]:
+def _explain(
+    self: Predictor, image, class_id: int | None = None, alpha: float = 0.45
+) -> tuple[Prediction, Image.Image]:
     "The prediction for `image` and its Grad-CAM overlay (a PIL image of the model's input size)."
     x = self.preprocess(image)
     dom = self.domain_scores(x.numpy()[None])
-    p = _prediction(self._infer(x.numpy()[None])[0], self.classes, min(self.top_k, len(self.classes)), self.abstain,
-                    None if dom is None else dom[0])
-    cam = gradcam(self.model, x, p.top_k[0]["class_id"] if class_id is None else class_id)  # unknown: the best guess's evidence
+    p = _prediction(
+        self._infer(x.numpy()[None])[0],
+        self.classes,
+        min(self.top_k, len(self.classes)),
+        self.abstain,
+        None if dom is None else dom[0],
+    )
+    cam = gradcam(
+        self.model, x, p.top_k[0]["class_id"] if class_id is None else class_id
+    )  # unknown: the best guess's evidence
     return p, overlay_heatmap(x.numpy(), cam, alpha)
+
 
 Predictor.explain = _explain
 
@@ -213,7 +291,9 @@ def _warm_up(self: Predictor, explain: bool = True) -> float:
     "Trace the prediction (and Grad-CAM) on a grey image, so the first real photo is not slow; return the seconds."
     t, img = time.perf_counter(), np.full((self.image_size, self.image_size, 3), 128, np.uint8)
     self.predict(img)
-    if explain: self.explain(img)
+    if explain:
+        self.explain(img)
     return time.perf_counter() - t
+
 
 Predictor.warm_up = _warm_up

@@ -23,34 +23,45 @@ __all__ = ['BACKBONES', 'HEAD_PREFIX', 'BackbonePreprocess', 'ResNet18Slim', 'Mo
 @keras.saving.register_keras_serializable(package="plant_disease")
 class BackbonePreprocess(layers.Layer):
     "The backbone's `preprocess_input` as a layer: `caffe` (BGR, mean-subtracted), `tf` ([-1, 1]) or `none`."
+
     MEANS_BGR = (103.939, 116.779, 123.68)
 
     def __init__(self, mode: str = "caffe", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("caffe", "tf", "none"): raise ValueError(f"unknown preprocessing mode {mode!r}")
+        if mode not in ("caffe", "tf", "none"):
+            raise ValueError(f"unknown preprocessing mode {mode!r}")
         self.mode = mode
 
     def call(self, x):
         x = ops.cast(x, self.compute_dtype)
         # RGB -> BGR as a gather, not a flip: LiteRT's int8 ReverseV2 gives its output a new scale but copies the
         # bytes, which broke full-int8 models (relative error 1.8 after the first convolution; 0.02 with the gather)
-        if self.mode == "caffe": return ops.take(x, [2, 1, 0], axis=-1) - ops.convert_to_tensor(self.MEANS_BGR, self.compute_dtype)
-        if self.mode == "tf": return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            return ops.take(x, [2, 1, 0], axis=-1) - ops.convert_to_tensor(self.MEANS_BGR, self.compute_dtype)
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
         return x
 
-    def get_config(self): return {**super().get_config(), "mode": self.mode}
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
 
 # %% ../nbs/04_model.ipynb #8633dbf8
 def _conv_bn(x, filters: int, stride: int, name: str, relu: bool = True, kernel: int = 3):
-    x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters, kernel, stride, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv"
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def ResNet18Slim(include_top: bool = False, weights=None, input_tensor=None, input_shape=None, widths=(32, 64, 128, 256)) -> keras.Model:
+def ResNet18Slim(
+    include_top: bool = False, weights=None, input_tensor=None, input_shape=None, widths=(32, 64, 128, 256)
+) -> keras.Model:
     "ResNet-18's layout at half width, stride-2 stem, no max-pool (a backbone: `include_top` must be False)."
-    if include_top: raise ModelError("resnet18slim is a backbone: build it with include_top=False")
-    if weights is not None: raise ModelError("resnet18slim has no pretrained weights: use weights: none or a local weights file")
+    if include_top:
+        raise ModelError("resnet18slim is a backbone: build it with include_top=False")
+    if weights is not None:
+        raise ModelError("resnet18slim has no pretrained weights: use weights: none or a local weights file")
     inputs = input_tensor if input_tensor is not None else keras.Input(input_shape or (None, None, 3))
     x = _conv_bn(inputs, widths[0], 2, "stem")
     for i, w in enumerate(widths, start=1):
@@ -58,7 +69,11 @@ def ResNet18Slim(include_top: bool = False, weights=None, input_tensor=None, inp
             stride = 2 if j == 0 else 1
             y = _conv_bn(x, w, stride, f"block{i}{tag}_1")
             y = _conv_bn(y, w, 1, f"block{i}{tag}_2", relu=False)
-            short = _conv_bn(x, w, stride, f"block{i}{tag}_proj", relu=False, kernel=1) if stride != 1 or x.shape[-1] != w else x
+            short = (
+                _conv_bn(x, w, stride, f"block{i}{tag}_proj", relu=False, kernel=1)
+                if stride != 1 or x.shape[-1] != w
+                else x
+            )
             x = layers.ReLU(name=f"block{i}{tag}_out")(layers.Add(name=f"block{i}{tag}_add")([y, short]))
     src = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor)
     return keras.Model(src, x, name="resnet18slim")
@@ -82,8 +97,10 @@ class ModelError(ValueError):
 def build_model(n_classes: int, image_size: int | None, mp: ModelParams = ModelParams()) -> keras.Model:
     """Backbone + head classifier for `n_classes`, taking raw RGB (0..255) images of `image_size`
     (`None`: any size, for progressive resizing; `at_size` fixes it afterwards)."""
-    if n_classes < 2: raise ModelError(f"need at least 2 classes to train a classifier, got {n_classes}")
-    if image_size is not None and image_size < 32: raise ModelError(f"image_size {image_size} is too small for {mp.backbone} (minimum 32)")
+    if n_classes < 2:
+        raise ModelError(f"need at least 2 classes to train a classifier, got {n_classes}")
+    if image_size is not None and image_size < 32:
+        raise ModelError(f"image_size {image_size} is too small for {mp.backbone} (minimum 32)")
     fn, mode = BACKBONES[mp.backbone]
     w = mp.weights.strip()
     path = None if w.lower() in ("imagenet", "none") else Path(os.path.expanduser(w))
@@ -91,14 +108,21 @@ def build_model(n_classes: int, image_size: int | None, mp: ModelParams = ModelP
         raise ModelError(f"model.weights: {w!r} is neither 'imagenet', 'none' nor an existing weights file")
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = BackbonePreprocess(mode, name="preprocess")(inputs)
-    if image_size is None and w.lower() == "imagenet": raise ModelError("ImageNet weights need a fixed image size")
-    try: backbone = fn(include_top=False, weights="imagenet" if w.lower() == "imagenet" else None, input_tensor=x)
+    if image_size is None and w.lower() == "imagenet":
+        raise ModelError("ImageNet weights need a fixed image size")
+    try:
+        backbone = fn(include_top=False, weights="imagenet" if w.lower() == "imagenet" else None, input_tensor=x)
     except Exception as e:
-        raise ModelError(f"could not build {mp.backbone} with weights={w!r}: {e} "
-                         "(imagenet weights download on first use; offline, use weights: none or a local file)") from None
-    if path is not None: load_backbone_weights(backbone, path)
+        raise ModelError(
+            f"could not build {mp.backbone} with weights={w!r}: {e} "
+            "(imagenet weights download on first use; offline, use weights: none or a local file)"
+        ) from None
+    if path is not None:
+        load_backbone_weights(backbone, path)
     x = layers.GlobalAveragePooling2D(name=f"{HEAD_PREFIX}gap")(backbone.output)
-    if mp.dense_units:  # a hidden layer for a pretrained backbone's features; 0: the classifier sits on the pooled features
+    if (
+        mp.dense_units
+    ):  # a hidden layer for a pretrained backbone's features; 0: the classifier sits on the pooled features
         x = layers.BatchNormalization(name=f"{HEAD_PREFIX}bn")(x)
         x = layers.Dense(mp.dense_units, activation="relu", name=f"{HEAD_PREFIX}dense")(x)
     x = layers.Dropout(mp.dropout, name=f"{HEAD_PREFIX}dropout")(x)
@@ -106,14 +130,21 @@ def build_model(n_classes: int, image_size: int | None, mp: ModelParams = ModelP
     model = keras.Model(inputs, outputs, name=f"plant_disease_{mp.backbone}")
     if mp.bn_momentum is not None:
         for l in model.layers:
-            if isinstance(l, layers.BatchNormalization): l.momentum = mp.bn_momentum
+            if isinstance(l, layers.BatchNormalization):
+                l.momentum = mp.bn_momentum
     return model
 
 # %% ../nbs/04_model.ipynb #c21ba8a7
 def backbone_layers(model: keras.Model) -> list[layers.Layer]:
     "The backbone's layers, in order (everything between the preprocessing layer and the head)."
-    return [l for l in model.layers if not isinstance(l, layers.InputLayer) and l.name != "preprocess"
-            and not l.name.startswith(HEAD_PREFIX) and l.name != "predictions"]
+    return [
+        l
+        for l in model.layers
+        if not isinstance(l, layers.InputLayer)
+        and l.name != "preprocess"
+        and not l.name.startswith(HEAD_PREFIX)
+        and l.name != "predictions"
+    ]
 
 
 def backbone_model(model: keras.Model) -> keras.Model:
@@ -124,7 +155,8 @@ def backbone_model(model: keras.Model) -> keras.Model:
 def save_backbone_weights(model: keras.Model, path: str | os.PathLike) -> Path:
     "Write the backbone's weights to a `.weights.h5` file that `weights: <path>` can load."
     path = Path(path)
-    if not path.name.endswith(".weights.h5"): raise ModelError(f"{path}: weights files must end in .weights.h5")
+    if not path.name.endswith(".weights.h5"):
+        raise ModelError(f"{path}: weights files must end in .weights.h5")
     path.parent.mkdir(parents=True, exist_ok=True)
     backbone_model(model).save_weights(path)
     return path
@@ -132,24 +164,31 @@ def save_backbone_weights(model: keras.Model, path: str | os.PathLike) -> Path:
 
 def load_backbone_weights(backbone: keras.Model, path: str | os.PathLike) -> None:
     "Load a `.weights.h5` file into a freshly built backbone; a mismatch is a clear `ModelError`."
-    try: backbone.load_weights(path)
+    try:
+        backbone.load_weights(path)
     except Exception as e:
-        raise ModelError(f"weights file {path} does not fit this backbone/image size: {str(e).splitlines()[0]}") from None
+        raise ModelError(
+            f"weights file {path} does not fit this backbone/image size: {str(e).splitlines()[0]}"
+        ) from None
 
 # %% ../nbs/04_model.ipynb #be1f1262
 def set_trainable(model: keras.Model, unfreeze_last: int | str = 0, train_bn: bool = False) -> dict:
     "Freeze the backbone except its last `unfreeze_last` layers (`'all'` = every one); the head always trains."
     model.trainable = True
     bb = backbone_layers(model)
-    chosen = bb if unfreeze_last == "all" else (bb[-int(unfreeze_last):] if int(unfreeze_last) > 0 else [])
+    chosen = bb if unfreeze_last == "all" else (bb[-int(unfreeze_last) :] if int(unfreeze_last) > 0 else [])
     chosen_ids = {id(l) for l in chosen}
     for l in bb:
         l.trainable = id(l) in chosen_ids and (train_bn or not isinstance(l, layers.BatchNormalization))
     for l in model.layers:
-        if l.name.startswith(HEAD_PREFIX) or l.name == "predictions": l.trainable = True
+        if l.name.startswith(HEAD_PREFIX) or l.name == "predictions":
+            l.trainable = True
     n_train = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    return {"unfrozen_layers": len(chosen), "trainable_params": n_train,
-            "frozen_params": sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)}
+    return {
+        "unfrozen_layers": len(chosen),
+        "trainable_params": n_train,
+        "frozen_params": sum(int(np.prod(w.shape)) for w in model.non_trainable_weights),
+    }
 
 # %% ../nbs/04_model.ipynb #28870627
 def at_size(model: keras.Model, image_size: int, mp: ModelParams) -> keras.Model:

@@ -20,27 +20,34 @@ __all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'THUMB', 'HIST_BINS', 'EDGE_EDGES', 'D
 # %% ../nbs/18_ood.ipynb #306605f8
 SCORES = ("msp", "margin", "neg_entropy")
 UNKNOWN = "unknown"
-ADVICE = ("This does not look like a leaf the model knows: retake the photo of a single leaf, close up, "
-          "in even light, or ask an agronomist.")
+ADVICE = (
+    "This does not look like a leaf the model knows: retake the photo of a single leaf, close up, "
+    "in even light, or ask an agronomist."
+)
 
 
 def ood_score(probs: np.ndarray, kind: str = "msp") -> np.ndarray:
     "In-distribution score of each row of `probs` (higher: more like the leaves the model was validated on)."
     p = np.asarray(probs, np.float64)
-    if p.ndim != 2: raise ValueError(f"need probabilities (n, k), got shape {p.shape}")
-    if kind == "msp": return p.max(axis=1)
+    if p.ndim != 2:
+        raise ValueError(f"need probabilities (n, k), got shape {p.shape}")
+    if kind == "msp":
+        return p.max(axis=1)
     if kind == "margin":
         top2 = np.sort(p, axis=1)[:, -2:] if p.shape[1] > 1 else np.c_[np.zeros(len(p)), p]
         return top2[:, 1] - top2[:, 0]
-    if kind == "neg_entropy": return (p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=1)
+    if kind == "neg_entropy":
+        return (p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=1)
     raise ValueError(f"unknown score {kind!r}; choose from {', '.join(SCORES)}")
 
 
 def fit_threshold(scores: np.ndarray, target_false_rejection: float = 0.05) -> float:
     "The score below which `target_false_rejection` of these (in-distribution, validation) images fall."
     s = np.asarray(scores, np.float64)
-    if not len(s): raise ValueError("no validation scores to fit the abstention threshold on")
-    if not 0 < target_false_rejection < 1: raise ValueError(f"target_false_rejection must be in (0, 1), got {target_false_rejection}")
+    if not len(s):
+        raise ValueError("no validation scores to fit the abstention threshold on")
+    if not 0 < target_false_rejection < 1:
+        raise ValueError(f"target_false_rejection must be in (0, 1), got {target_false_rejection}")
     return float(np.quantile(s, target_false_rejection, method="lower"))
 
 
@@ -48,9 +55,11 @@ def abstains(probs: np.ndarray, abstain: dict | None, domain: np.ndarray | None 
     """True where the answer is unknown under `abstain` ({score, threshold} and optionally domain_threshold, with
     the images' `domain` scores); all False without a rule."""
     p = np.asarray(probs)
-    if not abstain: return np.zeros(len(p), bool)
+    if not abstain:
+        return np.zeros(len(p), bool)
     out = ood_score(p, abstain["score"]) < abstain["threshold"]
-    if domain is not None and abstain.get("domain_threshold") is not None: out |= np.asarray(domain) < abstain["domain_threshold"]
+    if domain is not None and abstain.get("domain_threshold") is not None:
+        out |= np.asarray(domain) < abstain["domain_threshold"]
     return out
 
 # %% ../nbs/18_ood.ipynb #0c9cd4fd
@@ -64,10 +73,14 @@ def image_descriptors(x: np.ndarray) -> np.ndarray:
     hue, saturation and value histograms (colour), and histograms of brightness and colour gradient magnitudes
     (texture: in photos colour changes smoothly, in noise from pixel to pixel)."""
     import tensorflow as tf
+
     x = tf.clip_by_value(tf.convert_to_tensor(np.asarray(x, np.float32)) / 255.0, 0.0, 1.0)
     thumb = tf.reshape(tf.image.resize(x, (THUMB, THUMB), method="area"), (len(x), -1)).numpy()
     hsv = tf.reshape(tf.image.rgb_to_hsv(x), (len(x), -1, 3)).numpy()
-    hists = [np.stack([np.histogram(im[:, c], bins=HIST_BINS, range=(0, 1))[0] for im in hsv]) / hsv.shape[1] for c in range(3)]
+    hists = [
+        np.stack([np.histogram(im[:, c], bins=HIST_BINS, range=(0, 1))[0] for im in hsv]) / hsv.shape[1]
+        for c in range(3)
+    ]
     r, g, b = tf.unstack(x, axis=-1)
     opponent = tf.stack([r - g, (r + g) / 2 - b], axis=-1)  # the colour, without the brightness
     edges = []
@@ -82,15 +95,22 @@ def fit_domain(desc: np.ndarray, k: int = 24, min_scale: float = 0.01) -> dict:
     """A probabilistic PCA model of standardised training descriptors: mean and scale per dimension (scale floored
     at `min_scale`, so a bin always empty in training still counts), `k` components with their variances, residual variance."""
     d = np.asarray(desc, np.float64)
-    if len(d) < 3: raise ValueError(f"need at least 3 training images to fit the domain model, got {len(d)}")
+    if len(d) < 3:
+        raise ValueError(f"need at least 3 training images to fit the domain model, got {len(d)}")
     mean, scale = d.mean(0), np.maximum(d.std(0), min_scale)
     d = (d - mean) / scale
     _, sv, vt = np.linalg.svd(d, full_matrices=False)
-    var = sv ** 2 / (len(d) - 1)
+    var = sv**2 / (len(d) - 1)
     k = min(k, len(var) - 1, max(1, (len(d) - 1) // 3))  # a few images per component, or the model memorises them
     resid = max(float(var[k:].sum() / (d.shape[1] - k)), 0.01)  # standardised units: a floor against degenerate fits
-    return {"mean": mean.round(6).tolist(), "scale": scale.round(6).tolist(), "components": vt[:k].round(6).tolist(),
-            "variances": np.maximum(var[:k], resid).round(8).tolist(), "residual_variance": resid, "n": int(len(d))}
+    return {
+        "mean": mean.round(6).tolist(),
+        "scale": scale.round(6).tolist(),
+        "components": vt[:k].round(6).tolist(),
+        "variances": np.maximum(var[:k], resid).round(8).tolist(),
+        "residual_variance": resid,
+        "n": int(len(d)),
+    }
 
 
 def domain_score(desc: np.ndarray, model: dict) -> np.ndarray:
@@ -98,28 +118,42 @@ def domain_score(desc: np.ndarray, model: dict) -> np.ndarray:
     d = (np.asarray(desc, np.float64) - np.asarray(model["mean"])) / np.asarray(model["scale"])
     comps = np.asarray(model["components"])
     z = d @ comps.T
-    resid = (d ** 2).sum(1) - (z ** 2).sum(1)
-    dist = (z ** 2 / np.asarray(model["variances"])).sum(1) + np.maximum(resid, 0) / model["residual_variance"]
+    resid = (d**2).sum(1) - (z**2).sum(1)
+    dist = (z**2 / np.asarray(model["variances"])).sum(1) + np.maximum(resid, 0) / model["residual_variance"]
     return -dist / d.shape[1]
 
 # %% ../nbs/18_ood.ipynb #165557e5
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     "Area under the ROC curve for telling in-distribution (positive) from outlier scores."
     from sklearn.metrics import roc_auc_score
+
     a, b = np.asarray(in_scores), np.asarray(out_scores)
-    if not len(a) or not len(b): raise ValueError("need in-distribution and outlier scores")
+    if not len(a) or not len(b):
+        raise ValueError("need in-distribution and outlier scores")
     return float(roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b]))
 
 
-def ood_report(in_probs: np.ndarray, y: np.ndarray, outliers: dict[str, np.ndarray], abstain: dict,
-               in_domain: np.ndarray | None = None, out_domain: dict[str, np.ndarray] | None = None) -> dict:
+def ood_report(
+    in_probs: np.ndarray,
+    y: np.ndarray,
+    outliers: dict[str, np.ndarray],
+    abstain: dict,
+    in_domain: np.ndarray | None = None,
+    out_domain: dict[str, np.ndarray] | None = None,
+) -> dict:
     """AUROC of every score per outlier set (`domain` too when the domain scores are given), and what `abstain`
     does: rejection rates, false rejections, selective accuracy."""
     in_probs, y = np.asarray(in_probs), np.asarray(y)
-    rep = {"score": abstain["score"], "threshold": abstain["threshold"], "domain_threshold": abstain.get("domain_threshold"),
-           "n_in": int(len(y)),
-           "auroc": {k: {name: round(auroc(ood_score(in_probs, k), ood_score(o, k)), 4) for name, o in outliers.items()}
-                     for k in SCORES}}
+    rep = {
+        "score": abstain["score"],
+        "threshold": abstain["threshold"],
+        "domain_threshold": abstain.get("domain_threshold"),
+        "n_in": int(len(y)),
+        "auroc": {
+            k: {name: round(auroc(ood_score(in_probs, k), ood_score(o, k)), 4) for name, o in outliers.items()}
+            for k in SCORES
+        },
+    }
     if in_domain is not None and out_domain:
         rep["auroc"]["domain"] = {name: round(auroc(in_domain, out_domain[name]), 4) for name in outliers}
     out_domain = out_domain or {}
@@ -129,7 +163,9 @@ def ood_report(in_probs: np.ndarray, y: np.ndarray, outliers: dict[str, np.ndarr
     rep["accuracy_all"] = round(float(correct.mean()), 4)
     rep["accuracy_accepted"] = round(float(correct[~rejected].mean()), 4) if (~rejected).any() else None
     rep["rejected_when_wrong"] = round(float(rejected[~correct].mean()), 4) if (~correct).any() else None
-    rep["rejection"] = {name: round(float(abstains(o, abstain, out_domain.get(name)).mean()), 4) for name, o in outliers.items()}
+    rep["rejection"] = {
+        name: round(float(abstains(o, abstain, out_domain.get(name)).mean()), 4) for name, o in outliers.items()
+    }
     rep["n_out"] = {name: int(len(o)) for name, o in outliers.items()}
     return rep
 
@@ -138,18 +174,24 @@ def ood_report(in_probs: np.ndarray, y: np.ndarray, outliers: dict[str, np.ndarr
 def _bundled_photos() -> dict[str, Image.Image]:
     import matplotlib
     from sklearn.datasets import load_sample_images
+
     sample = Path(matplotlib.get_data_path()) / "sample_data"
     china, flower = load_sample_images().images
-    return {"building": Image.fromarray(china), "flower": Image.fromarray(flower),
-            "portrait": Image.open(sample / "grace_hopper.jpg").convert("RGB"),
-            "gift_box": Image.open(sample / "Minduka_Present_Blue_Pack.png").convert("RGB")}
+    return {
+        "building": Image.fromarray(china),
+        "flower": Image.fromarray(flower),
+        "portrait": Image.open(sample / "grace_hopper.jpg").convert("RGB"),
+        "gift_box": Image.open(sample / "Minduka_Present_Blue_Pack.png").convert("RGB"),
+    }
 
 
 def non_leaf_photo(name: str = "portrait", fmt: str = "JPEG") -> bytes:
     "One bundled photo that is not a leaf (`building`, `flower`, `portrait`, `gift_box`), encoded as `fmt`."
     photos = _bundled_photos()
-    if name not in photos: raise ValueError(f"unknown photo {name!r}; choose from {', '.join(photos)}")
-    buf = io.BytesIO(); photos[name].save(buf, format=fmt)
+    if name not in photos:
+        raise ValueError(f"unknown photo {name!r}; choose from {', '.join(photos)}")
+    buf = io.BytesIO()
+    photos[name].save(buf, format=fmt)
     return buf.getvalue()
 
 
@@ -176,12 +218,15 @@ def noise_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     out = np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
         kind = NOISE_KINDS[i % len(NOISE_KINDS)]
-        if kind == "uniform": x = rng.uniform(0, 255, (size, size, 3))
-        elif kind == "gaussian": x = rng.normal(rng.uniform(60, 200), rng.uniform(20, 70), (size, size, 3))
+        if kind == "uniform":
+            x = rng.uniform(0, 255, (size, size, 3))
+        elif kind == "gaussian":
+            x = rng.normal(rng.uniform(60, 200), rng.uniform(20, 70), (size, size, 3))
         elif kind == "blotches":
             small = Image.fromarray(rng.uniform(0, 255, (6, 6, 3)).astype(np.uint8))
             x = np.asarray(small.resize((size, size), Image.BICUBIC), np.float64)
-        else: x = np.broadcast_to(rng.uniform(0, 255, 3), (size, size, 3)) + rng.normal(0, 3, (size, size, 3))
+        else:
+            x = np.broadcast_to(rng.uniform(0, 255, 3), (size, size, 3)) + rng.normal(0, 3, (size, size, 3))
         out[i] = np.clip(x, 0, 255).astype(np.uint8)
     return out
 
@@ -193,13 +238,18 @@ def _confidence_hist(conf: np.ndarray) -> np.ndarray:
     return np.histogram(np.clip(np.asarray(conf, np.float64), 0, 1), bins=CONFIDENCE_BINS, range=(0, 1))[0]
 
 
-def reference_profile(probs: np.ndarray, classes: list[str], abstain: dict | None, domain: np.ndarray | None = None) -> dict:
+def reference_profile(
+    probs: np.ndarray, classes: list[str], abstain: dict | None, domain: np.ndarray | None = None
+) -> dict:
     "Shares of each answer (classes and unknown) and of each confidence bin on the validation split."
     p = np.asarray(probs)
     answers = np.where(abstains(p, abstain, domain), len(classes), p.argmax(1))
     counts = np.bincount(answers, minlength=len(classes) + 1)
-    return {"n": int(len(p)), "answers": dict(zip([*classes, UNKNOWN], (counts / len(p)).round(6).tolist())),
-            "confidence": (_confidence_hist(p.max(1)) / len(p)).round(6).tolist()}
+    return {
+        "n": int(len(p)),
+        "answers": dict(zip([*classes, UNKNOWN], (counts / len(p)).round(6).tolist())),
+        "confidence": (_confidence_hist(p.max(1)) / len(p)).round(6).tolist(),
+    }
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-3) -> float:
@@ -211,6 +261,7 @@ def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-3) -> float:
 
 def _chi2_p(counts: np.ndarray, shares: np.ndarray, eps: float = 1e-3) -> float:
     from scipy.stats import chisquare
+
     exp = np.clip(np.asarray(shares, np.float64), eps, None)
     return float(chisquare(counts, exp / exp.sum() * counts.sum()).pvalue)
 
@@ -222,13 +273,37 @@ def drift_report(labels: list[str], confidences: list[float], reference: dict, m
     counts = np.bincount([idx.get(l, idx[UNKNOWN]) for l in labels], minlength=len(names)).astype(float)
     conf = _confidence_hist([c for c in confidences if c is not None]).astype(float)
     n = int(counts.sum())
-    rep = {"n": n, "reference_n": reference["n"], "expected_unknown_rate": reference["answers"][UNKNOWN],
-           "unknown_rate": round(counts[idx[UNKNOWN]] / n, 4) if n else None}
-    if n < min_n: return {**rep, "status": "too_few", "answers_psi": None, "confidence_psi": None, "answers_p": None, "confidence_p": None}
+    rep = {
+        "n": n,
+        "reference_n": reference["n"],
+        "expected_unknown_rate": reference["answers"][UNKNOWN],
+        "unknown_rate": round(counts[idx[UNKNOWN]] / n, 4) if n else None,
+    }
+    if n < min_n:
+        return {
+            **rep,
+            "status": "too_few",
+            "answers_psi": None,
+            "confidence_psi": None,
+            "answers_p": None,
+            "confidence_p": None,
+        }
     ref_a, ref_c = np.array(list(reference["answers"].values())), np.array(reference["confidence"])
-    rep |= {"answers_psi": round(psi(ref_a, counts / n), 4), "confidence_psi": round(psi(ref_c, conf / max(conf.sum(), 1)), 4),
-            "answers_p": round(_chi2_p(counts, ref_a), 6), "confidence_p": round(_chi2_p(conf, ref_c), 6) if conf.sum() else None}
-    worst = [(rep["answers_psi"], rep["answers_p"]), (rep["confidence_psi"], rep["confidence_p"] if rep["confidence_p"] is not None else 1.0)]
-    rep["status"] = ("drift" if any(s >= 0.25 and p < 0.01 for s, p in worst)
-                     else "watch" if any(s >= 0.1 and p < 0.05 for s, p in worst) else "stable")
+    rep |= {
+        "answers_psi": round(psi(ref_a, counts / n), 4),
+        "confidence_psi": round(psi(ref_c, conf / max(conf.sum(), 1)), 4),
+        "answers_p": round(_chi2_p(counts, ref_a), 6),
+        "confidence_p": round(_chi2_p(conf, ref_c), 6) if conf.sum() else None,
+    }
+    worst = [
+        (rep["answers_psi"], rep["answers_p"]),
+        (rep["confidence_psi"], rep["confidence_p"] if rep["confidence_p"] is not None else 1.0),
+    ]
+    rep["status"] = (
+        "drift"
+        if any(s >= 0.25 and p < 0.01 for s, p in worst)
+        else "watch"
+        if any(s >= 0.1 and p < 0.05 for s, p in worst)
+        else "stable"
+    )
     return rep

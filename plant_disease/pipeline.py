@@ -37,7 +37,8 @@ def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
     return decode_and_resize(tf.io.read_file(path), image_size)
 
 # %% ../nbs/03_pipeline.ipynb #4edd08c4
-def _uniform(seed, shape, lo, hi): return tf.random.stateless_uniform(shape, seed, lo, hi)
+def _uniform(seed, shape, lo, hi):
+    return tf.random.stateless_uniform(shape, seed, lo, hi)
 
 
 def _geometry(seed, n: tf.Tensor, size_in: tf.Tensor, size_out: tf.Tensor, aug: AugmentParams) -> tf.Tensor:
@@ -80,14 +81,20 @@ def augment(images: tf.Tensor, seed: tf.Tensor, aug: AugmentParams, size: int | 
     if aug.rotation or aug.zoom or aug.translation or aug.crop_scale < 1:
         f_in, f_out = tf.cast(size_in, tf.float32), tf.cast(out, tf.float32)
         images = tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=_geometry(s_geo, n, f_in, f_out, aug), output_shape=tf.stack([out, out]),
-            fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+            images=images,
+            transforms=_geometry(s_geo, n, f_in, f_out, aug),
+            output_shape=tf.stack([out, out]),
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="REFLECT",
+        )
     elif size is not None:
         images = tf.image.resize(images, (size, size), method="bilinear", antialias=True)
     if aug.contrast:
         mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
         images = (images - mean) * _uniform(s_con, [n, 1, 1, 1], 1 - aug.contrast, 1 + aug.contrast) + mean
-    if aug.brightness: images = images + _uniform(s_bri, [n, 1, 1, 1], -aug.brightness, aug.brightness) * 255.0
+    if aug.brightness:
+        images = images + _uniform(s_bri, [n, 1, 1, 1], -aug.brightness, aug.brightness) * 255.0
     return tf.clip_by_value(images, 0.0, 255.0)
 
 # %% ../nbs/03_pipeline.ipynb #613afa7c
@@ -100,21 +107,25 @@ def class_weights(labels, n_classes: int) -> dict[int, float]:
     return {i: float(v) for i, v in enumerate(w)}
 
 # %% ../nbs/03_pipeline.ipynb #6f3476d8
-def _prefetch(pp: PipelineParams): return AUTOTUNE if pp.prefetch == "autotune" else pp.prefetch
+def _prefetch(pp: PipelineParams):
+    return AUTOTUNE if pp.prefetch == "autotune" else pp.prefetch
 
 
 def _cache(ds: tf.data.Dataset, pp: PipelineParams, tag: str) -> tf.data.Dataset:
     "Cache (image, label) pairs as uint8; the images come back as float32 0..255."
-    if not pp.cache: return ds
+    if not pp.cache:
+        return ds
     ds = ds.map(lambda x, y: (tf.cast(tf.round(x), tf.uint8), y), num_parallel_calls=AUTOTUNE)
-    if pp.cache is True: ds = ds.cache()
+    if pp.cache is True:
+        ds = ds.cache()
     else:
         os.makedirs(pp.cache, exist_ok=True)
         ds = ds.cache(os.path.join(pp.cache, f"{tag}_{pp.image_size}"))
     return ds
 
 
-def _as_float(ds): return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+def _as_float(ds):
+    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
 
 
 def _decoded(paths, labels, pp: PipelineParams, training: bool, seed: int, tag: str) -> tf.data.Dataset:
@@ -123,7 +134,8 @@ def _decoded(paths, labels, pp: PipelineParams, training: bool, seed: int, tag: 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     # the manifest is sorted by class: shuffle the paths completely (cheap), every epoch unless they are cached,
     # then the decoded images after the cache within `shuffle_buffer`
-    if training: ds = ds.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=not pp.cache)
+    if training:
+        ds = ds.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=not pp.cache)
     ds = _cache(ds.map(lambda p, y: (load_image(p, pp.image_size), y), num_parallel_calls=AUTOTUNE), pp, tag)
     if training and pp.cache:
         buffer = max(min(pp.shuffle_buffer, len(paths)) if pp.shuffle_buffer else len(paths), 1)
@@ -131,8 +143,15 @@ def _decoded(paths, labels, pp: PipelineParams, training: bool, seed: int, tag: 
     return ds
 
 
-def make_dataset(paths, labels, pp: PipelineParams, aug: AugmentParams | None = None, training: bool = False,
-                 seed: int = 42, tag: str = "ds") -> tf.data.Dataset:
+def make_dataset(
+    paths,
+    labels,
+    pp: PipelineParams,
+    aug: AugmentParams | None = None,
+    training: bool = False,
+    seed: int = 42,
+    tag: str = "ds",
+) -> tf.data.Dataset:
     "Batched (image, label) dataset; `training` adds shuffling and (if `aug.enabled`) augmentation."
     return _finish(_decoded(paths, labels, pp, training, seed, tag), pp, aug if training else None, seed)
 
@@ -142,12 +161,16 @@ def _finish(ds, pp, aug, seed, size: int | None = None):
     ds = ds.batch(pp.batch_size)
     if aug is not None and aug.enabled:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (augment(xy[0], s, aug, size), xy[1]),
-                                                num_parallel_calls=AUTOTUNE)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda xy, s: (augment(xy[0], s, aug, size), xy[1]), num_parallel_calls=AUTOTUNE
+        )
     elif size is not None and size != pp.image_size:
-        ds = ds.map(lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (size, size), antialias=True), y),
-                    num_parallel_calls=AUTOTUNE)
-    elif pp.cache: ds = _as_float(ds)
+        ds = ds.map(
+            lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (size, size), antialias=True), y),
+            num_parallel_calls=AUTOTUNE,
+        )
+    elif pp.cache:
+        ds = _as_float(ds)
     return ds.prefetch(_prefetch(pp))
 
 # %% ../nbs/03_pipeline.ipynb #f95f26e2
@@ -163,8 +186,9 @@ def _oversampled(paths, labels, pp: PipelineParams, seed: int) -> tf.data.Datase
     return tf.data.Dataset.sample_from_datasets(parts, weights=[1 / len(parts)] * len(parts), seed=seed)
 
 
-def make_oversampled_dataset(paths, labels, n_classes: int, pp: PipelineParams, aug: AugmentParams | None = None,
-                             seed: int = 42) -> tf.data.Dataset:
+def make_oversampled_dataset(
+    paths, labels, n_classes: int, pp: PipelineParams, aug: AugmentParams | None = None, seed: int = 42
+) -> tf.data.Dataset:
     "Infinite training dataset drawing classes uniformly, batched and augmented."
     return _finish(_oversampled(paths, labels, pp, seed), pp, aug, seed)
 
@@ -172,11 +196,12 @@ def make_oversampled_dataset(paths, labels, n_classes: int, pp: PipelineParams, 
 @dataclass
 class DataBundle:
     "Datasets for one run, with what `fit` needs to use them."
+
     train: tf.data.Dataset
     val: tf.data.Dataset | None
     test: tf.data.Dataset | None
     classes: list[str]
-    steps_per_epoch: int | None      # set when the training set is infinite (oversampling)
+    steps_per_epoch: int | None  # set when the training set is infinite (oversampling)
     class_weight: dict[int, float] | None
     n_train: int
     train_at: Callable[[int], tf.data.Dataset] | None = None  # the training batches at another image size
@@ -186,47 +211,66 @@ class DataBundle:
         return self.train if size is None or self.train_at is None else self.train_at(size)
 
 
-def make_datasets(df: pd.DataFrame, classes: list[str], pp: PipelineParams, aug: AugmentParams, seed: int = 42) -> DataBundle:
+def make_datasets(
+    df: pd.DataFrame, classes: list[str], pp: PipelineParams, aug: AugmentParams, seed: int = 42
+) -> DataBundle:
     "Train/val/test datasets from a manifest DataFrame (`path`, `class`, `split`)."
     index = {c: i for i, c in enumerate(classes)}
     unknown = set(df["class"]) - set(index)
-    if unknown: raise ValueError(f"manifest classes not in the class list: {sorted(unknown)}")
+    if unknown:
+        raise ValueError(f"manifest classes not in the class list: {sorted(unknown)}")
     part = {s: df[df["split"] == s] for s in ("train", "val", "test")}
     ys = {s: part[s]["class"].map(index).to_numpy() for s in part}
-    if part["train"].empty: raise ValueError("the manifest has no training images")
+    if part["train"].empty:
+        raise ValueError("the manifest has no training images")
     steps, weights = None, None
     if pp.imbalance == "oversample":
         decoded = _oversampled(part["train"]["path"], ys["train"], pp, seed)
         steps = math.ceil(len(part["train"]) / pp.batch_size)
     else:
         decoded = _decoded(part["train"]["path"], ys["train"], pp, True, seed, "train")
-        if pp.imbalance == "class_weight": weights = class_weights(ys["train"], len(classes))
+        if pp.imbalance == "class_weight":
+            weights = class_weights(ys["train"], len(classes))
     train_at = lambda size: _finish(decoded, pp, aug, seed, size)
     ev = lambda s: make_dataset(part[s]["path"], ys[s], pp, tag=s) if len(part[s]) else None
-    return DataBundle(train_at(None), ev("val"), ev("test"), list(classes), steps, weights, len(part["train"]), train_at)
+    return DataBundle(
+        train_at(None), ev("val"), ev("test"), list(classes), steps, weights, len(part["train"]), train_at
+    )
 
 # %% ../nbs/03_pipeline.ipynb #a71337d4
 def configure_devices(pp: PipelineParams) -> dict:
     "Set GPU memory growth and the mixed-precision policy; return what was set up (for the run log)."
     import keras
+
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
+
         gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
         tf.config.set_visible_devices([], "GPU")  # tf.data stays on the CPU
     else:
         phys = tf.config.list_physical_devices("GPU")
         for g in phys:
-            try: tf.config.experimental.set_memory_growth(g, True)
-            except RuntimeError as e: log.warning("memory growth not set (%s)", e)
+            try:
+                tf.config.experimental.set_memory_growth(g, True)
+            except RuntimeError as e:
+                log.warning("memory growth not set (%s)", e)
         gpus = [g.name for g in phys]
     policy = "float32"
     if pp.mixed_precision:
-        if gpus: policy = "mixed_float16"
-        else: log.warning("mixed_precision requested but no GPU is visible: training in float32")
+        if gpus:
+            policy = "mixed_float16"
+        else:
+            log.warning("mixed_precision requested but no GPU is visible: training in float32")
     keras.mixed_precision.set_global_policy(policy)
-    info = {"backend": backend, "gpus": gpus, "precision_policy": policy, "xla": bool(pp.xla and gpus),
-            "tensorflow": tf.__version__, "keras": keras.__version__}
+    info = {
+        "backend": backend,
+        "gpus": gpus,
+        "precision_policy": policy,
+        "xla": bool(pp.xla and gpus),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
     log.info("devices: %s", info)
     return info
 
@@ -234,11 +278,15 @@ def configure_devices(pp: PipelineParams) -> dict:
 def measure_throughput(ds: tf.data.Dataset, batches: int = 20, warmup: int = 2) -> float:
     "Images/second drawn from `ds` over `batches` batches, after `warmup` batches."
     import time
+
     it = iter(ds)
-    for _ in range(warmup): next(it)
+    for _ in range(warmup):
+        next(it)
     n, t0 = 0, time.perf_counter()
     for _ in range(batches):
-        try: x = next(it)[0]
-        except StopIteration: break
+        try:
+            x = next(it)[0]
+        except StopIteration:
+            break
         n += int(x.shape[0])
     return n / max(time.perf_counter() - t0, 1e-9)

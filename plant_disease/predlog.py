@@ -35,22 +35,30 @@ __all__ = ['log', 'metadata', 'predictions', 'FIELDS', 'UTCDateTime', 'PGDialect
 # %% ../nbs/12_predlog.ipynb #4aa4f777
 class UTCDateTime(sa.TypeDecorator):
     "A timezone-aware `DateTime` that always binds and returns UTC."
+
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect): return None if value is None else _utc(value)
-    def process_result_value(self, value, dialect): return None if value is None else _utc(value)
+    def process_bind_param(self, value, dialect):
+        return None if value is None else _utc(value)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else _utc(value)
 
 
 def _utc(value: datetime | str) -> datetime:
     "`value` (a datetime or ISO string) as an aware UTC datetime; naive means UTC."
-    if isinstance(value, str): value = datetime.fromisoformat(value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-metadata = sa.MetaData(naming_convention={"ix": "ix_%(column_0_label)s", "pk": "pk_%(table_name)s"})  # as in the migration
+metadata = sa.MetaData(
+    naming_convention={"ix": "ix_%(column_0_label)s", "pk": "pk_%(table_name)s"}
+)  # as in the migration
 predictions = sa.Table(
-    "predictions", metadata,
+    "predictions",
+    metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("request_id", sa.String(64), index=True),
@@ -78,9 +86,26 @@ def _cast(t: type) -> type:
 
 class PGDialect_pyodbc(PyODBCConnector, PGDialect):
     "PostgreSQL through pyodbc + psqlODBC: `postgresql+pyodbc://user:pass@host:port/db?driver=PostgreSQL+Unicode`."
+
     supports_statement_cache = True
-    colspecs = {**PGDialect.colspecs, **{t: _cast(t) for t in (sa.String, sa.Integer, sa.SmallInteger, sa.BigInteger,
-                                                              sa.Float, sa.Numeric, sa.Boolean, sa.DateTime, sa.Date, sa.Time)}}
+    colspecs = {
+        **PGDialect.colspecs,
+        **{
+            t: _cast(t)
+            for t in (
+                sa.String,
+                sa.Integer,
+                sa.SmallInteger,
+                sa.BigInteger,
+                sa.Float,
+                sa.Numeric,
+                sa.Boolean,
+                sa.DateTime,
+                sa.Date,
+                sa.Time,
+            )
+        },
+    }
 
     def create_connect_args(self, url):
         query = {"CommLog": "0", "Debug": "0", **({"port": str(url.port)} if url.port else {}), **url.query}
@@ -91,12 +116,17 @@ class PGDialect_pyodbc(PyODBCConnector, PGDialect):
 
     def on_connect(self):
         super_connect = super().on_connect()
+
         def connect(dbapi_conn):
-            if super_connect: super_connect(dbapi_conn)
+            if super_connect:
+                super_connect(dbapi_conn)
             autocommit = dbapi_conn.autocommit
             dbapi_conn.autocommit = True
-            try: dbapi_conn.cursor().execute("SET TIME ZONE 'UTC'").close()
-            finally: dbapi_conn.autocommit = autocommit
+            try:
+                dbapi_conn.cursor().execute("SET TIME ZONE 'UTC'").close()
+            finally:
+                dbapi_conn.autocommit = autocommit
+
         return connect
 
     def is_disconnect(self, e, connection, cursor):
@@ -111,10 +141,14 @@ def make_engine(url: str | sa.URL, connect_timeout: float = 3.0) -> sa.Engine:
     "A pooled engine for `url` with `pool_pre_ping` and a short connect timeout."
     u = sa.engine.make_url(url)
     driver, backend = u.get_driver_name(), u.get_backend_name()
-    if driver == "pyodbc": args = {"timeout": max(1, math.ceil(connect_timeout))}
-    elif backend == "sqlite": args = {"timeout": connect_timeout}
-    elif driver in ("psycopg2", "psycopg"): args = {"connect_timeout": max(1, math.ceil(connect_timeout))}
-    else: args = {}
+    if driver == "pyodbc":
+        args = {"timeout": max(1, math.ceil(connect_timeout))}
+    elif backend == "sqlite":
+        args = {"timeout": connect_timeout}
+    elif driver in ("psycopg2", "psycopg"):
+        args = {"connect_timeout": max(1, math.ceil(connect_timeout))}
+    else:
+        args = {}
     return sa.create_engine(u, pool_pre_ping=True, connect_args=args)
 
 # %% ../nbs/12_predlog.ipynb #9e92917b
@@ -124,9 +158,12 @@ _MAXLEN = {c.name: c.type.length for c in predictions.c if isinstance(c.type, sa
 
 
 def _json_default(o):
-    if isinstance(o, np.generic): return o.item()
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, datetime): return o.isoformat()
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, datetime):
+        return o.isoformat()
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
@@ -141,11 +178,16 @@ def make_row(**fields) -> dict:
     if row.get("top_k") is not None and not isinstance(row["top_k"], str):
         row["top_k"] = json.dumps(row["top_k"], default=_json_default)
     for k, v in row.items():
-        if v is None: continue
-        if k in _INT: row[k] = int(v)
-        elif k in _FLOAT: row[k] = float(v)
-        elif k in _MAXLEN: row[k] = str(v)[:_MAXLEN[k]]
-        elif k == "error": row[k] = str(v)
+        if v is None:
+            continue
+        if k in _INT:
+            row[k] = int(v)
+        elif k in _FLOAT:
+            row[k] = float(v)
+        elif k in _MAXLEN:
+            row[k] = str(v)[: _MAXLEN[k]]
+        elif k == "error":
+            row[k] = str(v)
     return row
 
 # %% ../nbs/12_predlog.ipynb #b3ccf6f6
@@ -160,25 +202,33 @@ def _append(path: Path, rows: list[dict]) -> None:
     "Append `rows` to `path` durably (flush + fsync)."
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(_dumps(rows)); f.flush(); os.fsync(f.fileno())
+        f.write(_dumps(rows))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _read(path: Path) -> list[dict]:
     "The complete records in spool file `path`."
     rows = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if not line.strip(): continue
-        try: r = json.loads(line)
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
         except json.JSONDecodeError:
-            log.warning("prediction log: skipping unreadable line %d of %s", i + 1, path); continue
+            log.warning("prediction log: skipping unreadable line %d of %s", i + 1, path)
+            continue
         rows.append({**r, "created_at": _utc(r["created_at"])})
     return rows
 
 
 def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
 # %% ../nbs/12_predlog.ipynb #eb57f584
@@ -188,10 +238,16 @@ _REFUSED = (sa.exc.IntegrityError, sa.exc.DataError)  # the row's data, not the 
 
 class PredictionLog:
     "Non-blocking, loss-free prediction log: `record()` queues, a background thread writes or spools."
+
     batch_size = 500
 
-    def __init__(self, url: str | sa.URL = "sqlite:///predictions.db", spool_dir: str | os.PathLike = "spool",
-                 retry_every: float = 2.0, connect_timeout: float = 3.0):
+    def __init__(
+        self,
+        url: str | sa.URL = "sqlite:///predictions.db",
+        spool_dir: str | os.PathLike = "spool",
+        retry_every: float = 2.0,
+        connect_timeout: float = 3.0,
+    ):
         self.url, self.spool_dir = url, Path(spool_dir)
         self.retry_every, self.connect_timeout = retry_every, connect_timeout
         self.engine = make_engine(url, connect_timeout)
@@ -209,18 +265,26 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
         self._thread.start()
 
-    def __repr__(self): return f"PredictionLog({self.engine.url!r}, spool_dir={str(self.spool_dir)!r})"
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
+    def __repr__(self):
+        return f"PredictionLog({self.engine.url!r}, spool_dir={str(self.spool_dir)!r})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # -- the caller's side
     def record(self, **fields) -> str:
         "Queue one prediction (see `make_row`) and return its id; never blocks on, or raises for, the database."
         row = make_row(**fields)
         if os.getpid() != self._pid:  # forked after creation: fresh thread and connections
-            self.engine.dispose(close=False); self._start()
-        if self._closed: self._spool([row])
-        else: self._queue.put(row)
+            self.engine.dispose(close=False)
+            self._start()
+        if self._closed:
+            self._spool([row])
+        else:
+            self._queue.put(row)
         return row["id"]
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -229,13 +293,15 @@ class PredictionLog:
         with q.all_tasks_done:
             while q.unfinished_tasks:
                 left = deadline - time.monotonic()
-                if left <= 0: return False
+                if left <= 0:
+                    return False
                 q.all_tasks_done.wait(left)
         return True
 
     def close(self, timeout: float = 30.0) -> None:
         "Drain the queue, stop the writer thread and release the connections; idempotent."
-        if self._closed: return
+        if self._closed:
+            return
         self.flush(timeout)
         self._closed = True
         self._queue.put(_STOP)
@@ -246,65 +312,88 @@ class PredictionLog:
     def ping(self) -> bool:
         "True if the database answers `SELECT 1` (connection attempts give up after `connect_timeout`)."
         try:
-            with self.engine.connect() as c: c.execute(sa.select(1))
+            with self.engine.connect() as c:
+                c.execute(sa.select(1))
             return True
-        except Exception: return False
+        except Exception:
+            return False
 
     # -- the writer thread
     def _run(self) -> None:
         next_replay = time.monotonic() if self._spool_files() else time.monotonic() + self.retry_every
         while True:
             batch = []
-            try: batch.append(self._queue.get(timeout=max(0.0, next_replay - time.monotonic())))
-            except queue.Empty: pass
+            try:
+                batch.append(self._queue.get(timeout=max(0.0, next_replay - time.monotonic())))
+            except queue.Empty:
+                pass
             while batch and len(batch) < self.batch_size:
-                try: batch.append(self._queue.get_nowait())
-                except queue.Empty: break
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             rows = [r for r in batch if r is not _STOP]
             try:
-                if rows: self._write(rows)
-            except Exception: log.exception("prediction log: %d record(s) could not even be spooled", len(rows))
-            for _ in batch: self._queue.task_done()
+                if rows:
+                    self._write(rows)
+            except Exception:
+                log.exception("prediction log: %d record(s) could not even be spooled", len(rows))
+            for _ in batch:
+                self._queue.task_done()
             if time.monotonic() >= next_replay:
                 try:
-                    if not self._healthy or self._spool_files(): self.replay()
-                except Exception: log.exception("prediction log: replay failed")  # e.g. spool_dir unreadable
+                    if not self._healthy or self._spool_files():
+                        self.replay()
+                except Exception:
+                    log.exception("prediction log: replay failed")  # e.g. spool_dir unreadable
                 next_replay = time.monotonic() + self.retry_every
-            if len(rows) < len(batch): return
+            if len(rows) < len(batch):
+                return
 
     def _write(self, rows: list[dict]) -> None:
         "Insert `rows` in one transaction, or spool them; while the database is down, spool straight away."
         if self._healthy:
             try:
-                with self.engine.begin() as c: c.execute(predictions.insert(), rows)
+                with self.engine.begin() as c:
+                    c.execute(predictions.insert(), rows)
                 return
             except Exception as e:
                 self._down(e, f"spooling {len(rows)} record(s)")
         self._spool(rows)
 
     def _down(self, e: Exception, what: str) -> None:
-        if self._healthy: log.warning("prediction log: database unavailable (%s), %s", str(e).splitlines()[0][:300], what)
+        if self._healthy:
+            log.warning("prediction log: database unavailable (%s), %s", str(e).splitlines()[0][:300], what)
         self._healthy = False
         self.engine.dispose()  # drop pooled connections to a server that may have restarted
 
     # -- the spool
     def _spool(self, rows: list[dict]) -> None:
-        with self._lock: _append(self._spool_file, rows)
+        with self._lock:
+            _append(self._spool_file, rows)
 
     def _spool_files(self) -> list[Path]:
         "This process's spool files (its own and the ones it claimed)."
-        if not self.spool_dir.is_dir(): return []
-        return sorted(p for p in self.spool_dir.iterdir() if (m := _SPOOL_RE.match(p.name))
-                      and m["host"] == self._host and int(m["pid"]) == self._pid)
+        if not self.spool_dir.is_dir():
+            return []
+        return sorted(
+            p
+            for p in self.spool_dir.iterdir()
+            if (m := _SPOOL_RE.match(p.name)) and m["host"] == self._host and int(m["pid"]) == self._pid
+        )
 
     def _claim_orphans(self) -> None:
         "Take over (atomic rename) the spool files of dead processes on this host."
-        if not self.spool_dir.is_dir(): return
+        if not self.spool_dir.is_dir():
+            return
         for p in self.spool_dir.iterdir():
             m = _SPOOL_RE.match(p.name)
-            if not m or m["host"] != self._host or int(m["pid"]) == self._pid or _alive(int(m["pid"])): continue
-            try: p.rename(self.spool_dir / f"predlog-{self._host}-{self._pid}.{uuid.uuid4().hex[:12]}.jsonl")
-            except FileNotFoundError: continue  # claimed by another process first
+            if not m or m["host"] != self._host or int(m["pid"]) == self._pid or _alive(int(m["pid"])):
+                continue
+            try:
+                p.rename(self.spool_dir / f"predlog-{self._host}-{self._pid}.{uuid.uuid4().hex[:12]}.jsonl")
+            except FileNotFoundError:
+                continue  # claimed by another process first
             log.info("prediction log: claimed orphaned spool %s", p.name)
 
     @property
@@ -317,8 +406,10 @@ class PredictionLog:
         "Number of this process's records waiting in the spool on disk."
         n = 0
         for p in self._spool_files():
-            try: n += sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
-            except FileNotFoundError: pass
+            try:
+                n += sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+            except FileNotFoundError:
+                pass
         return n
 
     def replay(self) -> int:
@@ -330,10 +421,13 @@ class PredictionLog:
             written = 0
             try:
                 for path in self._spool_files():
-                    try: written += self._replay_file(path)
-                    except FileNotFoundError: continue  # replayed meanwhile by another PredictionLog of this process
+                    try:
+                        written += self._replay_file(path)
+                    except FileNotFoundError:
+                        continue  # replayed meanwhile by another PredictionLog of this process
                     path.unlink(missing_ok=True)
-                if not self._healthy: log.warning("prediction log: database back, %d spooled record(s) written", written)
+                if not self._healthy:
+                    log.warning("prediction log: database back, %d spooled record(s) written", written)
                 self._healthy = True
             except Exception as e:
                 self._down(e, "keeping the spool for the next retry")
@@ -345,39 +439,49 @@ class PredictionLog:
         ids = list(todo)
         with self.engine.connect() as c:
             for i in range(0, len(ids), 500):  # SQL Server allows 2100 parameters per statement
-                q = sa.select(predictions.c.id).where(predictions.c.id.in_(ids[i:i + 500]))
-                for (done,) in c.execute(q): todo.pop(done, None)
+                q = sa.select(predictions.c.id).where(predictions.c.id.in_(ids[i : i + 500]))
+                for (done,) in c.execute(q):
+                    todo.pop(done, None)
         return list(todo.values())
 
     def _replay_file(self, path: Path) -> int:
         todo = self._missing(_read(path))
-        if not todo: return 0
+        if not todo:
+            return 0
         try:
-            with self.engine.begin() as c: c.execute(predictions.insert(), todo)
+            with self.engine.begin() as c:
+                c.execute(predictions.insert(), todo)
             return len(todo)
-        except _REFUSED: pass
+        except _REFUSED:
+            pass
         written = 0  # the database refuses some row's data: insert one by one and set the refused rows aside
         for r in todo:
             try:
-                with self.engine.begin() as c: c.execute(predictions.insert(), [r])
+                with self.engine.begin() as c:
+                    c.execute(predictions.insert(), [r])
                 written += 1
             except _REFUSED as e:
-                if not self._missing([r]): continue  # written meanwhile: nothing to set aside
+                if not self._missing([r]):
+                    continue  # written meanwhile: nothing to set aside
                 log.error("prediction log: database refuses record %s (%s): moved to rejected-*.jsonl", r["id"], e)
-                with self._lock: _append(self.spool_dir / f"rejected-{self._host}-{self._pid}.jsonl", [r])
+                with self._lock:
+                    _append(self.spool_dir / f"rejected-{self._host}-{self._pid}.jsonl", [r])
         return written
 
     # -- reading
     @staticmethod
     def _window(q, since: datetime | None, until: datetime | None):
-        if since is not None: q = q.where(predictions.c.created_at >= _utc(since))
-        if until is not None: q = q.where(predictions.c.created_at < _utc(until))
+        if since is not None:
+            q = q.where(predictions.c.created_at >= _utc(since))
+        if until is not None:
+            q = q.where(predictions.c.created_at < _utc(until))
         return q
 
     def frame(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
         "The predictions with `since <= created_at < until` (UTC), oldest first, `created_at` as UTC datetimes."
         q = self._window(sa.select(predictions), since, until).order_by(predictions.c.created_at, predictions.c.id)
-        with self.engine.connect() as c: df = pd.DataFrame(c.execute(q).all(), columns=list(FIELDS))
+        with self.engine.connect() as c:
+            df = pd.DataFrame(c.execute(q).all(), columns=list(FIELDS))
         df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
         return df
 
@@ -392,40 +496,55 @@ class PredictionLog:
             by_vc = c.execute(ok.group_by(p.variant, p.label)).all()
             err = c.execute(W(sa.select(p.variant, sa.func.count()).where(p.status != "ok").group_by(p.variant))).all()
             conf = c.execute(W(sa.select(p.variant, sa.func.avg(p.confidence)).group_by(p.variant))).all()
-            lat = c.execute(W(sa.select(p.variant, p.latency_ms).where(p.latency_ms.is_not(None), p.status == "ok"))).all()
+            lat = c.execute(
+                W(sa.select(p.variant, p.latency_ms).where(p.latency_ms.is_not(None), p.status == "ok"))
+            ).all()
         by_class, by_variant, by_variant_class = {}, {}, {}
         for v, l, k in by_vc:
             by_class[key(l)] = by_class.get(key(l), 0) + k
             by_variant[key(v)] = by_variant.get(key(v), 0) + k
             by_variant_class.setdefault(key(v), {})[key(l)] = k
         lat_by_v = {}
-        for v, ms in lat: lat_by_v.setdefault(key(v), []).append(ms)
-        return {"since": since and _utc(since).isoformat(), "until": until and _utc(until).isoformat(),
-                "n": sum(by_status.values()), "errors": by_status.get("error", 0),
-                "by_class": by_class, "by_variant": by_variant, "by_variant_class": by_variant_class,
-                "errors_by_variant": {key(v): k for v, k in err},
-                "latency_ms": _percentiles([ms for _, ms in lat], mean=True),
-                "latency_ms_by_variant": {v: _percentiles(x) for v, x in lat_by_v.items()},
-                "confidence_mean_by_variant": {key(v): None if m is None else float(m) for v, m in conf}}
+        for v, ms in lat:
+            lat_by_v.setdefault(key(v), []).append(ms)
+        return {
+            "since": since and _utc(since).isoformat(),
+            "until": until and _utc(until).isoformat(),
+            "n": sum(by_status.values()),
+            "errors": by_status.get("error", 0),
+            "by_class": by_class,
+            "by_variant": by_variant,
+            "by_variant_class": by_variant_class,
+            "errors_by_variant": {key(v): k for v, k in err},
+            "latency_ms": _percentiles([ms for _, ms in lat], mean=True),
+            "latency_ms_by_variant": {v: _percentiles(x) for v, x in lat_by_v.items()},
+            "confidence_mean_by_variant": {key(v): None if m is None else float(m) for v, m in conf},
+        }
 
-    def recent_answers(self, variant: str, limit: int = 500, model_name: str | None = None,
-                       model_version: str | None = None) -> tuple[list[str | None], list[float | None]]:
+    def recent_answers(
+        self, variant: str, limit: int = 500, model_name: str | None = None, model_version: str | None = None
+    ) -> tuple[list[str | None], list[float | None]]:
         """Labels and confidences of the last `limit` answered (`status == 'ok'`) predictions of `variant` (and of
         `model_name`/`model_version` when given), oldest first."""
-        if limit < 1: raise ValueError(f"limit must be at least 1, got {limit}")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
         p = predictions.c
         q = sa.select(p.label, p.confidence).where(p.status == "ok", p.variant == variant)
-        if model_name is not None: q = q.where(p.model_name == model_name)
-        if model_version is not None: q = q.where(p.model_version == model_version)
+        if model_name is not None:
+            q = q.where(p.model_name == model_name)
+        if model_version is not None:
+            q = q.where(p.model_version == model_version)
         q = q.order_by(p.created_at.desc(), p.id.desc()).limit(limit)
-        with self.engine.connect() as c: rows = c.execute(q).all()[::-1]
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()[::-1]
         return [l for l, _ in rows], [None if c is None else float(c) for _, c in rows]
 
 
 def _percentiles(values, mean: bool = False) -> dict:
     "p50/p95/p99 (and the mean) of `values`; None for each when there are none."
     keys = ["p50", "p95", "p99"] + (["mean"] if mean else [])
-    if not len(values): return dict.fromkeys(keys)
+    if not len(values):
+        return dict.fromkeys(keys)
     a = np.asarray(values, dtype=float)
     out = dict(zip(["p50", "p95", "p99"], map(float, np.percentile(a, [50, 95, 99]))))
     return {**out, "mean": float(a.mean())} if mean else out
@@ -435,8 +554,10 @@ def migrations_dir() -> Path:
     "The Alembic migrations folder: `$PLANT_DISEASE_MIGRATIONS`, else `app/migrations` in the project."
     p = Path(os.environ.get("PLANT_DISEASE_MIGRATIONS") or Path(__file__).resolve().parents[1] / "app" / "migrations")
     if not (p / "env.py").is_file():
-        raise FileNotFoundError(f"Alembic migrations not found at {p} (no env.py): run from a checkout of the project "
-                                "or set PLANT_DISEASE_MIGRATIONS to the folder holding env.py and versions/")
+        raise FileNotFoundError(
+            f"Alembic migrations not found at {p} (no env.py): run from a checkout of the project "
+            "or set PLANT_DISEASE_MIGRATIONS to the folder holding env.py and versions/"
+        )
     return p
 
 
@@ -444,7 +565,9 @@ def upgrade(url: str | sa.URL, revision: str = "head") -> None:
     "Run the prediction-log migrations against `url` up to `revision`."
     from alembic import command
     from alembic.config import Config
-    if isinstance(url, sa.URL): url = url.render_as_string(hide_password=False)
+
+    if isinstance(url, sa.URL):
+        url = url.render_as_string(hide_password=False)
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # configparser interpolation

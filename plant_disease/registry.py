@@ -45,45 +45,71 @@ OUTPUT_COLUMNS = ["class_id", "label", "crop", "disease", "confidence", "top_k",
 
 def _b64(text: str) -> bytes:
     text = text.split(",", 1)[1] if text.startswith("data:") else text
-    try: return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError): raise InvalidImageError("image_base64 is not valid base64") from None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImageError("image_base64 is not valid base64") from None
 
 
 def _one(value, column: str):
     "The image in one cell (bytes or a path), or the `InvalidImageError` that explains why there is none."
-    if isinstance(value, (bytes, bytearray, memoryview)): return bytes(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
     if isinstance(value, str):
-        if column == "path": return value
-        try: return _b64(value)  # `image` sent as text (JSON) is base64 too
-        except InvalidImageError as e: return e
-    if value is None or (np.ndim(value) == 0 and pd.isna(value)): return InvalidImageError("no image in this row")
-    return InvalidImageError(f"{column}: expected {'a string' if column != 'image' else 'bytes'}, got {type(value).__name__}")
+        if column == "path":
+            return value
+        try:
+            return _b64(value)  # `image` sent as text (JSON) is base64 too
+        except InvalidImageError as e:
+            return e
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+        return InvalidImageError("no image in this row")
+    return InvalidImageError(
+        f"{column}: expected {'a string' if column != 'image' else 'bytes'}, got {type(value).__name__}"
+    )
 
 
 def images_from_input(model_input) -> list:
     "One image (bytes or path) or `InvalidImageError` per row of a DataFrame (`image`/`image_base64`/`path`) or list."
     if isinstance(model_input, (list, tuple, pd.Series)):
         return [_one(v, "path" if isinstance(v, str) else "image") for v in model_input]
-    if not isinstance(model_input, pd.DataFrame): raise TypeError(f"expected a DataFrame or a list, got {type(model_input).__name__}")
+    if not isinstance(model_input, pd.DataFrame):
+        raise TypeError(f"expected a DataFrame or a list, got {type(model_input).__name__}")
     cols = [c for c in INPUT_COLUMNS if c in model_input.columns]
-    if not cols: raise ValueError(f"expected a column image (bytes), image_base64 (str) or path (str); got {list(model_input.columns)}")
+    if not cols:
+        raise ValueError(
+            f"expected a column image (bytes), image_base64 (str) or path (str); got {list(model_input.columns)}"
+        )
     out = []
     for row in model_input[cols].itertuples(index=False):
         items = [_one(v, c) for v, c in zip(row, cols)]
-        out.append(next((it for it in items if not isinstance(it, Exception)),
-                        next((it for it in items if "no image" not in str(it)), items[0])))
+        out.append(
+            next(
+                (it for it in items if not isinstance(it, Exception)),
+                next((it for it in items if "no image" not in str(it)), items[0]),
+            )
+        )
     return out
 
 # %% ../nbs/10_registry.ipynb #b5da6fcb
 def _answer(p: Prediction) -> dict:
-    return {"class_id": p.class_id, "label": p.label, "crop": p.crop, "disease": p.disease,
-            "confidence": p.confidence, "top_k": json.dumps(p.top_k), "unknown": p.unknown, "error": None}
+    return {
+        "class_id": p.class_id,
+        "label": p.label,
+        "crop": p.crop,
+        "disease": p.disease,
+        "confidence": p.confidence,
+        "top_k": json.dumps(p.top_k),
+        "unknown": p.unknown,
+        "error": None,
+    }
 
 
 class PlantDiseaseModel(mlflow.pyfunc.PythonModel):
     "MLflow pyfunc around `Predictor`: images in (`image`, `image_base64` or `path` column), one answer row each."
 
-    def __init__(self, top_k: int = 3): self.top_k, self.predictor = top_k, None
+    def __init__(self, top_k: int = 3):
+        self.top_k, self.predictor = top_k, None
 
     def load_context(self, context):
         "Load `model.keras` and `classes.json` from the `model_dir` artifact."
@@ -97,27 +123,41 @@ class PlantDiseaseModel(mlflow.pyfunc.PythonModel):
         for i, item in enumerate(images_from_input(model_input)):
             if not isinstance(item, Exception):
                 try:
-                    arrays.append(self.predictor.preprocess(item).numpy()); where.append(i)
-                    rows.append(None); continue
-                except InvalidImageError as e: item = e
+                    arrays.append(self.predictor.preprocess(item).numpy())
+                    where.append(i)
+                    rows.append(None)
+                    continue
+                except InvalidImageError as e:
+                    item = e
             rows.append({**dict.fromkeys(OUTPUT_COLUMNS), "error": str(item)})
         if arrays:
-            for i, p in zip(where, self.predictor.predict_batch(arrays, top_k=k)): rows[i] = _answer(p)
+            for i, p in zip(where, self.predictor.predict_batch(arrays, top_k=k)):
+                rows[i] = _answer(p)
         out = pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object) for c in OUTPUT_COLUMNS})
         if all(r["error"] is None for r in rows):  # class_id stays nullable when some answer is unknown
-            out = out.astype({"confidence": "float64", "unknown": "bool", **({"class_id": "int64"} if out["class_id"].notna().all() else {})})
+            out = out.astype(
+                {
+                    "confidence": "float64",
+                    "unknown": "bool",
+                    **({"class_id": "int64"} if out["class_id"].notna().all() else {}),
+                }
+            )
         return out
 
 # %% ../nbs/10_registry.ipynb #6c8a36d5
 def _pins(*names: str) -> list[str]:
     "`name==installed version` for each distribution (tensorflow: whichever TensorFlow build is installed)."
     from importlib.metadata import PackageNotFoundError, version
+
     out = []
     for n in names:
         cands = ["tensorflow", "tensorflow-cpu", "tensorflow-macos"] if n == "tensorflow" else [n]
         for c in cands:
-            try: out.append(f"{n}=={version(c)}"); break
-            except PackageNotFoundError: pass
+            try:
+                out.append(f"{n}=={version(c)}")
+                break
+            except PackageNotFoundError:
+                pass
     return out
 
 
@@ -133,51 +173,96 @@ _KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=_save_
 def _in_run(run_id: str | None):
     active = mlflow.active_run()
     if run_id is None:
-        if active is None: raise RuntimeError("no active MLflow run: call inside tracking.stage_run() or pass run_id")
+        if active is None:
+            raise RuntimeError("no active MLflow run: call inside tracking.stage_run() or pass run_id")
         yield active.info.run_id
-    elif active is not None and active.info.run_id == run_id: yield run_id
+    elif active is not None and active.info.run_id == run_id:
+        yield run_id
     else:
-        with mlflow.start_run(run_id=run_id, nested=active is not None): yield run_id
+        with mlflow.start_run(run_id=run_id, nested=active is not None):
+            yield run_id
 
 
 def pyfunc_signature(top_k: int = 3) -> ModelSignature:
     "Input: one of `image` (binary), `image_base64`, `path` (strings); output: the answer columns; param `top_k`."
-    inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "image_base64", required=False),
-                     ColSpec("string", "path", required=False)])
-    outputs = Schema([ColSpec("long", "class_id", required=False), ColSpec("string", "label", required=False),
-                      ColSpec("string", "crop", required=False), ColSpec("string", "disease", required=False),
-                      ColSpec("double", "confidence", required=False), ColSpec("string", "top_k", required=False),
-                      ColSpec("boolean", "unknown", required=False), ColSpec("string", "error", required=False)])
+    inputs = Schema(
+        [
+            ColSpec("binary", "image", required=False),
+            ColSpec("string", "image_base64", required=False),
+            ColSpec("string", "path", required=False),
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec("long", "class_id", required=False),
+            ColSpec("string", "label", required=False),
+            ColSpec("string", "crop", required=False),
+            ColSpec("string", "disease", required=False),
+            ColSpec("double", "confidence", required=False),
+            ColSpec("string", "top_k", required=False),
+            ColSpec("boolean", "unknown", required=False),
+            ColSpec("string", "error", required=False),
+        ]
+    )
     return ModelSignature(inputs, outputs, ParamSchema([ParamSpec("top_k", "long", top_k)]))
 
 
-def log_models(model_dir: str | os.PathLike = "models", run_id: str | None = None,
-               input_example_image: bytes | None = None, top_k: int = 3, name: str = "model", keras_flavour: bool = True) -> str:
+def log_models(
+    model_dir: str | os.PathLike = "models",
+    run_id: str | None = None,
+    input_example_image: bytes | None = None,
+    top_k: int = 3,
+    name: str = "model",
+    keras_flavour: bool = True,
+) -> str:
     """Log `keras_model` (Keras flavour, unless `keras_flavour` is false) and `name` (a self-contained pyfunc whose
     artifact is the model folder: the Keras model, the class list and any exported formats with `export.json`) to the
     active run or `run_id`; return the pyfunc's URI."""
     import plant_disease
+
     predictor = Predictor.from_dir(model_dir)
     size, n = predictor.image_size, len(predictor.classes)
-    example = (predictor.preprocess(input_example_image).numpy()[None] if input_example_image is not None
-               else np.full((1, size, size, 3), 127.5, np.float32))
-    keras_sig = ModelSignature(Schema([TensorSpec(np.dtype(np.float32), (-1, size, size, 3))]),
-                               Schema([TensorSpec(np.dtype(np.float32), (-1, n))]))
+    example = (
+        predictor.preprocess(input_example_image).numpy()[None]
+        if input_example_image is not None
+        else np.full((1, size, size, 3), 127.5, np.float32)
+    )
+    keras_sig = ModelSignature(
+        Schema([TensorSpec(np.dtype(np.float32), (-1, size, size, 3))]),
+        Schema([TensorSpec(np.dtype(np.float32), (-1, n))]),
+    )
     with _in_run(run_id), tempfile.TemporaryDirectory() as tmp:
         if keras_flavour:
-            mlflow.models.Model.log(artifact_path=None, name="keras_model", flavor=_KERAS_FLAVOR, model=predictor.model,
-                                    signature=keras_sig, input_example=example, pip_requirements=_pins("tensorflow", "keras"))
-        staged = Path(tmp) / "model_dir"; staged.mkdir()
+            mlflow.models.Model.log(
+                artifact_path=None,
+                name="keras_model",
+                flavor=_KERAS_FLAVOR,
+                model=predictor.model,
+                signature=keras_sig,
+                input_example=example,
+                pip_requirements=_pins("tensorflow", "keras"),
+            )
+        staged = Path(tmp) / "model_dir"
+        staged.mkdir()
         for f in ("classes.json", EXPORT_REPORT, *RUNTIME_FILES.values()):
             src = Path(model_dir) / f
-            if src.is_dir(): shutil.copytree(src, staged / f)
-            elif src.exists(): shutil.copy2(src, staged / f)
+            if src.is_dir():
+                shutil.copytree(src, staged / f)
+            elif src.exists():
+                shutil.copy2(src, staged / f)
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=PlantDiseaseModel(top_k), artifacts={"model_dir": str(staged)},
-            code_paths=[str(Path(plant_disease.__file__).parent)], signature=pyfunc_signature(top_k),
-            input_example=(pd.DataFrame({"image_base64": [base64.b64encode(input_example_image).decode()]})
-                           if input_example_image is not None else None),
-            pip_requirements=_pins("mlflow", "tensorflow", "keras", "numpy", "pandas", "pillow", "pydantic", "pyyaml"))
+            name=name,
+            python_model=PlantDiseaseModel(top_k),
+            artifacts={"model_dir": str(staged)},
+            code_paths=[str(Path(plant_disease.__file__).parent)],
+            signature=pyfunc_signature(top_k),
+            input_example=(
+                pd.DataFrame({"image_base64": [base64.b64encode(input_example_image).decode()]})
+                if input_example_image is not None
+                else None
+            ),
+            pip_requirements=_pins("mlflow", "tensorflow", "keras", "numpy", "pandas", "pillow", "pydantic", "pyyaml"),
+        )
     return info.model_uri
 
 # %% ../nbs/10_registry.ipynb #6a14f0da
@@ -187,51 +272,85 @@ UNREADABLE = "<unreadable>"
 def score_model(model_uri: str, manifest: Manifest, split: str = "test", top_k: int = 3, chunk: int = 64) -> dict:
     "Accuracy, macro F1, top-k accuracy and counts of the pyfunc at `model_uri` on one split of `manifest`."
     df = manifest.split(split)
-    if df.empty: raise ValueError(f"the {split!r} split is empty: nothing to score the model on")
+    if df.empty:
+        raise ValueError(f"the {split!r} split is empty: nothing to score the model on")
     model = mlflow.pyfunc.load_model(model_uri)
-    classes = list(getattr(getattr(model.unwrap_python_model(), "predictor", None), "classes", None) or manifest.classes)
+    classes = list(
+        getattr(getattr(model.unwrap_python_model(), "predictor", None), "classes", None) or manifest.classes
+    )
     paths = [str(Path(p).resolve()) for p in df["path"]]
-    preds = pd.concat([model.predict(pd.DataFrame({"path": paths[i:i + chunk]}), params={"top_k": top_k})
-                       for i in range(0, len(paths), chunk)], ignore_index=True)
+    preds = pd.concat(
+        [
+            model.predict(pd.DataFrame({"path": paths[i : i + chunk]}), params={"top_k": top_k})
+            for i in range(0, len(paths), chunk)
+        ],
+        ignore_index=True,
+    )
     errors = preds["error"].notna()
     classes += [c for c in sorted(set(df["class"])) if c not in classes] + ([UNREADABLE] if errors.any() else [])
     index = {c: i for i, c in enumerate(classes)}
     probs = np.zeros((len(df), len(classes)))
     for i, (top, err) in enumerate(zip(preds["top_k"], errors)):
-        if err: probs[i, index[UNREADABLE]] = 1.0
+        if err:
+            probs[i, index[UNREADABLE]] = 1.0
         else:
-            for t in json.loads(top): probs[i, index[t["label"]]] = t["probability"]
+            for t in json.loads(top):
+                probs[i, index[t["label"]]] = t["probability"]
     k = min(top_k, len(classes))
     m = compute_metrics([index[c] for c in df["class"]], probs, classes, top_k=k)
-    return {"accuracy": m["accuracy"], "f1_macro": m["f1_macro"], f"top{k}_accuracy": m[f"top{k}_accuracy"],
-            "n": len(df), "n_errors": int(errors.sum())}
+    return {
+        "accuracy": m["accuracy"],
+        "f1_macro": m["f1_macro"],
+        f"top{k}_accuracy": m[f"top{k}_accuracy"],
+        "n": len(df),
+        "n_errors": int(errors.sum()),
+    }
 
 # %% ../nbs/10_registry.ipynb #fe9b8120
 def gate(new: dict, production: dict | None, params: RegisterParams) -> tuple[bool, str]:
     "Whether `new` metrics pass the thresholds and the allowed regression against `production`, and why."
     eps, fails = 1e-9, []
-    if new["accuracy"] + eps < params.min_accuracy: fails.append(f"accuracy {new['accuracy']:.4f} is below min_accuracy {params.min_accuracy:.4f}")
-    if new["f1_macro"] + eps < params.min_f1_macro: fails.append(f"macro F1 {new['f1_macro']:.4f} is below min_f1_macro {params.min_f1_macro:.4f}")
+    if new["accuracy"] + eps < params.min_accuracy:
+        fails.append(f"accuracy {new['accuracy']:.4f} is below min_accuracy {params.min_accuracy:.4f}")
+    if new["f1_macro"] + eps < params.min_f1_macro:
+        fails.append(f"macro F1 {new['f1_macro']:.4f} is below min_f1_macro {params.min_f1_macro:.4f}")
     if production is not None:
         for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro F1")):
             if new[key] + eps < production[key] - params.max_regression:
-                fails.append(f"{name} {new[key]:.4f} trails production's {production[key]:.4f} by more than "
-                             f"max_regression {params.max_regression:.4f}")
-    if fails: return False, "; ".join(fails)
-    vs = ("no production version to compare with" if production is None else
-          f"within max_regression {params.max_regression:.4f} of production (accuracy {production['accuracy']:.4f}, "
-          f"macro F1 {production['f1_macro']:.4f})")
-    return True, (f"accuracy {new['accuracy']:.4f} >= {params.min_accuracy:.4f} and macro F1 {new['f1_macro']:.4f} "
-                  f">= {params.min_f1_macro:.4f}, {vs}")
+                fails.append(
+                    f"{name} {new[key]:.4f} trails production's {production[key]:.4f} by more than "
+                    f"max_regression {params.max_regression:.4f}"
+                )
+    if fails:
+        return False, "; ".join(fails)
+    vs = (
+        "no production version to compare with"
+        if production is None
+        else f"within max_regression {params.max_regression:.4f} of production (accuracy {production['accuracy']:.4f}, "
+        f"macro F1 {production['f1_macro']:.4f})"
+    )
+    return True, (
+        f"accuracy {new['accuracy']:.4f} >= {params.min_accuracy:.4f} and macro F1 {new['f1_macro']:.4f} "
+        f">= {params.min_f1_macro:.4f}, {vs}"
+    )
 
 # %% ../nbs/10_registry.ipynb #dd91b830
 def _alias_version(client: MlflowClient, name: str, alias: str):
-    try: return client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException: return None
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
 
 
-def register_and_gate(model_uri: str, params: RegisterParams, manifest: Manifest, out: str | os.PathLike = "reports/gate.json",
-                      client: MlflowClient | None = None, split: str = "test", top_k: int = 3) -> dict:
+def register_and_gate(
+    model_uri: str,
+    params: RegisterParams,
+    manifest: Manifest,
+    out: str | os.PathLike = "reports/gate.json",
+    client: MlflowClient | None = None,
+    split: str = "test",
+    top_k: int = 3,
+) -> dict:
     "Register `model_uri` as a new `staging` version; promote it to `production` if it passes the gate; write `out`."
     client = client or MlflowClient()
     name = params.model_name
@@ -242,31 +361,60 @@ def register_and_gate(model_uri: str, params: RegisterParams, manifest: Manifest
     new = score_model(model_uri, manifest, split, top_k)
     prod, note = None, ""
     if prod_mv is not None:
-        try: prod = {"version": int(prod_mv.version), **score_model(f"models:/{name}/{prod_mv.version}", manifest, split, top_k)}
+        try:
+            prod = {
+                "version": int(prod_mv.version),
+                **score_model(f"models:/{name}/{prod_mv.version}", manifest, split, top_k),
+            }
         except Exception as e:
             log.warning("production version %s of %s could not be scored: %s", prod_mv.version, name, e)
             note = f" (production version {prod_mv.version} could not be scored: {type(e).__name__}: {e})"
     passed, reason = gate(new, prod, params)
     reason = f"version {version} {'passes' if passed else 'fails'} the gate: {reason}{note}"
     if passed:
-        if prod_mv is not None: client.set_registered_model_alias(name, "previous", prod_mv.version)
+        if prod_mv is not None:
+            client.set_registered_model_alias(name, "previous", prod_mv.version)
         client.set_registered_model_alias(name, "production", version)
-    tags = {"gate_decision": "pass" if passed else "fail", "gate_reason": reason, "accuracy": new["accuracy"],
-            "f1_macro": new["f1_macro"], "production_version": prod_mv.version if prod_mv else "none",
-            "production_accuracy": prod["accuracy"] if prod else "none", "production_f1_macro": prod["f1_macro"] if prod else "none"}
-    for k, v in tags.items(): client.set_model_version_tag(name, version, k, str(v))
+    tags = {
+        "gate_decision": "pass" if passed else "fail",
+        "gate_reason": reason,
+        "accuracy": new["accuracy"],
+        "f1_macro": new["f1_macro"],
+        "production_version": prod_mv.version if prod_mv else "none",
+        "production_accuracy": prod["accuracy"] if prod else "none",
+        "production_f1_macro": prod["f1_macro"] if prod else "none",
+    }
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, str(v))
     aliases = {a: int(v) for a, v in client.get_registered_model(name).aliases.items()}
-    decision = {"decision": tags["gate_decision"], "reason": reason, "model_name": name, "version": int(version),
-                "model_uri": model_uri, "split": split, "metrics": new, "production": prod,
-                "thresholds": {"min_accuracy": params.min_accuracy, "min_f1_macro": params.min_f1_macro,
-                               "max_regression": params.max_regression},
-                "aliases": dict(sorted(aliases.items()))}
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+    decision = {
+        "decision": tags["gate_decision"],
+        "reason": reason,
+        "model_name": name,
+        "version": int(version),
+        "model_uri": model_uri,
+        "split": split,
+        "metrics": new,
+        "production": prod,
+        "thresholds": {
+            "min_accuracy": params.min_accuracy,
+            "min_f1_macro": params.min_f1_macro,
+            "max_regression": params.max_regression,
+        },
+        "aliases": dict(sorted(aliases.items())),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(decision, indent=2))
-    moved = (f"production -> version {version}" + (f", previous -> version {prod_mv.version}" if prod_mv else "") if passed
-             else f"production stays on {f'version {prod_mv.version}' if prod_mv else 'no version'}")
-    print(f"register: {name} {reason} (scored on {new['n']} {split} images). {moved}; staging -> version {version}. "
-          f"Decision written to {out}.")
+    moved = (
+        f"production -> version {version}" + (f", previous -> version {prod_mv.version}" if prod_mv else "")
+        if passed
+        else f"production stays on {f'version {prod_mv.version}' if prod_mv else 'no version'}"
+    )
+    print(
+        f"register: {name} {reason} (scored on {new['n']} {split} images). {moved}; staging -> version {version}. "
+        f"Decision written to {out}."
+    )
     return decision
 
 # %% ../nbs/10_registry.ipynb #7420aab0
@@ -279,15 +427,22 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     rest = uri.removeprefix("models:/") if isinstance(uri, str) else ""
     name, at, alias = rest.partition("@")
     version = None
-    if not at: name, _, version = rest.partition("/")
-    if not uri.startswith("models:/") or not name or not (alias or version) or "/" in (alias or "") \
-            or (version is not None and not version.isdigit()):
+    if not at:
+        name, _, version = rest.partition("/")
+    if (
+        not uri.startswith("models:/")
+        or not name
+        or not (alias or version)
+        or "/" in (alias or "")
+        or (version is not None and not version.isdigit())
+    ):
         raise RegistryError(f"{uri!r} is not a registry URI like models:/<name>@<alias> or models:/<name>/<version>")
     return name, alias or None, version
 
 
 def _default_uri(tracking_uri: str | None) -> str:
     from plant_disease.tracking import tracking_uri as default
+
     return tracking_uri or default()
 
 
@@ -308,17 +463,29 @@ def fetch_model(uri: str, cache_dir: str | os.PathLike, tracking_uri: str | None
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}-", dir=dest.parent))
             try:
-                got = Path(mlflow.artifacts.download_artifacts(artifact_uri=client.get_model_version_download_uri(name, mv.version),
-                                                               dst_path=str(tmp), tracking_uri=turi))  # the model's root
+                got = Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=client.get_model_version_download_uri(name, mv.version),
+                        dst_path=str(tmp),
+                        tracking_uri=turi,
+                    )
+                )  # the model's root
                 if not (got / "artifacts" / "model_dir" / "model.keras").exists():
-                    raise RegistryError(f"cannot load {uri} from the MLflow registry at {turi}: version {mv.version} has no "
-                                        "artifacts/model_dir/model.keras (not a model logged by plant_disease.registry.log_models)")
-                if dest.exists() and not (folder / "model.keras").exists(): shutil.rmtree(dest)  # an incomplete old download
-                try: got.rename(dest)
+                    raise RegistryError(
+                        f"cannot load {uri} from the MLflow registry at {turi}: version {mv.version} has no "
+                        "artifacts/model_dir/model.keras (not a model logged by plant_disease.registry.log_models)"
+                    )
+                if dest.exists() and not (folder / "model.keras").exists():
+                    shutil.rmtree(dest)  # an incomplete old download
+                try:
+                    got.rename(dest)
                 except OSError:
-                    if not (folder / "model.keras").exists(): raise  # else another process finished first
-            finally: shutil.rmtree(tmp, ignore_errors=True)
-    except RegistryError: raise
+                    if not (folder / "model.keras").exists():
+                        raise  # else another process finished first
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except RegistryError:
+        raise
     except Exception as e:
         raise RegistryError(f"cannot load {uri} from the MLflow registry at {turi}: {type(e).__name__}: {e}") from None
     return folder, name, str(mv.version)
@@ -327,100 +494,175 @@ def fetch_model(uri: str, cache_dir: str | os.PathLike, tracking_uri: str | None
 @dataclass
 class ServedModel:
     "A loaded `Predictor` with the folder it came from and the name and version to report with its answers."
+
     predictor: Predictor
     folder: Path
     name: str
     version: str
 
 
-def load_served_model(source: str, cache_dir: str | os.PathLike, tracking_uri: str | None = None,
-                      root: str | os.PathLike = ".", **predictor_kwargs) -> ServedModel:
+def load_served_model(
+    source: str,
+    cache_dir: str | os.PathLike,
+    tracking_uri: str | None = None,
+    root: str | os.PathLike = ".",
+    **predictor_kwargs,
+) -> ServedModel:
     """A model to serve from a registry URI (`models:/name@alias`, `models:/name/version`; `RegistryError` if that fails)
     or a model folder (relative to `root`; `FileNotFoundError`/`ValueError` if unusable). A folder reports its name
     as `local:<folder>` and its version as `local@<training time>`."""
-    if source.startswith("models:/"): folder, name, version = fetch_model(source, cache_dir, tracking_uri)
-    else: folder, name, version = Path(root) / source, None, None  # an absolute `source` replaces `root`
+    if source.startswith("models:/"):
+        folder, name, version = fetch_model(source, cache_dir, tracking_uri)
+    else:
+        folder, name, version = Path(root) / source, None, None  # an absolute `source` replaces `root`
     predictor = Predictor.from_dir(folder, **predictor_kwargs)
-    if name is None: name, version = f"local:{folder.name}", f"local@{predictor.metadata.get('created', 'unknown')}"
+    if name is None:
+        name, version = f"local:{folder.name}", f"local@{predictor.metadata.get('created', 'unknown')}"
     return ServedModel(predictor, folder, name, version)
 
 # %% ../nbs/10_registry.ipynb #fe5a95c9
 def _iso(ms: int | None) -> str | None:
     from datetime import datetime, timezone
+
     return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
 
 
 def _evaluate_run(client: MlflowClient, run):
     "The sibling `evaluate` run that scored the model of train run `run`, or None."
     parent = run.data.tags.get("mlflow.parentRunId")
-    if not parent: return None
-    kids = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'",
-                              order_by=["attributes.start_time ASC"], max_results=1000)
-    later_trains = [r.info.start_time for r in kids if r.data.tags.get("stage") == "train" and r.info.start_time > run.info.start_time]
+    if not parent:
+        return None
+    kids = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1000,
+    )
+    later_trains = [
+        r.info.start_time
+        for r in kids
+        if r.data.tags.get("stage") == "train" and r.info.start_time > run.info.start_time
+    ]
     until = min(later_trains, default=float("inf"))
-    evals = [r for r in kids if r.data.tags.get("stage") == "evaluate" and r.info.status == "FINISHED"
-             and run.info.start_time <= r.info.start_time < until]
+    evals = [
+        r
+        for r in kids
+        if r.data.tags.get("stage") == "evaluate"
+        and r.info.status == "FINISHED"
+        and run.info.start_time <= r.info.start_time < until
+    ]
     return evals[-1] if evals else None
 
 
 def _csv_artifact(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
     "The CSV artifact `path` of a run (first column as index), or None when the run has no such artifact."
     folder, _, fname = path.rpartition("/")
-    if fname not in {Path(a.path).name for a in client.list_artifacts(run_id, folder or None)}: return None
+    if fname not in {Path(a.path).name for a in client.list_artifacts(run_id, folder or None)}:
+        return None
     with tempfile.TemporaryDirectory() as d:
         return pd.read_csv(client.download_artifacts(run_id, path, d), index_col=0)
 
 
-def model_card(name: str, alias: str | None = "production", tracking_uri: str | None = None,
-               version: str | None = None) -> dict:
+def model_card(
+    name: str, alias: str | None = "production", tracking_uri: str | None = None, version: str | None = None
+) -> dict:
     "Version, aliases, dates, backbone, gate, test metrics, per-class report and confusion matrix of a registered model."
     turi = _default_uri(tracking_uri)
     client = MlflowClient(turi, turi)
-    try: mv = _version(client, name, None if version else alias, str(version) if version else None)
+    try:
+        mv = _version(client, name, None if version else alias, str(version) if version else None)
     except Exception as e:
         ref = f"version {version}" if version else f"alias {alias!r}"
-        raise RegistryError(f"no {ref} of registered model {name!r} in the MLflow registry at {turi}: {type(e).__name__}: {e}") from None
+        raise RegistryError(
+            f"no {ref} of registered model {name!r} in the MLflow registry at {turi}: {type(e).__name__}: {e}"
+        ) from None
     missing = []
-    card = {"name": name, "version": str(mv.version), "aliases": sorted(mv.aliases or []), "tracking_uri": turi,
-            "registered_at": _iso(mv.creation_timestamp), "run_id": mv.run_id, "tags": dict(mv.tags or {}),
-            "gate": {"decision": (mv.tags or {}).get("gate_decision"), "reason": (mv.tags or {}).get("gate_reason")},
-            "trained_at": None, "backbone": None, "image_size": None, "classes": None, "synthetic_data": None,
-            "evaluate_run_id": None, "metrics": {}, "per_class": None, "confusion": None}
-    if card["gate"]["decision"] is None: missing.append("gate decision: the version has no gate_decision tag (not registered by the register stage)")
+    card = {
+        "name": name,
+        "version": str(mv.version),
+        "aliases": sorted(mv.aliases or []),
+        "tracking_uri": turi,
+        "registered_at": _iso(mv.creation_timestamp),
+        "run_id": mv.run_id,
+        "tags": dict(mv.tags or {}),
+        "gate": {"decision": (mv.tags or {}).get("gate_decision"), "reason": (mv.tags or {}).get("gate_reason")},
+        "trained_at": None,
+        "backbone": None,
+        "image_size": None,
+        "classes": None,
+        "synthetic_data": None,
+        "evaluate_run_id": None,
+        "metrics": {},
+        "per_class": None,
+        "confusion": None,
+    }
+    if card["gate"]["decision"] is None:
+        missing.append("gate decision: the version has no gate_decision tag (not registered by the register stage)")
     try:
         with tempfile.TemporaryDirectory() as d:
-            meta = json.loads(Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=client.get_model_version_download_uri(name, mv.version).rstrip("/") + "/artifacts/model_dir/classes.json",
-                dst_path=d, tracking_uri=turi)).read_text())
-        card.update(trained_at=meta.get("created"), backbone=meta.get("backbone"), image_size=meta.get("image_size"),
-                    classes=meta.get("classes"), synthetic_data=meta.get("synthetic_data"))
-        if not meta.get("created"): missing.append("training date: classes.json has no 'created'")
-    except Exception as e: missing.append(f"training date, backbone, image size: classes.json not readable ({type(e).__name__}: {e})")
+            meta = json.loads(
+                Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=client.get_model_version_download_uri(name, mv.version).rstrip("/")
+                        + "/artifacts/model_dir/classes.json",
+                        dst_path=d,
+                        tracking_uri=turi,
+                    )
+                ).read_text()
+            )
+        card.update(
+            trained_at=meta.get("created"),
+            backbone=meta.get("backbone"),
+            image_size=meta.get("image_size"),
+            classes=meta.get("classes"),
+            synthetic_data=meta.get("synthetic_data"),
+        )
+        if not meta.get("created"):
+            missing.append("training date: classes.json has no 'created'")
+    except Exception as e:
+        missing.append(f"training date, backbone, image size: classes.json not readable ({type(e).__name__}: {e})")
     run = None
     if mv.run_id:
-        try: run = client.get_run(mv.run_id)
-        except Exception as e: missing.append(f"the version's run {mv.run_id} is not readable ({type(e).__name__}: {e})")
-    else: missing.append("the version has no run: no test metrics or evaluation artifacts")
+        try:
+            run = client.get_run(mv.run_id)
+        except Exception as e:
+            missing.append(f"the version's run {mv.run_id} is not readable ({type(e).__name__}: {e})")
+    else:
+        missing.append("the version has no run: no test metrics or evaluation artifacts")
     runs = []
     if run is not None:
         ev = _evaluate_run(client, run)
-        if ev is not None: runs, card["evaluate_run_id"] = [ev, run], ev.info.run_id
-        else: runs = [run]
+        if ev is not None:
+            runs, card["evaluate_run_id"] = [ev, run], ev.info.run_id
+        else:
+            runs = [run]
     where = " or ".join(f"run {r.info.run_id}" for r in runs) or "no run"
     for r in runs:
-        if (m := {k.removeprefix("test_"): v for k, v in r.data.metrics.items() if k.startswith("test_")}):
-            card["metrics"] = m; break
+        if m := {k.removeprefix("test_"): v for k, v in r.data.metrics.items() if k.startswith("test_")}:
+            card["metrics"] = m
+            break
     else:
-        if runs: missing.append(f"test metrics: no test_* metrics in {where} (the model's evaluate run was not found)"
-                                if card["evaluate_run_id"] is None else f"test metrics: no test_* metrics in {where}")
-    for key, path, what in (("per_class", "evaluate/classification_report.csv", "per-class report"),
-                            ("confusion", "evaluate/confusion_matrix.csv", "confusion matrix")):
+        if runs:
+            missing.append(
+                f"test metrics: no test_* metrics in {where} (the model's evaluate run was not found)"
+                if card["evaluate_run_id"] is None
+                else f"test metrics: no test_* metrics in {where}"
+            )
+    for key, path, what in (
+        ("per_class", "evaluate/classification_report.csv", "per-class report"),
+        ("confusion", "evaluate/confusion_matrix.csv", "confusion matrix"),
+    ):
         for r in runs:
-            try: df = _csv_artifact(client, r.info.run_id, path)
+            try:
+                df = _csv_artifact(client, r.info.run_id, path)
             except Exception as e:
-                missing.append(f"{what}: {path} of run {r.info.run_id} is not readable ({type(e).__name__}: {e})"); break
-            if df is not None: card[key] = df; break
+                missing.append(f"{what}: {path} of run {r.info.run_id} is not readable ({type(e).__name__}: {e})")
+                break
+            if df is not None:
+                card[key] = df
+                break
         else:
-            if runs: missing.append(f"{what}: no {path} in {where}")
+            if runs:
+                missing.append(f"{what}: no {path} in {where}")
     card["missing"] = missing
     return card

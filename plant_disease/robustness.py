@@ -17,9 +17,16 @@ __all__ = ['CORRUPTIONS', 'leaf_mask', 'corrupt', 'robustness_table', 'summarise
 
 # %% ../nbs/19_robustness.ipynb #f7ca0d92
 CORRUPTIONS = ("blur", "jpeg", "noise", "brightness", "contrast", "background", "rotation", "crop")
-_LEVELS = {"blur": (0.5, 1.0, 1.5, 2.5, 4.0), "jpeg": (60, 40, 25, 15, 8), "noise": (8, 16, 28, 40, 60),
-           "brightness": (0.88, 0.76, 0.64, 0.52, 0.40), "contrast": (0.75, 0.6, 0.45, 0.3, 0.2),
-           "background": (0.2, 0.4, 0.6, 0.8, 1.0), "rotation": (15, 30, 45, 90, 135), "crop": (0.9, 0.8, 0.7, 0.6, 0.5)}
+_LEVELS = {
+    "blur": (0.5, 1.0, 1.5, 2.5, 4.0),
+    "jpeg": (60, 40, 25, 15, 8),
+    "noise": (8, 16, 28, 40, 60),
+    "brightness": (0.88, 0.76, 0.64, 0.52, 0.40),
+    "contrast": (0.75, 0.6, 0.45, 0.3, 0.2),
+    "background": (0.2, 0.4, 0.6, 0.8, 1.0),
+    "rotation": (15, 30, 45, 90, 135),
+    "crop": (0.9, 0.8, 0.7, 0.6, 0.5),
+}
 
 
 def leaf_mask(im: Image.Image) -> np.ndarray:
@@ -33,25 +40,37 @@ def leaf_mask(im: Image.Image) -> np.ndarray:
 def _clutter(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     "A cluttered background: a random crop of a bundled photo (building, flower, portrait...) or coloured blotches."
     from plant_disease.ood import noise_images, object_images
+
     side = max(size)
-    pick = object_images(1, side, int(rng.integers(1 << 31))) if rng.random() < 0.7 else \
-        noise_images(3, side, int(rng.integers(1 << 31)))[2:3]  # index 2: blotches
+    pick = (
+        object_images(1, side, int(rng.integers(1 << 31)))
+        if rng.random() < 0.7
+        else noise_images(3, side, int(rng.integers(1 << 31)))[2:3]
+    )  # index 2: blotches
     return pick[0][: size[1], : size[0]].astype(np.float64)
 
 
 def corrupt(image: np.ndarray, kind: str, severity: int, rng: np.random.Generator | None = None) -> np.ndarray:
     "`image` (uint8 HxWx3) under corruption `kind` at `severity` 1-5, as uint8 of the same size."
-    if kind not in _LEVELS: raise ValueError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
-    if not 1 <= severity <= 5: raise ValueError(f"severity must be 1-5, got {severity}")
+    if kind not in _LEVELS:
+        raise ValueError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
+    if not 1 <= severity <= 5:
+        raise ValueError(f"severity must be 1-5, got {severity}")
     rng = rng or np.random.default_rng(0)
     level, im = _LEVELS[kind][severity - 1], Image.fromarray(np.asarray(image, np.uint8))
     w, h = im.size
-    if kind == "blur": out = im.filter(ImageFilter.GaussianBlur(level * w / 256))
+    if kind == "blur":
+        out = im.filter(ImageFilter.GaussianBlur(level * w / 256))
     elif kind == "jpeg":
-        buf = io.BytesIO(); im.save(buf, format="JPEG", quality=level); out = Image.open(buf).convert("RGB")
-    elif kind == "noise": return np.clip(np.asarray(im, np.float64) + rng.normal(0, level, (h, w, 3)), 0, 255).astype(np.uint8)
-    elif kind == "brightness": out = ImageEnhance.Brightness(im).enhance(level)
-    elif kind == "contrast": out = ImageEnhance.Contrast(im).enhance(level)
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=level)
+        out = Image.open(buf).convert("RGB")
+    elif kind == "noise":
+        return np.clip(np.asarray(im, np.float64) + rng.normal(0, level, (h, w, 3)), 0, 255).astype(np.uint8)
+    elif kind == "brightness":
+        out = ImageEnhance.Brightness(im).enhance(level)
+    elif kind == "contrast":
+        out = ImageEnhance.Contrast(im).enhance(level)
     elif kind == "background":
         keep = leaf_mask(im)[..., None]
         x = np.asarray(im, np.float64)
@@ -59,7 +78,9 @@ def corrupt(image: np.ndarray, kind: str, severity: int, rng: np.random.Generato
         return np.where(keep, x, bg).astype(np.uint8)
     elif kind == "rotation":
         border = np.concatenate([np.asarray(im)[0], np.asarray(im)[-1]]).mean(0)
-        out = im.rotate(level * (1 if rng.random() < 0.5 else -1), Image.BILINEAR, fillcolor=tuple(int(c) for c in border))
+        out = im.rotate(
+            level * (1 if rng.random() < 0.5 else -1), Image.BILINEAR, fillcolor=tuple(int(c) for c in border)
+        )
     else:  # crop: keep `level` of the side at a random position, scaled back up
         cw, ch = int(w * level), int(h * level)
         x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
@@ -67,25 +88,48 @@ def corrupt(image: np.ndarray, kind: str, severity: int, rng: np.random.Generato
     return np.asarray(out.convert("RGB"))
 
 # %% ../nbs/19_robustness.ipynb #ba13f913
-def robustness_table(predict, images: list[np.ndarray], y, corruptions=CORRUPTIONS, severities=(1, 3, 5),
-                     abstain: dict | None = None, seed: int = 0) -> pd.DataFrame:
+def robustness_table(
+    predict,
+    images: list[np.ndarray],
+    y,
+    corruptions=CORRUPTIONS,
+    severities=(1, 3, 5),
+    abstain: dict | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Accuracy (and share answered unknown) of `predict` on `images` clean and under each corruption and severity.
     `predict` returns probabilities, or (probabilities, domain scores) for the full abstention rule."""
     from plant_disease.ood import abstains
+
     y = np.asarray(y)
+
     def row(kind, sev, batch):
         out = predict(batch)
         p, dom = out if isinstance(out, tuple) else (out, None)
         unk = abstains(p, abstain, dom)
         right = p.argmax(1) == y
-        return {"corruption": kind, "severity": sev, "accuracy": round(float(right.mean()), 4),
-                "unknown_rate": round(float(unk.mean()), 4),
-                "accuracy_accepted": round(float(right[~unk].mean()), 4) if (~unk).any() else None, "n": len(y)}
+        return {
+            "corruption": kind,
+            "severity": sev,
+            "accuracy": round(float(right.mean()), 4),
+            "unknown_rate": round(float(unk.mean()), 4),
+            "accuracy_accepted": round(float(right[~unk].mean()), 4) if (~unk).any() else None,
+            "n": len(y),
+        }
+
     rows = [row("none", 0, images)]
     for kind in corruptions:
         for sev in severities:
-            rows.append(row(kind, sev, [corrupt(im, kind, sev, np.random.default_rng([seed, i, sev, CORRUPTIONS.index(kind)]))
-                                        for i, im in enumerate(images)]))
+            rows.append(
+                row(
+                    kind,
+                    sev,
+                    [
+                        corrupt(im, kind, sev, np.random.default_rng([seed, i, sev, CORRUPTIONS.index(kind)]))
+                        for i, im in enumerate(images)
+                    ],
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -93,29 +137,42 @@ def summarise(table: pd.DataFrame) -> dict:
     "Clean accuracy, mean corrupted accuracy, and mean accuracy per corruption (over severities)."
     clean = float(table.loc[table.corruption == "none", "accuracy"].iloc[0])
     bad = table[table.corruption != "none"]
-    return {"clean_accuracy": clean, "corrupted_accuracy": round(float(bad["accuracy"].mean()), 4),
-            "relative_accuracy": round(float(bad["accuracy"].mean()) / clean, 4) if clean else None,
-            "corrupted_unknown_rate": round(float(bad["unknown_rate"].mean()), 4),
-            **{f"{k}_accuracy": round(float(g["accuracy"].mean()), 4) for k, g in bad.groupby("corruption", sort=False)}}
+    return {
+        "clean_accuracy": clean,
+        "corrupted_accuracy": round(float(bad["accuracy"].mean()), 4),
+        "relative_accuracy": round(float(bad["accuracy"].mean()) / clean, 4) if clean else None,
+        "corrupted_unknown_rate": round(float(bad["unknown_rate"].mean()), 4),
+        **{f"{k}_accuracy": round(float(g["accuracy"].mean()), 4) for k, g in bad.groupby("corruption", sort=False)},
+    }
 
 
 def plot_robustness(tables: dict[str, pd.DataFrame], path: str | Path, synthetic: bool = False) -> Path:
     "Accuracy against severity, one panel per corruption, one line per model; saved as PNG."
-    import matplotlib; matplotlib.use("Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     kinds = [k for k in CORRUPTIONS if any(k in set(t.corruption) for t in tables.values())]
-    cols = 4; rows = -(-len(kinds) // cols)
+    cols = 4
+    rows = -(-len(kinds) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharey=True, squeeze=False)
     for ax, kind in zip(axes.flat, kinds):
         for name, t in tables.items():
             clean = t[t.corruption == "none"]
             part = pd.concat([clean, t[t.corruption == kind]])
             ax.plot(part["severity"], part["accuracy"], marker="o", label=name)
-        ax.set_title(kind); ax.set_xlabel("severity"); ax.set_ylim(0, 1); ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(kinds):]: ax.axis("off")
-    axes[0][0].set_ylabel("test accuracy"); axes[0][0].legend(fontsize=8)
+        ax.set_title(kind)
+        ax.set_xlabel("severity")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(kinds) :]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][0].legend(fontsize=8)
     fig.suptitle("Accuracy under field-like corruptions" + (" (SYNTHETIC data)" if synthetic else ""))
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110); plt.close(fig)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return Path(path)

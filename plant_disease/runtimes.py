@@ -22,8 +22,14 @@ __all__ = ['log', 'RUNTIME_FILES', 'RUNTIMES', 'EXPORT_REPORT', 'RuntimeUnavaila
            'accurate_formats', 'time_runtime', 'select_runtime']
 
 # %% ../nbs/14_runtimes.ipynb #5e61659d
-RUNTIME_FILES = {"keras": "model.keras", "savedmodel": "savedmodel", "tflite_fp32": "model_fp32.tflite",
-                 "tflite_dynamic": "model_dynamic.tflite", "tflite_int8": "model_int8.tflite", "onnx": "model.onnx"}
+RUNTIME_FILES = {
+    "keras": "model.keras",
+    "savedmodel": "savedmodel",
+    "tflite_fp32": "model_fp32.tflite",
+    "tflite_dynamic": "model_dynamic.tflite",
+    "tflite_int8": "model_int8.tflite",
+    "onnx": "model.onnx",
+}
 RUNTIMES = tuple(RUNTIME_FILES)
 EXPORT_REPORT = "export.json"  # written by `export.export_model`: each format's measured accuracy
 
@@ -32,45 +38,55 @@ class RuntimeUnavailableError(ValueError):
     "A runtime that cannot be used here: unknown name, missing file or missing package; the message says which."
 
 
-def _threads() -> int: return int(os.environ.get("PLANT_DISEASE_THREADS") or os.cpu_count() or 1)
+def _threads() -> int:
+    return int(os.environ.get("PLANT_DISEASE_THREADS") or os.cpu_count() or 1)
 
 # %% ../nbs/14_runtimes.ipynb #a08fca96
 class Runtime:
     "A model engine: `runtime(x)` maps a float32 (n, size, size, 3) batch of 0..255 pixels to class probabilities."
+
     name: str = "?"
     image_size: int
     n_classes: int
 
-    def __call__(self, x: np.ndarray) -> np.ndarray: raise NotImplementedError
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
-    def __repr__(self): return f"{type(self).__name__}({self.name}, {self.image_size}px, {self.n_classes} classes)"
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name}, {self.image_size}px, {self.n_classes} classes)"
 
 
 class KerasRuntime(Runtime):
     "The Keras model through one `tf.function` with a fixed signature (no retracing); safe to call from several threads."
+
     name = "keras"
 
     def __init__(self, model):
         import tensorflow as tf
+
         self.model, self.image_size, self.n_classes = model, int(model.input_shape[1]), int(model.output_shape[-1])
         spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)
         self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True, input_signature=[spec])
 
-    def __call__(self, x): return self._fn(np.asarray(x, np.float32)).numpy()
+    def __call__(self, x):
+        return self._fn(np.asarray(x, np.float32)).numpy()
 
 
 class SavedModelRuntime(Runtime):
     "The exported TensorFlow SavedModel's `serve` signature (what TF Serving would run)."
+
     name = "savedmodel"
 
     def __init__(self, path):
         import tensorflow as tf
+
         self._sm = tf.saved_model.load(str(path))
         spec = self._sm.signatures["serving_default"]
         inp = list(spec.structured_input_signature[1].values())[0]
         self.image_size, self.n_classes = int(inp.shape[1]), int(list(spec.structured_outputs.values())[0].shape[-1])
 
-    def __call__(self, x): return self._sm.serve(np.asarray(x, np.float32)).numpy()
+    def __call__(self, x):
+        return self._sm.serve(np.asarray(x, np.float32)).numpy()
 
 
 class LiteRTRuntime(Runtime):
@@ -79,7 +95,13 @@ class LiteRTRuntime(Runtime):
 
     def __init__(self, path, name: str = "tflite", threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
-        self.name, self._content, self._threads, self._Interpreter = name, Path(path).read_bytes(), threads or _threads(), Interpreter
+
+        self.name, self._content, self._threads, self._Interpreter = (
+            name,
+            Path(path).read_bytes(),
+            threads or _threads(),
+            Interpreter,
+        )
         self._interp: dict[int, object] = {}
         self._lock = threading.Lock()
         it = self._get(1)
@@ -106,10 +128,12 @@ class LiteRTRuntime(Runtime):
 
 class OnnxRuntime(Runtime):
     "An `.onnx` model through ONNX Runtime's CPU provider (thread-safe; one session, intra-op threads = cores)."
+
     name = "onnx"
 
     def __init__(self, path, threads: int | None = None):
         import onnxruntime as ort
+
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads or _threads(), 1
         so.log_severity_level = 3
@@ -117,7 +141,8 @@ class OnnxRuntime(Runtime):
         inp, out = self._s.get_inputs()[0], self._s.get_outputs()[0]
         self._input, self.image_size, self.n_classes = inp.name, int(inp.shape[1]), int(out.shape[-1])
 
-    def __call__(self, x): return self._s.run(None, {self._input: np.asarray(x, np.float32)})[0]
+    def __call__(self, x):
+        return self._s.run(None, {self._input: np.asarray(x, np.float32)})[0]
 
 # %% ../nbs/14_runtimes.ipynb #76a69f3d
 def available_runtimes(folder: str | os.PathLike) -> list[str]:
@@ -127,18 +152,25 @@ def available_runtimes(folder: str | os.PathLike) -> list[str]:
 
 def load_runtime(name: str, folder: str | os.PathLike, model=None, threads: int | None = None) -> Runtime:
     "The runtime `name` for the model in `folder` (`model`: an already loaded Keras model, for `keras`)."
-    if name not in RUNTIME_FILES: raise RuntimeUnavailableError(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)} or auto")
+    if name not in RUNTIME_FILES:
+        raise RuntimeUnavailableError(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)} or auto")
     path = Path(folder) / RUNTIME_FILES[name]
-    if name == "keras" and model is not None: return KerasRuntime(model)
+    if name == "keras" and model is not None:
+        return KerasRuntime(model)
     if not path.exists():
-        raise RuntimeUnavailableError(f"runtime {name}: {path} not found (run `plant-disease export` to write the edge formats)")
+        raise RuntimeUnavailableError(
+            f"runtime {name}: {path} not found (run `plant-disease export` to write the edge formats)"
+        )
     try:
         if name == "keras":
             import keras
             import plant_disease.model  # noqa: F401  (registers the preprocessing layer)
+
             return KerasRuntime(keras.saving.load_model(path, compile=False))
-        if name == "savedmodel": return SavedModelRuntime(path)
-        if name == "onnx": return OnnxRuntime(path, threads)
+        if name == "savedmodel":
+            return SavedModelRuntime(path)
+        if name == "onnx":
+            return OnnxRuntime(path, threads)
         return LiteRTRuntime(path, name, threads)
     except ImportError as e:
         raise RuntimeUnavailableError(f"runtime {name} needs a package that is not installed: {e.name or e}") from None
@@ -147,25 +179,33 @@ def load_runtime(name: str, folder: str | os.PathLike, model=None, threads: int 
 def accurate_formats(folder: str | os.PathLike, max_drop: float | None = None) -> dict[str, dict]:
     "The exported formats in `folder` whose measured accuracy drop is within `max_drop` (default: export's own)."
     f = Path(folder) / EXPORT_REPORT
-    if not f.exists(): return {}
+    if not f.exists():
+        return {}
     rep = json.loads(f.read_text())
     limit = rep.get("max_accuracy_drop", 0.005) if max_drop is None else max_drop
-    return {k: v for k, v in rep.get("formats", {}).items()
-            if k != "keras" and v.get("accuracy_drop") is not None and v["accuracy_drop"] <= limit + 1e-12}
+    return {
+        k: v
+        for k, v in rep.get("formats", {}).items()
+        if k != "keras" and v.get("accuracy_drop") is not None and v["accuracy_drop"] <= limit + 1e-12
+    }
 
 
 def time_runtime(rt: Runtime, batch: int = 1, repeats: int = 10, warmup: int = 2) -> float:
     "Median milliseconds of one call on a batch of grey images."
     x = np.full((batch, rt.image_size, rt.image_size, 3), 128.0, np.float32)
-    for _ in range(warmup): rt(x)
+    for _ in range(warmup):
+        rt(x)
     ts = []
     for _ in range(repeats):
-        t = time.perf_counter(); rt(x); ts.append(1000 * (time.perf_counter() - t))
+        t = time.perf_counter()
+        rt(x)
+        ts.append(1000 * (time.perf_counter() - t))
     return float(np.median(ts))
 
 
-def select_runtime(folder: str | os.PathLike, preference: str = "auto", model=None, max_drop: float | None = None,
-                   repeats: int = 10) -> tuple[Runtime, dict]:
+def select_runtime(
+    folder: str | os.PathLike, preference: str = "auto", model=None, max_drop: float | None = None, repeats: int = 10
+) -> tuple[Runtime, dict]:
     """The runtime to serve with and why. `preference` is a runtime name (used as is; an error if unavailable) or
     `auto`: Keras plus every exported format within `max_drop`, timed here; the fastest wins."""
     if preference != "auto":
@@ -173,11 +213,18 @@ def select_runtime(folder: str | os.PathLike, preference: str = "auto", model=No
     cands = ["keras"] + [r for r in accurate_formats(folder, max_drop) if (Path(folder) / RUNTIME_FILES[r]).exists()]
     timings, loaded = {}, {}
     for name in cands:
-        try: loaded[name] = load_runtime(name, folder, model)
-        except RuntimeUnavailableError as e: log.warning("runtime %s skipped: %s", name, e); continue
+        try:
+            loaded[name] = load_runtime(name, folder, model)
+        except RuntimeUnavailableError as e:
+            log.warning("runtime %s skipped: %s", name, e)
+            continue
         timings[name] = round(time_runtime(loaded[name], repeats=repeats), 2)
     best = min(timings, key=timings.get)
-    reason = ("fastest within the accuracy limit" if len(timings) > 1 else
-              "no exported format within the accuracy limit" if (Path(folder) / EXPORT_REPORT).exists() else
-              "nothing exported (plant-disease export)")
+    reason = (
+        "fastest within the accuracy limit"
+        if len(timings) > 1
+        else "no exported format within the accuracy limit"
+        if (Path(folder) / EXPORT_REPORT).exists()
+        else "nothing exported (plant-disease export)"
+    )
     return loaded[best], {"runtime": best, "reason": reason, "batch1_ms": timings}

@@ -26,11 +26,24 @@ STAGE_GROUPS: dict[str, tuple[str, ...]] = {
     "train": ("pipeline", "augment", "model", "train", "abstain", "tracking"),
     "evaluate": ("pipeline", "evaluate", "tracking"),
     "ood": ("ood", "tracking"),
-    "robustness": ("pipeline", "augment", "model", "train", "abstain", "robustness", "tracking"),  # trains the augmentation twin
+    "robustness": (
+        "pipeline",
+        "augment",
+        "model",
+        "train",
+        "abstain",
+        "robustness",
+        "tracking",
+    ),  # trains the augmentation twin
     "export": ("export", "tracking"),
     "register": ("tracking", "register"),
 }
-PROFILE_GROUPS = ("data", "pipeline", "model", "train")  # what profiles may change: stages reading these also read `profile`
+PROFILE_GROUPS = (
+    "data",
+    "pipeline",
+    "model",
+    "train",
+)  # what profiles may change: stages reading these also read `profile`
 PIPELINE_NOTEBOOKS = Path("nbs") / "pipeline"
 
 
@@ -40,52 +53,97 @@ class StageError(RuntimeError):
 # %% ../nbs/11_stages.ipynb #4b52d97a
 def injected_params(params: Params, stage: str) -> dict:
     "The resolved parameter groups `stage` reads, as a plain dict (profiles already applied)."
-    if stage not in STAGE_GROUPS: raise StageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    if stage not in STAGE_GROUPS:
+        raise StageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     dump = params.model_dump(mode="json")
     return {g: dump[g] for g in STAGE_GROUPS[stage]}
 
 # %% ../nbs/11_stages.ipynb #8ce9fad0
-def execute_stage_notebook(stage: str, params: Params, root: str | Path = ".", data_dir="data", models_dir="models",
-                           reports_dir="reports", extra: dict | None = None) -> Path:
+def execute_stage_notebook(
+    stage: str,
+    params: Params,
+    root: str | Path = ".",
+    data_dir="data",
+    models_dir="models",
+    reports_dir="reports",
+    extra: dict | None = None,
+) -> Path:
     "Run `nbs/pipeline/<stage>.ipynb` with papermill into `reports/notebooks/<stage>.ipynb`; return that path."
     import papermill as pm
+
     root = Path(root).resolve()
     src, out = root / PIPELINE_NOTEBOOKS / f"{stage}.ipynb", root / reports_dir / "notebooks" / f"{stage}.ipynb"
-    if not src.exists(): raise StageError(f"{src} not found: run from the project root")
+    if not src.exists():
+        raise StageError(f"{src} not found: run from the project root")
     out.parent.mkdir(parents=True, exist_ok=True)
-    parameters = {"params": injected_params(params, stage), "data_dir": str(data_dir), "models_dir": str(models_dir),
-                  "reports_dir": str(reports_dir), **(extra or {})}
+    parameters = {
+        "params": injected_params(params, stage),
+        "data_dir": str(data_dir),
+        "models_dir": str(models_dir),
+        "reports_dir": str(reports_dir),
+        **(extra or {}),
+    }
     try:
-        pm.execute_notebook(str(src), str(out), parameters=parameters, cwd=str(root), kernel_name="python3",
-                            progress_bar=False, log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr)
+        pm.execute_notebook(
+            str(src),
+            str(out),
+            parameters=parameters,
+            cwd=str(root),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=True,
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
+        )
     except pm.PapermillExecutionError as e:
         raise StageError(f"{e.ename}: {e.evalue} (traceback in the executed notebook {out})") from None
     return out
 
 # %% ../nbs/11_stages.ipynb #bbbb5e56
-def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path, reports_dir: Path, export_dir: Path) -> None:
+def _log_stage_outputs(
+    stage: str, root: Path, data_dir: Path, models_dir: Path, reports_dir: Path, export_dir: Path
+) -> None:
     import mlflow
     from plant_disease.registry import log_models
     from plant_disease.tracking import log_dict_metrics, log_history
+
     if stage == "data":
         summary = json.loads((data_dir / "manifest.json").read_text())
-        log_dict_metrics({"n_images": summary["n_images"], "n_rejected": summary["n_rejected"], "n_classes": summary["n_classes"],
-                          **{f"n_{k}": v for k, v in summary["splits"].items()}}, prefix="data_")
-        for f in ("manifest.json", "rejected.csv", "manifest.csv"): mlflow.log_artifact(str(data_dir / f), "data")
+        log_dict_metrics(
+            {
+                "n_images": summary["n_images"],
+                "n_rejected": summary["n_rejected"],
+                "n_classes": summary["n_classes"],
+                **{f"n_{k}": v for k, v in summary["splits"].items()},
+            },
+            prefix="data_",
+        )
+        for f in ("manifest.json", "rejected.csv", "manifest.csv"):
+            mlflow.log_artifact(str(data_dir / f), "data")
     elif stage == "eda":
         eda = reports_dir / "eda"
         summary = json.loads((eda / "eda.json").read_text())
-        log_dict_metrics({k: summary[k] for k in ("imbalance_ratio", "full_imbalance_ratio", "cross_split_duplicates", "duplicate_groups")
-                          if summary.get(k) is not None}, prefix="eda_")
+        log_dict_metrics(
+            {
+                k: summary[k]
+                for k in ("imbalance_ratio", "full_imbalance_ratio", "cross_split_duplicates", "duplicate_groups")
+                if summary.get(k) is not None
+            },
+            prefix="eda_",
+        )
         mlflow.log_artifacts(str(eda), "eda")
     elif stage == "train":
         import pandas as pd
+
         log_history(pd.read_csv(reports_dir / "train" / "history.csv"))
         summary = json.loads((reports_dir / "train" / "train_summary.json").read_text())
         for s in summary["stages"]:
-            log_dict_metrics({"seconds": s["seconds"], "images_per_second": s["images_per_second"], "epochs_run": s["epochs_run"]},
-                             prefix=f"train_stage{s['stage']}_")
-        if summary.get("calibration"): log_dict_metrics(summary["calibration"], prefix="val_calibration_")
+            log_dict_metrics(
+                {"seconds": s["seconds"], "images_per_second": s["images_per_second"], "epochs_run": s["epochs_run"]},
+                prefix=f"train_stage{s['stage']}_",
+            )
+        if summary.get("calibration"):
+            log_dict_metrics(summary["calibration"], prefix="val_calibration_")
         mlflow.log_artifacts(str(reports_dir / "train"), "train")
         example = _first_test_image(data_dir)
         uri = log_models(models_dir, input_example_image=example)
@@ -96,9 +154,15 @@ def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path,
         mlflow.log_artifacts(str(reports_dir / "evaluate"), "evaluate")
     elif stage == "ood":
         rep = json.loads((reports_dir / "ood" / "metrics.json").read_text())
-        log_dict_metrics({"false_rejection": rep["false_rejection"], "accuracy_accepted": rep["accuracy_accepted"],
-                          **{f"rejection_{k}": v for k, v in rep["rejection"].items()},
-                          **{f"auroc_{s}_{k}": v for s, a in rep["auroc"].items() for k, v in a.items()}}, prefix="ood_")
+        log_dict_metrics(
+            {
+                "false_rejection": rep["false_rejection"],
+                "accuracy_accepted": rep["accuracy_accepted"],
+                **{f"rejection_{k}": v for k, v in rep["rejection"].items()},
+                **{f"auroc_{s}_{k}": v for s, a in rep["auroc"].items() for k, v in a.items()},
+            },
+            prefix="ood_",
+        )
         mlflow.log_artifacts(str(reports_dir / "ood"), "ood")
     elif stage == "robustness":
         rep = json.loads((reports_dir / "robustness" / "metrics.json").read_text())
@@ -108,13 +172,25 @@ def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path,
         mlflow.log_artifacts(str(reports_dir / "robustness"), "robustness")
     elif stage == "export":
         rep = json.loads((export_dir / "export.json").read_text())
-        log_dict_metrics({f"{fmt}_{k}": v for fmt, r in rep["formats"].items() for k, v in r.items()
-                          if k in ("accuracy", "accuracy_drop", "agreement", "size_bytes", "batch1_ms")}, prefix="export_")
+        log_dict_metrics(
+            {
+                f"{fmt}_{k}": v
+                for fmt, r in rep["formats"].items()
+                for k, v in r.items()
+                if k in ("accuracy", "accuracy_drop", "agreement", "size_bytes", "batch1_ms")
+            },
+            prefix="export_",
+        )
         mlflow.set_tag("fastest_within_limit", rep["fastest_within_limit"])
         mlflow.log_artifact(str(export_dir / "export.json"), "export")
         train = json.loads((models_dir / "mlflow_run.json").read_text())
-        uri = log_models(export_dir, run_id=train["run_id"], name="model_all_formats", keras_flavour=False,
-                         input_example_image=_first_test_image(data_dir))
+        uri = log_models(
+            export_dir,
+            run_id=train["run_id"],
+            name="model_all_formats",
+            keras_flavour=False,
+            input_example_image=_first_test_image(data_dir),
+        )
         (export_dir / "mlflow_run.json").write_text(json.dumps({"run_id": train["run_id"], "model_uri": uri}, indent=2))
     elif stage == "register":
         gate = json.loads((reports_dir / "gate.json").read_text())
@@ -124,39 +200,57 @@ def _log_stage_outputs(stage: str, root: Path, data_dir: Path, models_dir: Path,
 
 def _first_test_image(data_dir: Path) -> bytes | None:
     import pandas as pd
+
     m = pd.read_csv(data_dir / "manifest.csv")
     test = m[m["split"] == "test"]
     return Path(test["path"].iloc[0]).read_bytes() if len(test) else None
 
 # %% ../nbs/11_stages.ipynb #03062b75
-def run_stage(stage: str, params: Params, root: str | Path = ".", data_dir="data", models_dir="models",
-              reports_dir="reports", export_dir="exported") -> Path:
+def run_stage(
+    stage: str,
+    params: Params,
+    root: str | Path = ".",
+    data_dir="data",
+    models_dir="models",
+    reports_dir="reports",
+    export_dir="exported",
+) -> Path:
     "Execute one pipeline stage and track it in MLflow (child run of this `dvc repro`); return the executed notebook."
     import mlflow
     from plant_disease.tracking import setup_tracking, stage_run
+
     root = Path(root).resolve()
     d, m, r, x = (root / data_dir, root / models_dir, root / reports_dir, root / export_dir)
     from plant_disease.distribute import is_chief
+
     if stage == "train" and params.train.distribute == "multi_worker" and not is_chief():
         # another worker of a multi-worker run: it trains in step with the chief, which alone writes and logs (notebook 20)
         import tempfile
-        return execute_stage_notebook(stage, params, root, data_dir, models_dir, tempfile.mkdtemp(prefix="plant-disease-worker-"))
+
+        return execute_stage_notebook(
+            stage, params, root, data_dir, models_dir, tempfile.mkdtemp(prefix="plant-disease-worker-")
+        )
     setup_tracking(params.tracking, root)  # fails fast (TrackingError) if the server is unreachable
     extra = {}
-    if stage == "export": extra = {"export_dir": str(export_dir)}
+    if stage == "export":
+        extra = {"export_dir": str(export_dir)}
     if stage == "register":  # the export stage's model (every format) if there is one, else the train stage's
         info = next((f for f in (x / "mlflow_run.json", m / "mlflow_run.json") if f.exists()), None)
-        if info is None: raise StageError(f"{m / 'mlflow_run.json'} not found: run the train stage first")
+        if info is None:
+            raise StageError(f"{m / 'mlflow_run.json'} not found: run the train stage first")
         extra = {"model_uri": json.loads(info.read_text())["model_uri"]}
     failure = None
-    try: executed = execute_stage_notebook(stage, params, root, data_dir, models_dir, reports_dir, extra)
-    except StageError as e: failure = e
+    try:
+        executed = execute_stage_notebook(stage, params, root, data_dir, models_dir, reports_dir, extra)
+    except StageError as e:
+        failure = e
     summary_file = d / "manifest.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     with stage_run(stage, params, summary, root):
         if failure is not None:  # the run ends FAILED, with the executed notebook that holds the traceback
             failed = r / "notebooks" / f"{stage}.ipynb"
-            if failed.exists(): mlflow.log_artifact(str(failed), "notebooks")
+            if failed.exists():
+                mlflow.log_artifact(str(failed), "notebooks")
             raise failure
         _log_stage_outputs(stage, root, d, m, r, x)
         mlflow.log_artifact(str(executed), "notebooks")

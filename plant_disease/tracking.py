@@ -42,20 +42,26 @@ def tracking_uri(root: str | os.PathLike = ".") -> str:
 
 def _artifact_location(uri: str) -> str | None:
     "For a SQLite store: `mlartifacts/` next to the database file (a file URI); None for other stores."
-    if not uri.startswith("sqlite:///"): return None
-    db = Path(unquote(uri[len("sqlite:///"):].split("?")[0]))
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(unquote(uri[len("sqlite:///") :].split("?")[0]))
     return (db.resolve().parent / "mlartifacts").as_uri()
 
 # %% ../nbs/09_tracking.ipynb #ff3ba024
 def _check_server(uri: str, timeout: float = 3.0) -> None:
     "Raise `TrackingError` unless the http(s) tracking server at `uri` answers `/health`."
     import requests
-    hint = ("start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`) or unset MLFLOW_TRACKING_URI "
-            "to use the embedded SQLite store (mlflow.db in the project)")
-    try: r = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+
+    hint = (
+        "start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`) or unset MLFLOW_TRACKING_URI "
+        "to use the embedded SQLite store (mlflow.db in the project)"
+    )
+    try:
+        r = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as e:
         raise TrackingError(f"MLflow tracking server {uri} is not reachable ({type(e).__name__}): {hint}") from None
-    if r.status_code >= 500: raise TrackingError(f"MLflow tracking server {uri} is unhealthy (HTTP {r.status_code}): {hint}")
+    if r.status_code >= 500:
+        raise TrackingError(f"MLflow tracking server {uri} is unhealthy (HTTP {r.status_code}): {hint}")
 
 
 def setup_tracking(params: TrackingParams, root: str | os.PathLike = ".") -> str:
@@ -69,7 +75,8 @@ def setup_tracking(params: TrackingParams, root: str | os.PathLike = ".") -> str
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(params.experiment)
     if exp is None:
-        try: eid = client.create_experiment(params.experiment, artifact_location=_artifact_location(uri))
+        try:
+            eid = client.create_experiment(params.experiment, artifact_location=_artifact_location(uri))
         except mlflow.exceptions.MlflowException:  # created meanwhile by another process
             eid = client.get_experiment_by_name(params.experiment).experiment_id
     else:
@@ -86,19 +93,27 @@ def git_commit(root: str | os.PathLike = ".") -> str | None:
     try:
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         return (r.stdout.strip() or None) if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError): return None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def pipeline_group_key(params: Params, manifest_sha256: str, root: str | os.PathLike = ".") -> str:
     "12 hex chars of sha256(resolved params, manifest hash, git commit): shared by the stages of one pipeline run."
-    payload = json.dumps({"params": params.model_dump(mode="json"), "manifest": manifest_sha256,
-                          "commit": git_commit(root)}, sort_keys=True, default=str)
+    payload = json.dumps(
+        {"params": params.model_dump(mode="json"), "manifest": manifest_sha256, "commit": git_commit(root)},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 # %% ../nbs/09_tracking.ipynb #7ac556e9
 def _find_parent(client: MlflowClient, experiment_id: str, key: str):
-    runs = client.search_runs([experiment_id], f"tags.pipeline_group = '{key}' AND attributes.run_name = 'pipeline-{key}'",
-                              order_by=["attributes.start_time ASC"], max_results=1)
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.pipeline_group = '{key}' AND attributes.run_name = 'pipeline-{key}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
     return runs[0] if runs else None
 
 
@@ -106,22 +121,29 @@ def _log_params_once(client: MlflowClient, run_id: str, flat: dict[str, str]) ->
     "Log the params `run_id` lacks; keep (and warn about) any it already has with another value."
     have = client.get_run(run_id).data.params
     clash = sorted(k for k in flat if k in have and have[k] != flat[k])
-    if clash: log.warning("run %s already has other values for %s: kept", run_id, clash[:5])
+    if clash:
+        log.warning("run %s already has other values for %s: kept", run_id, clash[:5])
     new = [Param(k, v) for k, v in flat.items() if k not in have]
-    if new: client.log_batch(run_id, params=new)
+    if new:
+        client.log_batch(run_id, params=new)
 
 
 @contextmanager
 def stage_run(stage: str, params: Params, manifest_summary: dict, root: str | os.PathLike = "."):
     "Run a pipeline stage inside a child MLflow run (named `stage`) of its pipeline's parent run; yields the child."
-    if not stage.replace("_", "").replace("-", "").isalnum(): raise ValueError(f"invalid stage name {stage!r}")
+    if not stage.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"invalid stage name {stage!r}")
     eid = setup_tracking(params.tracking, root)
     client = MlflowClient(tracking_uri(root))
     sha = str(manifest_summary.get("manifest_sha256") or "unknown")
     key = pipeline_group_key(params, sha, root)
-    tags = {"pipeline_group": key, "git_commit": git_commit(root) or "unknown", "manifest_sha256": sha,
-            "data_synthetic": str(bool(manifest_summary.get("synthetic", False))).lower(),
-            "profile": ",".join(params.profile) or "default"}
+    tags = {
+        "pipeline_group": key,
+        "git_commit": git_commit(root) or "unknown",
+        "manifest_sha256": sha,
+        "data_synthetic": str(bool(manifest_summary.get("synthetic", False))).lower(),
+        "profile": ",".join(params.profile) or "default",
+    }
     parent = _find_parent(client, eid, key) or client.create_run(eid, run_name=f"pipeline-{key}", tags=tags)
     flat = {k: str(v) for k, v in flatten_params(params).items()}
     _log_params_once(client, parent.info.run_id, flat)
@@ -132,13 +154,17 @@ def stage_run(stage: str, params: Params, manifest_summary: dict, root: str | os
 
 # %% ../nbs/09_tracking.ipynb #0d609b5a
 def _run_id(run_id: str | None) -> str:
-    if run_id: return run_id
-    if (active := mlflow.active_run()) is None: raise RuntimeError("no active MLflow run: use stage_run() or pass run_id")
+    if run_id:
+        return run_id
+    if (active := mlflow.active_run()) is None:
+        raise RuntimeError("no active MLflow run: use stage_run() or pass run_id")
     return active.info.run_id
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
+    return (
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
+    )
 
 
 def log_history(history: pd.DataFrame, run_id: str | None = None) -> int:
@@ -157,7 +183,10 @@ def log_history(history: pd.DataFrame, run_id: str | None = None) -> int:
 def log_dict_metrics(metrics: dict, prefix: str = "test_", run_id: str | None = None) -> dict[str, float]:
     "Log the top-level numeric values of `metrics` (nested dicts and non-numbers skipped) as `<prefix><key>`."
     flat = {f"{prefix}{k}": float(v) for k, v in metrics.items() if _is_number(v)}
-    if flat: MlflowClient().log_batch(_run_id(run_id), metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in flat.items()])
+    if flat:
+        MlflowClient().log_batch(
+            _run_id(run_id), metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in flat.items()]
+        )
     return flat
 
 # %% ../nbs/09_tracking.ipynb #16a43fb6
@@ -165,8 +194,10 @@ def latest_stage_run(stage: str, params: TrackingParams, group: str | None = Non
     "The most recent FINISHED child run of `stage` (optionally within pipeline `group`), or None."
     client = MlflowClient(tracking_uri(root))
     exp = client.get_experiment_by_name(params.experiment)
-    if exp is None: return None
+    if exp is None:
+        return None
     flt = f"tags.stage = '{stage}' AND attributes.status = 'FINISHED'"
-    if group: flt += f" AND tags.pipeline_group = '{group}'"
+    if group:
+        flt += f" AND tags.pipeline_group = '{group}'"
     runs = client.search_runs([exp.experiment_id], flt, order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None

@@ -20,11 +20,19 @@ import pandas as pd
 
 from .calibration import apply_temperature, calibration_report, fit_temperature
 from .distribute import is_chief, make_strategy, shard_by_data, strategy_info
-from .ood import abstains, domain_score, fit_domain, fit_threshold, image_descriptors, ood_score, reference_profile
+from plant_disease.ood import (
+    abstains,
+    domain_score,
+    fit_domain,
+    fit_threshold,
+    image_descriptors,
+    ood_score,
+    reference_profile,
+)
 from .config import Params, flatten_params
 from .data import Manifest
 from .model import at_size, build_model, set_trainable
-from .pipeline import DataBundle, configure_devices, make_datasets
+from .pipeline import configure_devices, make_datasets
 
 log = logging.getLogger(__name__)
 
@@ -37,41 +45,61 @@ __all__ = ['log', 'MIN_DOMAIN_IMAGES', 'EpochClock', 'make_callbacks', 'Smoothed
 class EpochClock(keras.callbacks.Callback):
     """Adds to each epoch's logs: wall-clock `seconds` since training began (validation included),
     `train_seconds` (the same without validation), the training `image_size` and the `learning_rate`."""
+
     def __init__(self, start: float, image_size: int, val_seconds: float = 0.0):
         super().__init__()
         self.start, self.image_size, self.val_seconds, self._t = start, image_size, val_seconds, None
 
-    def on_test_begin(self, logs=None): self._t = time.perf_counter()
+    def on_test_begin(self, logs=None):
+        self._t = time.perf_counter()
 
     def on_test_end(self, logs=None):
-        if self._t is not None: self.val_seconds += time.perf_counter() - self._t
+        if self._t is not None:
+            self.val_seconds += time.perf_counter() - self._t
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None: return
+        if logs is None:
+            return
         logs["seconds"] = round(time.perf_counter() - self.start, 2)
         logs["train_seconds"] = round(logs["seconds"] - self.val_seconds, 2)
         logs["image_size"] = self.image_size
         logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
 
-def make_callbacks(params: Params, ckpt: Path, monitor: str, best_so_far: float | None, csv: Path,
-                   clock: EpochClock | None = None, append: bool = False) -> list:
+def make_callbacks(
+    params: Params,
+    ckpt: Path,
+    monitor: str,
+    best_so_far: float | None,
+    csv: Path,
+    clock: EpochClock | None = None,
+    append: bool = False,
+) -> list:
     """Best-weights checkpoint, CSV logger (after the clock, so its columns are logged) and, for the two-stage
     schedule, EarlyStopping and ReduceLROnPlateau (a one-cycle schedule sets the learning rate itself)."""
     t = params.train
     cbs = [] if clock is None else [clock]
     if t.schedule == "two_stage":
-        cbs += [keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, restore_best_weights=True, verbose=1),
-                keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
-                                                  min_lr=t.min_lr, verbose=1)]
-    return cbs + [keras.callbacks.ModelCheckpoint(ckpt, monitor=monitor, save_best_only=True, save_weights_only=True,
-                                                  initial_value_threshold=best_so_far),
-                  keras.callbacks.CSVLogger(csv, append=append)]
+        cbs += [
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=t.early_stopping_patience, restore_best_weights=True, verbose=1
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience, min_lr=t.min_lr, verbose=1
+            ),
+        ]
+    return cbs + [
+        keras.callbacks.ModelCheckpoint(
+            ckpt, monitor=monitor, save_best_only=True, save_weights_only=True, initial_value_threshold=best_so_far
+        ),
+        keras.callbacks.CSVLogger(csv, append=append),
+    ]
 
 # %% ../nbs/05_train.ipynb #f5bc85b3
 @keras.saving.register_keras_serializable(package="plant_disease")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
     "Cross-entropy of probabilities against integer labels smoothed by `smoothing` (0: plain cross-entropy)."
+
     def __init__(self, smoothing: float = 0.0, name: str = "smoothed_sparse_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
         self.smoothing = float(smoothing)
@@ -82,22 +110,32 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
         y = y * (1.0 - self.smoothing) + self.smoothing / keras.ops.cast(n, y_pred.dtype)
         return keras.losses.categorical_crossentropy(y, y_pred)
 
-    def get_config(self): return {**super().get_config(), "smoothing": self.smoothing}
+    def get_config(self):
+        return {**super().get_config(), "smoothing": self.smoothing}
 
 
 def make_optimizer(params: Params, lr) -> keras.optimizers.Optimizer:
     "The optimizer of `params.train` at `lr` (a number or a schedule)."
     t = params.train
-    if t.optimizer == "adamw": return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd": return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=t.weight_decay or None)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=t.weight_decay or None)
     return keras.optimizers.Adam(lr, weight_decay=t.weight_decay or None)
 
 
-def one_cycle_schedule(peak: float, total_steps: int, warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+def one_cycle_schedule(
+    peak: float, total_steps: int, warmup_steps: int
+) -> keras.optimizers.schedules.LearningRateSchedule:
     "Linear warm-up from 0 to `peak` over `warmup_steps`, then cosine decay to 0 at `total_steps`."
     warmup_steps = min(warmup_steps, total_steps - 1)
-    return keras.optimizers.schedules.CosineDecay(0.0 if warmup_steps else peak, max(total_steps - warmup_steps, 1), alpha=0.0,
-                                                  warmup_target=peak if warmup_steps else None, warmup_steps=warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup_steps else peak,
+        max(total_steps - warmup_steps, 1),
+        alpha=0.0,
+        warmup_target=peak if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
 
 # %% ../nbs/05_train.ipynb #2b3e2c6d
 def compile_model(model: keras.Model, lr, top_k: int = 3, xla: bool = False, params: Params | None = None) -> None:
@@ -106,14 +144,18 @@ def compile_model(model: keras.Model, lr, top_k: int = 3, xla: bool = False, par
     opt = make_optimizer(params, lr) if params is not None else keras.optimizers.Adam(lr)
     smoothing = params.train.label_smoothing if params is not None else 0.0
     loss = SmoothedSparseCrossentropy(smoothing) if smoothing else "sparse_categorical_crossentropy"
-    model.compile(optimizer=opt, loss=loss,
-                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy")],
-                  jit_compile=bool(xla))
+    model.compile(
+        optimizer=opt,
+        loss=loss,
+        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy")],
+        jit_compile=bool(xla),
+    )
 
 # %% ../nbs/05_train.ipynb #1758da15
 @dataclass
 class TrainResult:
     "A trained model and what happened while training it."
+
     model: keras.Model
     classes: list[str]
     history: pd.DataFrame
@@ -122,15 +164,34 @@ class TrainResult:
     stages: list[dict] = field(default_factory=list)
 
 
-def _write_model_card(out: Path, classes, params: Params, synthetic: bool, stages, devices, temperature: float = 1.0,
-                      abstain: dict | None = None, reference: dict | None = None, domain: dict | None = None) -> None:
-    meta = {"classes": classes, "image_size": params.pipeline.image_size, "backbone": params.model.backbone,
-            "temperature": temperature,  # applied by the Predictor to every runtime's probabilities
-            "abstain": abstain, "reference": reference,  # "unknown" below the threshold; the service's drift baseline
-            "domain": domain,  # the image-descriptor model of the training photos (notebook 18)
-            "weights": params.model.weights, "input": "RGB uint8/float 0..255, preprocessing inside the model",
-            "synthetic_data": synthetic, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "stages": stages, "devices": devices, "params": flatten_params(params)}
+def _write_model_card(
+    out: Path,
+    classes,
+    params: Params,
+    synthetic: bool,
+    stages,
+    devices,
+    temperature: float = 1.0,
+    abstain: dict | None = None,
+    reference: dict | None = None,
+    domain: dict | None = None,
+) -> None:
+    meta = {
+        "classes": classes,
+        "image_size": params.pipeline.image_size,
+        "backbone": params.model.backbone,
+        "temperature": temperature,  # applied by the Predictor to every runtime's probabilities
+        "abstain": abstain,
+        "reference": reference,  # "unknown" below the threshold; the service's drift baseline
+        "domain": domain,  # the image-descriptor model of the training photos (notebook 18)
+        "weights": params.model.weights,
+        "input": "RGB uint8/float 0..255, preprocessing inside the model",
+        "synthetic_data": synthetic,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "stages": stages,
+        "devices": devices,
+        "params": flatten_params(params),
+    }
     (out / "classes.json").write_text(json.dumps(meta, indent=2, default=str))
 
 # %% ../nbs/05_train.ipynb #f6c386c9
@@ -140,14 +201,26 @@ MIN_DOMAIN_IMAGES = 30  # below this the domain model would memorise the trainin
 def fit_abstention(val_probs, classes: list[str], ap, train_desc=None, val_desc=None) -> tuple[dict, dict, dict | None]:
     """The abstention rule ({score, threshold, domain_threshold, ...}), the reference profile and the domain model,
     from calibrated validation probabilities (and image descriptors of the train and validation photos)."""
-    domain = fit_domain(train_desc) if ap.domain_check and train_desc is not None and len(train_desc) >= MIN_DOMAIN_IMAGES else None
+    domain = (
+        fit_domain(train_desc)
+        if ap.domain_check and train_desc is not None and len(train_desc) >= MIN_DOMAIN_IMAGES
+        else None
+    )
     if ap.domain_check and train_desc is not None and domain is None:
-        log.warning("abstention: %d training photos are too few to model their domain (need %d): probability check only",
-                    len(train_desc), MIN_DOMAIN_IMAGES)
+        log.warning(
+            "abstention: %d training photos are too few to model their domain (need %d): probability check only",
+            len(train_desc),
+            MIN_DOMAIN_IMAGES,
+        )
     budget = ap.target_false_rejection / (2 if domain else 1)  # each check gets half the budget
     scores = ood_score(val_probs, ap.score)
-    abstain = {"score": ap.score, "threshold": fit_threshold(scores, budget), "domain_threshold": None,
-               "target_false_rejection": ap.target_false_rejection, "n_val": int(len(scores))}
+    abstain = {
+        "score": ap.score,
+        "threshold": fit_threshold(scores, budget),
+        "domain_threshold": None,
+        "target_false_rejection": ap.target_false_rejection,
+        "n_val": int(len(scores)),
+    }
     val_dom = None
     if domain:
         val_dom = domain_score(val_desc, domain)
@@ -159,23 +232,28 @@ def fit_abstention(val_probs, classes: list[str], ap, train_desc=None, val_desc=
 def split_descriptors(manifest: Manifest, params: Params, split: str, limit: int = 2000, seed: int = 0) -> np.ndarray:
     "Image descriptors (notebook 18) of up to `limit` photos of one split, as the model sees them (resized)."
     from plant_disease.pipeline import make_dataset
+
     df = manifest.split(split)
-    if len(df) > limit: df = df.sample(limit, random_state=seed)
+    if len(df) > limit:
+        df = df.sample(limit, random_state=seed)
     ds = make_dataset(df["path"], np.zeros(len(df), np.int32), params.pipeline, tag=f"{split}-descriptors")
     return np.concatenate([image_descriptors(x.numpy()) for x, _ in ds])
 
 # %% ../nbs/05_train.ipynb #9c8e1901
 def sync_batchnorm(model: keras.Model, on: bool = True) -> int:
     "Switch synchronised (global-batch) BatchNorm statistics on or off (TensorFlow backend); return the layers changed."
-    if keras.backend.backend() != "tensorflow": return 0
+    if keras.backend.backend() != "tensorflow":
+        return 0
     bns = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
-    for l in bns: l.synchronized = on
+    for l in bns:
+        l.synchronized = on
     return len(bns)
 
 # %% ../nbs/05_train.ipynb #ba883595
 @dataclass
 class Phase:
     "One `fit` call of a schedule."
+
     stage: int
     epochs: int
     image_size: int
@@ -190,116 +268,199 @@ def plan_phases(params: Params) -> list[Phase]:
         oc = t.one_cycle
         sizes = [*oc.progressive, (size, oc.epochs - sum(e for _, e in oc.progressive))]
         return [Phase(1, e, s, "all", oc.lr) for s, e in sizes]
-    return [Phase(i, st.epochs, size, "all" if params.from_scratch else st.unfreeze_last, st.lr)
-            for i, st in enumerate([t.stage1, t.stage2], start=1) if st.epochs]
+    return [
+        Phase(i, st.epochs, size, "all" if params.from_scratch else st.unfreeze_last, st.lr)
+        for i, st in enumerate([t.stage1, t.stage2], start=1)
+        if st.epochs
+    ]
 
 # %% ../nbs/05_train.ipynb #6a6e98ae
-def train(params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train") -> TrainResult:
+def train(
+    params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train"
+) -> TrainResult:
     "Run the schedule of `params.train` on `manifest`; save the model, class list and history."
-    strategy = make_strategy(params.train.distribute, params.train.logical_cpus)  # notebook 20; before devices are set up
+    strategy = make_strategy(
+        params.train.distribute, params.train.logical_cpus
+    )  # notebook 20; before devices are set up
     chief = is_chief() if params.train.distribute == "multi_worker" else True
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="plant-disease-worker-"))  # only the chief keeps files
     out, rep = (Path(out_dir), Path(reports_dir)) if scratch is None else (scratch / "models", scratch / "reports")
-    out.mkdir(parents=True, exist_ok=True); (rep / "figures").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (rep / "figures").mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(params.train.seed)
     devices = {**configure_devices(params.pipeline), **strategy_info(strategy)}
     classes, phases = manifest.classes, plan_phases(params)
-    if not phases: raise ValueError("train.stage1.epochs and train.stage2.epochs are both 0: nothing to train")
-    pp = params.pipeline.model_copy(update={"batch_size": params.pipeline.batch_size * strategy.num_replicas_in_sync})  # global batch
+    if not phases:
+        raise ValueError("train.stage1.epochs and train.stage2.epochs are both 0: nothing to train")
+    pp = params.pipeline.model_copy(
+        update={"batch_size": params.pipeline.batch_size * strategy.num_replicas_in_sync}
+    )  # global batch
     data = make_datasets(manifest.df, classes, pp, params.augment, seed=params.train.seed)
     data = replace(data, val=shard_by_data(data.val))
     flexible = any(ph.image_size != params.pipeline.image_size for ph in phases)  # progressive resizing
-    with strategy.scope(): model = build_model(len(classes), None if flexible else params.pipeline.image_size, params.model)
+    with strategy.scope():
+        model = build_model(len(classes), None if flexible else params.pipeline.image_size, params.model)
     sync_batchnorm(model, strategy.num_replicas_in_sync > 1)  # global-batch statistics, as on one device
     monitor = params.train.monitor if data.val is not None else params.train.monitor.removeprefix("val_")
     better = max if monitor.endswith("accuracy") else min
     ckpt = out / "best.weights.h5"
     ckpt.unlink(missing_ok=True)
     steps = data.steps_per_epoch or math.ceil(data.n_train / pp.batch_size)
-    histories, stages, best, epoch, start = [], [], None, 0, time.perf_counter()
+    histories, stages, best, epoch, start, clock = [], [], None, 0, time.perf_counter(), None
     for k, ph in enumerate(phases):
         first_of_stage = k == 0 or phases[k - 1].stage != ph.stage
         if first_of_stage:  # one_cycle compiles once: its schedule runs across the resizing phases
-            lr = ph.lr if params.train.schedule == "two_stage" else one_cycle_schedule(
-                ph.lr, steps * params.train.one_cycle.epochs, round(steps * params.train.one_cycle.warmup_epochs))
+            lr = (
+                ph.lr
+                if params.train.schedule == "two_stage"
+                else one_cycle_schedule(
+                    ph.lr, steps * params.train.one_cycle.epochs, round(steps * params.train.one_cycle.warmup_epochs)
+                )
+            )
             with strategy.scope():
-                sizes = set_trainable(model, ph.unfreeze, train_bn=params.from_scratch or params.train.schedule == "one_cycle")
+                sizes = set_trainable(
+                    model, ph.unfreeze, train_bn=params.from_scratch or params.train.schedule == "one_cycle"
+                )
                 compile_model(model, lr, 3, devices["xla"], params)
             log.info("stage %d: %s", ph.stage, sizes)
-        print(f"stage {ph.stage}: {ph.epochs} epoch(s) at {ph.image_size} px, "
-              + (f"lr {ph.lr}" if params.train.schedule == "two_stage" else f"one cycle to lr {ph.lr}")
-              + f", unfrozen backbone layers: {sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}")
-        clock = EpochClock(start, ph.image_size, clock.val_seconds if k else 0.0)
-        cbs = make_callbacks(params, ckpt, monitor, best, out / f"history_stage{ph.stage}.csv", clock, append=not first_of_stage)
+        print(
+            f"stage {ph.stage}: {ph.epochs} epoch(s) at {ph.image_size} px, "
+            + (f"lr {ph.lr}" if params.train.schedule == "two_stage" else f"one cycle to lr {ph.lr}")
+            + f", unfrozen backbone layers: {sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}"
+        )
+        clock = EpochClock(start, ph.image_size, clock.val_seconds if clock else 0.0)
+        cbs = make_callbacks(
+            params, ckpt, monitor, best, out / f"history_stage{ph.stage}.csv", clock, append=not first_of_stage
+        )
         t0 = time.perf_counter()
-        h = model.fit(shard_by_data(data.train_batches(ph.image_size)), validation_data=data.val, shuffle=False,
-                      epochs=epoch + ph.epochs, initial_epoch=epoch, steps_per_epoch=data.steps_per_epoch,
-                      class_weight=data.class_weight, callbacks=cbs, verbose=params.train.verbose)
+        h = model.fit(
+            shard_by_data(data.train_batches(ph.image_size)),
+            validation_data=data.val,
+            shuffle=False,
+            epochs=epoch + ph.epochs,
+            initial_epoch=epoch,
+            steps_per_epoch=data.steps_per_epoch,
+            class_weight=data.class_weight,
+            callbacks=cbs,
+            verbose=params.train.verbose,
+        )
         secs = time.perf_counter() - t0
         hist = pd.DataFrame(h.history).assign(stage=ph.stage, epoch=h.epoch)
         histories.append(hist)
         epoch += len(h.epoch)
         phase_best = float(better(hist[monitor]))
-        stages.append({"stage": ph.stage, "image_size": ph.image_size, "epochs_run": len(h.epoch), "seconds": round(secs, 2),
-                       "lr": ph.lr, "unfrozen_layers": sizes["unfrozen_layers"], "trainable_params": sizes["trainable_params"],
-                       "images_per_second": round(len(h.epoch) * steps * pp.batch_size / secs, 1),  # incl. validation time
-                       f"best_{monitor}": phase_best})
+        stages.append(
+            {
+                "stage": ph.stage,
+                "image_size": ph.image_size,
+                "epochs_run": len(h.epoch),
+                "seconds": round(secs, 2),
+                "lr": ph.lr,
+                "unfrozen_layers": sizes["unfrozen_layers"],
+                "trainable_params": sizes["trainable_params"],
+                "images_per_second": round(len(h.epoch) * steps * pp.batch_size / secs, 1),  # incl. validation time
+                f"best_{monitor}": phase_best,
+            }
+        )
         best = phase_best if best is None else better(best, phase_best)
-    if ckpt.exists(): model.load_weights(ckpt)  # the best epoch of the whole schedule
+    if ckpt.exists():
+        model.load_weights(ckpt)  # the best epoch of the whole schedule
     if flexible:
-        with strategy.scope(): model = at_size(model, params.pipeline.image_size, params.model)
+        with strategy.scope():
+            model = at_size(model, params.pipeline.image_size, params.model)
         sync_batchnorm(model, strategy.num_replicas_in_sync > 1)
     calibration = None
     if data.val is not None:  # temperature scaling on the validation split (notebook 17)
         y_val, p_val, _ = predict_split(model, manifest, classes, params, "val")
         calibration = calibration_report(p_val, y_val, fit_temperature(p_val, y_val))
-        print(f"calibration: temperature {calibration['temperature']}, validation ECE {calibration['ece_before']:.4f} -> "
-              f"{calibration['ece_after']:.4f}")
-        desc = (split_descriptors(manifest, params, "train"), split_descriptors(manifest, params, "val")) \
-            if params.abstain.domain_check else (None, None)
-        abstain, reference, domain = fit_abstention(apply_temperature(p_val, calibration["temperature"]), classes, params.abstain, *desc)
-        print(f"abstention: {abstain['score']} below {abstain['threshold']:.4f}"
-              + (f" or domain score below {abstain['domain_threshold']:.3f}" if domain else "")
-              + f" answers unknown ({abstain['val_false_rejection']:.1%} of validation leaves)")
-    else: abstain = reference = domain = None
+        print(
+            f"calibration: temperature {calibration['temperature']}, validation ECE {calibration['ece_before']:.4f} -> "
+            f"{calibration['ece_after']:.4f}"
+        )
+        desc = (
+            (split_descriptors(manifest, params, "train"), split_descriptors(manifest, params, "val"))
+            if params.abstain.domain_check
+            else (None, None)
+        )
+        abstain, reference, domain = fit_abstention(
+            apply_temperature(p_val, calibration["temperature"]), classes, params.abstain, *desc
+        )
+        print(
+            f"abstention: {abstain['score']} below {abstain['threshold']:.4f}"
+            + (f" or domain score below {abstain['domain_threshold']:.3f}" if domain else "")
+            + f" answers unknown ({abstain['val_false_rejection']:.1%} of validation leaves)"
+        )
+    else:
+        abstain = reference = domain = None
     history = pd.concat(histories, ignore_index=True)
     history.to_csv(rep / "history.csv", index=False)
-    (rep / "train_summary.json").write_text(json.dumps(
-        {"stages": stages, "epochs": int(len(history)), f"best_{monitor}": best, "n_train": data.n_train,
-         "seconds": round(sum(s["seconds"] for s in stages), 2), "devices": devices, "calibration": calibration,
-         "abstain": abstain},
-        indent=2, default=str))
+    (rep / "train_summary.json").write_text(
+        json.dumps(
+            {
+                "stages": stages,
+                "epochs": int(len(history)),
+                f"best_{monitor}": best,
+                "n_train": data.n_train,
+                "seconds": round(sum(s["seconds"] for s in stages), 2),
+                "devices": devices,
+                "calibration": calibration,
+                "abstain": abstain,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     model_path = out / "model.keras"
     sync_batchnorm(model, False)  # the saved model runs anywhere
     model.save(model_path)
-    _write_model_card(out, classes, params, bool(manifest.summary.get("synthetic")), stages, devices,
-                      calibration["temperature"] if calibration else 1.0, abstain, reference, domain)
+    _write_model_card(
+        out,
+        classes,
+        params,
+        bool(manifest.summary.get("synthetic")),
+        stages,
+        devices,
+        calibration["temperature"] if calibration else 1.0,
+        abstain,
+        reference,
+        domain,
+    )
     plot_history(history, rep / "figures" / "training_curves.png", synthetic=bool(manifest.summary.get("synthetic")))
-    if scratch is not None: shutil.rmtree(scratch, ignore_errors=True)  # a non-chief worker's copies
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)  # a non-chief worker's copies
     return TrainResult(model, classes, history, model_path, devices, stages)
 
 # %% ../nbs/05_train.ipynb #1b658694
 def plot_history(history: pd.DataFrame, path: str | Path, synthetic: bool = False) -> Path:
     "Loss and accuracy per epoch for both stages (stage boundary marked); saved as PNG."
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ["loss", "accuracy"]):
         for col, style in [(metric, "-"), (f"val_{metric}", "--")]:
-            if col in history: ax.plot(history["epoch"] + 1, history[col], style, marker="o", label=col)
+            if col in history:
+                ax.plot(history["epoch"] + 1, history[col], style, marker="o", label=col)
         for e in history.groupby("stage")["epoch"].min().iloc[1:]:
-            ax.axvline(e + 0.5, color="grey", lw=1, ls=":"); ax.text(e + 0.6, ax.get_ylim()[1], "stage 2", va="top", fontsize=8)
-        ax.set(xlabel="epoch", ylabel=metric, title=("SYNTHETIC DATA — " if synthetic else "") + metric); ax.legend()
-    fig.tight_layout(); fig.savefig(path, dpi=100, bbox_inches="tight"); plt.close(fig)
+            ax.axvline(e + 0.5, color="grey", lw=1, ls=":")
+            ax.text(e + 0.6, ax.get_ylim()[1], "stage 2", va="top", fontsize=8)
+        ax.set(xlabel="epoch", ylabel=metric, title=("SYNTHETIC DATA — " if synthetic else "") + metric)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
     return Path(path)
 
 # %% ../nbs/05_train.ipynb #6e75ad88
 def predict_split(model: keras.Model, manifest: Manifest, classes: list[str], params: Params, split: str = "test"):
     "Return (y_true, probabilities, paths) for one split of the manifest, in manifest order."
     from plant_disease.pipeline import make_dataset
+
     df = manifest.split(split)
-    if df.empty: raise ValueError(f"the manifest has no {split!r} images")
+    if df.empty:
+        raise ValueError(f"the manifest has no {split!r} images")
     unknown = sorted(set(df["class"]) - set(classes))
-    if unknown: raise ValueError(f"{split} split holds classes the model does not know: {unknown}")
+    if unknown:
+        raise ValueError(f"{split} split holds classes the model does not know: {unknown}")
     y = df["class"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     ds = make_dataset(df["path"], y, params.pipeline, tag=split)
     probs = model.predict(ds, verbose=0)

@@ -1,4 +1,5 @@
 """Shared fixtures: the real PlantVillage sample (when present) and the `plant-disease` command."""
+
 import os
 import shutil
 import subprocess
@@ -21,7 +22,9 @@ def shared() -> Path:
     "The shared data folder; tests that need it skip, visibly, when it is absent."
     p = shared_data()
     if p is None:
-        pytest.skip("real PlantVillage sample not found: set PLANT_DISEASE_SHARED_DATA to the folder holding plantvillage/")
+        pytest.skip(
+            "real PlantVillage sample not found: set PLANT_DISEASE_SHARED_DATA to the folder holding plantvillage/"
+        )
     return p
 
 
@@ -30,7 +33,9 @@ def run_cli(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess
     exe = shutil.which("plant-disease") or str(Path(sys.executable).parent / "plant-disease")
     r = subprocess.run([exe, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=1800)
     if check and r.returncode != 0:
-        raise AssertionError(f"plant-disease {' '.join(map(str, args))} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        raise AssertionError(
+            f"plant-disease {' '.join(map(str, args))} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        )
     return r
 
 
@@ -54,6 +59,7 @@ def pytest_collection_modifyitems(config, items):
 def postgres_server():
     "A private PostgreSQL server for the prediction log, reached through pyodbc and psqlODBC."
     from pg import PostgresServer
+
     with PostgresServer() as pg:
         yield pg
 
@@ -63,6 +69,7 @@ def service(tmp_path_factory, postgres_server):
     """The real service (tests marked `xdist_group("service")` share one): two tiny trained models, A/B,
     a private Redis, a Celery worker, uvicorn on 127.0.0.1, the prediction log in PostgreSQL via ODBC."""
     from serving import start_service
+
     svc = start_service(tmp_path_factory.mktemp("service"), shared_data(), postgres_server.odbc_url)
     yield svc
     svc.stop()

@@ -7,6 +7,7 @@ The cluster lives in a temp dir owned by `postgres` (initdb refuses to run as ro
 server binaries run through `runuser -u postgres --`), listens only on 127.0.0.1 on a free port, keeps its unix
 socket in that temp dir, trusts every local connection and has a database `predlog`.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,12 @@ def _missing() -> str | None:
     if ODBC_DRIVER not in pyodbc.drivers():
         return f"ODBC driver {ODBC_DRIVER!r} not registered in odbcinst.ini (apt-get install odbc-postgresql)"
     if os.geteuid() == 0:
-        try: pwd.getpwnam("postgres")
-        except KeyError: return "running as root but there is no `postgres` user to own the cluster"
-        if not shutil.which("runuser"): return "running as root but `runuser` is missing"
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root but there is no `postgres` user to own the cluster"
+        if not shutil.which("runuser"):
+            return "running as root but `runuser` is missing"
     return None
 
 
@@ -55,7 +59,8 @@ class PostgresServer:
     # -- plumbing
     def _run(self, *args, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         cmd = [str(a) for a in args]
-        if os.geteuid() == 0: cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.tmp)
         if check and r.returncode:
             log = self.logfile.read_text()[-2000:] if self.logfile and self.logfile.exists() else ""
@@ -63,10 +68,12 @@ class PostgresServer:
         return r
 
     @property
-    def data(self) -> Path: return Path(self.tmp) / "data"
+    def data(self) -> Path:
+        return Path(self.tmp) / "data"
 
     @property
-    def logfile(self) -> Path | None: return Path(self.tmp) / "server.log" if self.tmp else None
+    def logfile(self) -> Path | None:
+        return Path(self.tmp) / "server.log" if self.tmp else None
 
     @property
     def odbc_url(self) -> str:
@@ -80,20 +87,34 @@ class PostgresServer:
 
     # -- lifecycle
     def __enter__(self) -> PostgresServer:
-        if why := _missing(): pytest.skip(why)
+        if why := _missing():
+            pytest.skip(why)
         self.tmp = tempfile.mkdtemp(prefix="pgtest-")
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
         os.chmod(self.tmp, 0o700)
         self.port = _free_port()
-        self._run(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
-        conf = (f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.tmp}'\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 40\n"
-                # not UTC on purpose: the prediction log must store and return UTC whatever the server's zone
-                "shared_buffers = 32MB\ntimezone = 'Asia/Kolkata'\n")
-        with open(self.data / "postgresql.conf", "a") as f: f.write(conf)
+        self._run(
+            PG_BIN / "initdb",
+            "-D",
+            self.data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        conf = (
+            f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.tmp}'\n"
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 40\n"
+            # not UTC on purpose: the prediction log must store and return UTC whatever the server's zone
+            "shared_buffers = 32MB\ntimezone = 'Asia/Kolkata'\n"
+        )
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(conf)
         self.start()
         self._run(PG_BIN / "createdb", "-h", self.tmp, "-p", self.port, "-U", "postgres", self.db)
         return self
@@ -107,21 +128,26 @@ class PostgresServer:
         self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop")
 
     def __exit__(self, *exc) -> None:
-        if self.tmp is None: return
+        if self.tmp is None:
+            return
         self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "stop", check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp = None
         # Debian's odbcinst.ini turns psqlODBC's CommLog on for the driver as a whole; a connection string's
         # CommLog=0 silences it except for a "PQfinish" line per closed connection in /tmp: tidy ours away.
-        for f in Path(tempfile.gettempdir()).glob(f"psqlodbc_*{os.getpid()}.log"): f.unlink(missing_ok=True)
+        for f in Path(tempfile.gettempdir()).glob(f"psqlodbc_*{os.getpid()}.log"):
+            f.unlink(missing_ok=True)
 
     # -- queries straight through pyodbc (independent of the code under test)
     def query(self, sql: str) -> list[tuple]:
         "All rows of `sql`, run directly through pyodbc."
         import pyodbc
+
         con = pyodbc.connect(self.odbc_connect, timeout=5)
-        try: return [tuple(r) for r in con.cursor().execute(sql).fetchall()]
-        finally: con.close()
+        try:
+            return [tuple(r) for r in con.cursor().execute(sql).fetchall()]
+        finally:
+            con.close()
 
     def count(self, sql: str):
         "The first column of the first row of `sql` (e.g. `select count(*) from t`), run directly through pyodbc."

@@ -1,5 +1,6 @@
 """The real service for the tests: two tiny models trained here (ResNet50 and EfficientNetB0; one served from an
 MLflow registry alias, one from its folder), a private Redis server, a Celery worker and uvicorn on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what}: process exited {proc.returncode}\n{log.read_text()[-4000:] if log else ''}")
         try:
-            if (v := check()): return v
-        except Exception: pass
+            if v := check():
+                return v
+        except Exception:
+            pass
         time.sleep(0.3)
     raise TimeoutError(f"{what} not ready after {timeout} s\n{log.read_text()[-4000:] if log else ''}")
 
@@ -44,29 +47,50 @@ class Redis:
 
     def __init__(self, workdir: Path):
         exe = shutil.which("redis-server")
-        if exe is None: raise FileNotFoundError("redis-server not installed (apt-get install redis-server)")
+        if exe is None:
+            raise FileNotFoundError("redis-server not installed (apt-get install redis-server)")
         self.port, self.log = free_port(), workdir / "redis.log"
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(workdir)],
-                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
         import redis
+
         wait_for(lambda: redis.Redis(port=self.port).ping(), 20, "redis-server", self.proc, self.log)
 
     def stop(self):
-        self.proc.terminate(); self.proc.wait(10)
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 900) -> str:
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0: raise RuntimeError(f"{' '.join(map(str, cmd))} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r.stdout
 
 
 def _source(shared: Path | None) -> list[str]:
     "The data options of the tiny test models: 40 real tomato photos per class, else synthetic leaves."
-    return ["--profile", "tomato,cpu", "--set", f"data.source={shared / 'plantvillage'}", "--set", "data.max_per_class=40"] \
-        if shared else ["--profile", "cpu", "--set", "data.synthetic_per_class=40"]
+    return (
+        ["--profile", "tomato,cpu", "--set", f"data.source={shared / 'plantvillage'}", "--set", "data.max_per_class=40"]
+        if shared
+        else ["--profile", "cpu", "--set", "data.synthetic_per_class=40"]
+    )
 
 
 def train_models(work: Path, shared: Path | None) -> dict[str, Path]:
@@ -74,27 +98,62 @@ def train_models(work: Path, shared: Path | None) -> dict[str, Path]:
     For quick local iterations, PLANT_DISEASE_TEST_MODELS=DIR reuses a folder an earlier call trained into."""
     reuse = os.environ.get("PLANT_DISEASE_TEST_MODELS")
     if reuse and (Path(reuse) / "models" / "efficientnetb0" / "model.keras").exists():
-        shutil.copytree(Path(reuse) / "models", work / "models"); shutil.copytree(Path(reuse) / "data", work / "data")
-        if (Path(reuse) / "reports").is_dir(): shutil.copytree(Path(reuse) / "reports", work / "reports")
+        shutil.copytree(Path(reuse) / "models", work / "models")
+        shutil.copytree(Path(reuse) / "data", work / "data")
+        if (Path(reuse) / "reports").is_dir():
+            shutil.copytree(Path(reuse) / "reports", work / "reports")
         return {b: work / "models" / b for b in ("resnet50", "efficientnetb0")}
     exe = str(BIN / "plant-disease")
     shutil.copy(ROOT / "params.yaml", work / "params.yaml")
     source = _source(shared)
     run([exe, "data", *source], work)
-    short = ["--set", "train.one_cycle.epochs=2", "--set", "train.one_cycle.progressive=[]", "--set", "pipeline.image_size=64", "--set", "train.verbose=0"]
+    short = [
+        "--set",
+        "train.one_cycle.epochs=2",
+        "--set",
+        "train.one_cycle.progressive=[]",
+        "--set",
+        "pipeline.image_size=64",
+        "--set",
+        "train.verbose=0",
+    ]
     out = {}
     for backbone in ("resnet50", "efficientnetb0"):
-        run([exe, "train", *source, *short, "--set", f"model.backbone={backbone}", "--models-dir", f"models/{backbone}",
-             "--reports-dir", f"reports/{backbone}"], work)
+        run(
+            [
+                exe,
+                "train",
+                *source,
+                *short,
+                "--set",
+                f"model.backbone={backbone}",
+                "--models-dir",
+                f"models/{backbone}",
+                "--reports-dir",
+                f"reports/{backbone}",
+            ],
+            work,
+        )
         out[backbone] = work / "models" / backbone
     return out
 
 
 def evaluate_model(work: Path, shared: Path | None, backbone: str) -> Path:
     "Run the real `plant-disease evaluate` on the test split for one trained model; return its reports folder."
-    if not (work / "params.yaml").exists(): shutil.copy(ROOT / "params.yaml", work / "params.yaml")
-    run([str(BIN / "plant-disease"), "evaluate", *_source(shared), "--models-dir", f"models/{backbone}",
-         "--reports-dir", f"reports/{backbone}"], work)
+    if not (work / "params.yaml").exists():
+        shutil.copy(ROOT / "params.yaml", work / "params.yaml")
+    run(
+        [
+            str(BIN / "plant-disease"),
+            "evaluate",
+            *_source(shared),
+            "--models-dir",
+            f"models/{backbone}",
+            "--reports-dir",
+            f"reports/{backbone}",
+        ],
+        work,
+    )
     return work / "reports" / backbone
 
 
@@ -143,6 +202,7 @@ print(gate["version"])
 @dataclass
 class Service:
     "The running service and what the tests need to call it."
+
     url: str
     port: int
     env: dict
@@ -158,6 +218,7 @@ class Service:
 
     def token(self, subject: str, scopes=("predict",), ttl: int = 3600) -> str:
         from app.auth import mint_token
+
         return mint_token(subject, list(scopes), ttl, SECRET)[0]
 
     def headers(self, subject: str, scopes=("predict",)) -> dict:
@@ -165,38 +226,66 @@ class Service:
 
     def stop(self):
         for p in (self.api, self.worker):
-            if p.poll() is None: p.send_signal(signal.SIGTERM)
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         for p in (self.api, self.worker):
-            try: p.wait(30)
-            except subprocess.TimeoutExpired: p.kill()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
         self.redis.stop()
 
 
 def leaf_photos(shared: Path | None, work: Path, n: int = 6, per_class: int = 1) -> list[Path]:
-    "Real tomato leaf photos when the sample is here (the last `per_class` of each class, classes interleaved), else synthetic leaves."
+    "Real tomato leaf photos when the sample is here (the last `per_class` of each class, classes interleaved), else"
+    "synthetic leaves."
     if shared:
-        by_class = [sorted(d.glob("*.[jJ][pP]*[gG]"))[-per_class:][::-1] for d in sorted((shared / "plantvillage").glob("Tomato___*"))]
+        by_class = [
+            sorted(d.glob("*.[jJ][pP]*[gG]"))[-per_class:][::-1]
+            for d in sorted((shared / "plantvillage").glob("Tomato___*"))
+        ]
         return [ps[i] for i in range(per_class) for ps in by_class if i < len(ps)][:n]
     m = [l.split(",")[0] for l in (work / "data" / "manifest.csv").read_text().splitlines()[1:]]
-    return [Path(p) if Path(p).is_absolute() else work / p for p in m[:n * per_class]][:n]
+    return [Path(p) if Path(p).is_absolute() else work / p for p in m[: n * per_class]][:n]
 
 
 def known_leaf_photos(shared: Path | None, work: Path, models: dict, n: int = 6) -> list[Path]:
     """Leaf photos that both served models answer with a class (not `unknown`), for the tests of how a known answer
     is shown; the tiny test models answer ~5% of leaves unknown, and unknown answers have tests of their own."""
     from plant_disease.inference import Predictor
-    judges = [Predictor.from_dir(models["resnet50"]), Predictor.from_dir(models["efficientnetb0_exported"], runtime="auto")]
+
+    judges = [
+        Predictor.from_dir(models["resnet50"]),
+        Predictor.from_dir(models["efficientnetb0_exported"], runtime="auto"),
+    ]
     cands = leaf_photos(shared, work, n * 3, per_class=3)
     known = [p for p in cands if not any(j.predict(p).unknown for j in judges)]
-    assert len(known) >= n, f"only {len(known)} of {len(cands)} leaf photos are answered with a class by both test models"
+    assert len(known) >= n, (
+        f"only {len(known)} of {len(cands)} leaf photos are answered with a class by both test models"
+    )
     return known[:n]
 
 
 def export_model(work: Path, shared: Path | None, backbone: str) -> Path:
     "Run the real `plant-disease export` (LiteRT full int8 and ONNX) for one trained model; return the exported folder."
-    run([str(BIN / "plant-disease"), "export", *_source(shared), "--models-dir", f"models/{backbone}",
-         "--export-dir", f"exported/{backbone}", "--reports-dir", f"reports/{backbone}",
-         "--set", "export.formats=[tflite_int8, onnx]", "--set", "export.representative_images=50"], work)
+    run(
+        [
+            str(BIN / "plant-disease"),
+            "export",
+            *_source(shared),
+            "--models-dir",
+            f"models/{backbone}",
+            "--export-dir",
+            f"exported/{backbone}",
+            "--reports-dir",
+            f"reports/{backbone}",
+            "--set",
+            "export.formats=[tflite_int8, onnx]",
+            "--set",
+            "export.representative_images=50",
+        ],
+        work,
+    )
     return work / "exported" / backbone
 
 
@@ -209,29 +298,80 @@ def start_service(work: Path, shared: Path | None, database_url: str, **override
     register(models["resnet50"], tracking, "plant-disease-resnet50", evaluate_model(work, shared, "resnet50"))
     models["efficientnetb0_exported"] = export_model(work, shared, "efficientnetb0")
     redis = Redis(work)
-    env = {**os.environ, "PD_VARIANTS": json.dumps([
-               {"name": "A", "source": "models:/plant-disease-resnet50@production", "weight": 0.5},
-               {"name": "B", "source": str(models["efficientnetb0_exported"]), "weight": 0.5}]),
-           "PD_RUNTIME": "auto", "PD_BATCH_MAX": "32", "PD_BATCH_WAIT_MS": "20",
-           "PD_TRACKING_URI": tracking, "PD_MODEL_CACHE": str(work / "model-cache"), "PD_DATABASE_URL": database_url,
-           "PD_SPOOL_DIR": str(work / "spool"), "PD_REDIS_URL": redis.url, "PD_JWT_SECRET": SECRET,
-           "PD_RATE_LIMIT": "40/minute", "PD_ANONYMOUS_RATE_LIMIT": "10/minute",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), **overrides}
+    env = {
+        **os.environ,
+        "PD_VARIANTS": json.dumps(
+            [
+                {"name": "A", "source": "models:/plant-disease-resnet50@production", "weight": 0.5},
+                {"name": "B", "source": str(models["efficientnetb0_exported"]), "weight": 0.5},
+            ]
+        ),
+        "PD_RUNTIME": "auto",
+        "PD_BATCH_MAX": "32",
+        "PD_BATCH_WAIT_MS": "20",
+        "PD_TRACKING_URI": tracking,
+        "PD_MODEL_CACHE": str(work / "model-cache"),
+        "PD_DATABASE_URL": database_url,
+        "PD_SPOOL_DIR": str(work / "spool"),
+        "PD_REDIS_URL": redis.url,
+        "PD_JWT_SECRET": SECRET,
+        "PD_RATE_LIMIT": "40/minute",
+        "PD_ANONYMOUS_RATE_LIMIT": "10/minute",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(ROOT),
+        **overrides,
+    }
     port = free_port()
     api_log, worker_log = work / "api.log", work / "worker.log"
-    worker = subprocess.Popen([str(BIN / "celery"), "-A", "app.worker", "worker", "-Q", "predict", "-c", "1",
-                               "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                              cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT)
-    api = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port)], cwd=ROOT, env=env,
-                           stdout=api_log.open("w"), stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "app.worker",
+            "worker",
+            "-Q",
+            "predict",
+            "-c",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=worker_log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    api = subprocess.Popen(
+        [sys.executable, "-m", "app", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=api_log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: httpx.get(f"{url}/ready", timeout=5).status_code == 200, 240, "API /ready", api, api_log)
         wait_for(lambda: "ready" in worker_log.read_text(), 240, "celery worker", worker, worker_log)
     except Exception:
-        for p in (api, worker): p.kill()
+        for p in (api, worker):
+            p.kill()
         redis.stop()
         raise
     classes = json.loads((models["resnet50"] / "classes.json").read_text())["classes"]
-    return Service(url, port, {k: v for k, v in env.items() if k.startswith("PD_")}, classes, known_leaf_photos(shared, work, models),
-                   work, api, worker, api_log, worker_log, redis, {"models": models})
+    return Service(
+        url,
+        port,
+        {k: v for k, v in env.items() if k.startswith("PD_")},
+        classes,
+        known_leaf_photos(shared, work, models),
+        work,
+        api,
+        worker,
+        api_log,
+        worker_log,
+        redis,
+        {"models": models},
+    )

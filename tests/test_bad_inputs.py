@@ -1,4 +1,5 @@
 """Bad inputs each give a clear message and lose nothing else."""
+
 import json
 import shutil
 
@@ -7,8 +8,20 @@ import pytest
 
 from conftest import run_cli
 
-FAST = ["--set", "pipeline.image_size=32", "--set", "model.backbone=mobilenetv2", "--set", "model.dense_units=16",
-        "--set", "train.one_cycle.epochs=2", "--set", "train.one_cycle.progressive=[]", "--set", "train.verbose=0"]
+FAST = [
+    "--set",
+    "pipeline.image_size=32",
+    "--set",
+    "model.backbone=mobilenetv2",
+    "--set",
+    "model.dense_units=16",
+    "--set",
+    "train.one_cycle.epochs=2",
+    "--set",
+    "train.one_cycle.progressive=[]",
+    "--set",
+    "train.verbose=0",
+]
 
 
 @pytest.fixture
@@ -53,11 +66,17 @@ def test_params_typo_is_named_and_earlier_outputs_survive(messy_tree, tmp_path, 
     assert (tmp_path / "data" / "manifest.csv").read_bytes() == before
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("pipeline.batch_size=lots", "pipeline.batch_size: Input should be a valid integer"),
-    ("train.stage1.lr=-1", "train.stage1.lr: Input should be greater than 0"),
-    ("model.backbone=vgg", "model.backbone: Input should be 'resnet50', 'efficientnetb0', 'mobilenetv2', 'mobilenetv3small' or 'resnet18slim'"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("pipeline.batch_size=lots", "pipeline.batch_size: Input should be a valid integer"),
+        ("train.stage1.lr=-1", "train.stage1.lr: Input should be greater than 0"),
+        (
+            "model.backbone=vgg",
+            "model.backbone: Input should be 'resnet50', 'efficientnetb0', 'mobilenetv2', 'mobilenetv3small' or 'resnet18slim'",
+        ),
+    ],
+)
 def test_wrong_type_or_range_is_named(tmp_path, setting, message):
     r = run_cli("params", "--set", setting, cwd=tmp_path, check=False)
     assert r.returncode == 2 and message in r.stderr, r.stderr

@@ -1,6 +1,7 @@
 """The deployment files in deploy/: (a) the nginx template, rendered as the official nginx image would and run with the
 system nginx in front of the real service; (b) static checks that compose.yaml, the Dockerfile and the nginx template
 agree with the application (settings names, commands, queue, health paths, upload limit)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import os
 import pwd
 import re
 import shlex
-import shutil
 import socket
 import string
 import subprocess
@@ -54,6 +54,7 @@ def size_bytes(v: str) -> int:
 
 def settings_defaults() -> dict:
     from app.config import Settings
+
     return {name: f.default for name, f in Settings.model_fields.items()}
 
 
@@ -67,7 +68,9 @@ def as_argv(cmd) -> list[str]:
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
     "(INSTRUCTION, arguments) with line continuations joined and comments dropped."
-    text = re.sub(r"\\\n", " ", "\n".join(l for l in DOCKERFILE.read_text().splitlines() if not l.lstrip().startswith("#")))
+    text = re.sub(
+        r"\\\n", " ", "\n".join(l for l in DOCKERFILE.read_text().splitlines() if not l.lstrip().startswith("#"))
+    )
     return [(m[1].upper(), m[2].strip()) for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", text, re.M)]
 
 
@@ -115,7 +118,8 @@ def nginx(service, tmp_path_factory):
     port = free_port()
     (tmp / "conf.d").mkdir()
     (tmp / "conf.d" / "default.conf").write_text(
-        render_template(TEMPLATE.read_text(), NGINX_PORT=str(port), API_UPSTREAM=f"127.0.0.1:{service.port}"))
+        render_template(TEMPLATE.read_text(), NGINX_PORT=str(port), API_UPSTREAM=f"127.0.0.1:{service.port}")
+    )
     # as root, nginx's workers would run as `nobody` and could not use the temp dirs in this private tmp folder
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
     (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp, user=user))
@@ -129,16 +133,23 @@ def nginx(service, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     end = time.monotonic() + 20
     while True:
-        if proc.poll() is not None: pytest.fail(f"nginx exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if proc.poll() is not None:
+            pytest.fail(f"nginx exited {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200: break
-        except httpx.HTTPError: pass
-        if time.monotonic() > end: pytest.fail(f"nginx did not answer /health in 20 s:\n{log.read_text()[-3000:]}")
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > end:
+            pytest.fail(f"nginx did not answer /health in 20 s:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
     yield type("Nginx", (), {"url": url, "port": port, "dir": tmp, "log": log, "access_log": tmp / "access.log"})
-    proc.terminate()                      # SIGTERM: fast shutdown
-    try: proc.wait(15)
-    except subprocess.TimeoutExpired: proc.kill(); proc.wait(5)
+    proc.terminate()  # SIGTERM: fast shutdown
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def auth(service) -> dict:
@@ -166,8 +177,12 @@ def test_predict_through_nginx_keeps_the_request_id(nginx, service):
     "A real photo with a token: 200, and the X-Request-ID we send reaches the API (its logs, the body) and comes back."
     rid = uuid.uuid4().hex
     photo = service.leaf_photos[0]
-    r = httpx.post(f"{nginx.url}/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
-                   headers={**auth(service), "X-Request-ID": rid}, timeout=60)
+    r = httpx.post(
+        f"{nginx.url}/predict",
+        files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+        headers={**auth(service), "X-Request-ID": rid},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     assert r.headers.get_list("X-Request-ID") == [rid], r.headers.get_list("X-Request-ID")
     body = r.json()
@@ -175,8 +190,12 @@ def test_predict_through_nginx_keeps_the_request_id(nginx, service):
     assert f"rid={rid}" in nginx.access_log.read_text()
 
     # no id from the caller: nginx makes one, and the API uses that same one
-    r = httpx.post(f"{nginx.url}/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
-                   headers=auth(service), timeout=60)
+    r = httpx.post(
+        f"{nginx.url}/predict",
+        files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+        headers=auth(service),
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     made = r.headers.get_list("X-Request-ID")
     assert len(made) == 1 and re.fullmatch(r"[0-9a-f]{32}", made[0]) and r.json()["request_id"] == made[0], made
@@ -191,8 +210,14 @@ def test_client_address_and_api_errors_pass_through(nginx, service):
     if api_log is not None:
         line, end = None, time.monotonic() + 5
         while line is None and time.monotonic() < end:
-            line = next((json.loads(l) for l in Path(api_log).read_text().splitlines()
-                         if rid in l and '"path": "/health"' in l), None)
+            line = next(
+                (
+                    json.loads(l)
+                    for l in Path(api_log).read_text().splitlines()
+                    if rid in l and '"path": "/health"' in l
+                ),
+                None,
+            )
             time.sleep(0.1)
         assert line is not None, f"no access-log line for request {rid} in {api_log}"
         assert line["client"] == "203.0.113.7", line
@@ -206,16 +231,18 @@ def test_nginx_refuses_13_mb_before_the_api(nginx, service):
     "A 13 MB upload is over client_max_body_size: nginx answers 413 itself, as JSON with a request id."
     blob = b"\xff\xd8\xff\xe0" + os.urandom(13_000_000 - 4)
     try:
-        r = httpx.post(f"{nginx.url}/predict", files={"file": ("big.jpg", blob, "image/jpeg")},
-                       headers=auth(service), timeout=60)
-    except httpx.HTTPError as e:   # nginx answers before reading the body; a client may see the reset first
+        r = httpx.post(
+            f"{nginx.url}/predict", files={"file": ("big.jpg", blob, "image/jpeg")}, headers=auth(service), timeout=60
+        )
+    except httpx.HTTPError as e:  # nginx answers before reading the body; a client may see the reset first
         pytest.fail(f"no 413 answer from nginx for a 13 MB body: {type(e).__name__}: {e}")
     assert r.status_code == 413, r.text[:300]
-    assert "proxy limit" in r.json()["detail"], r.text     # nginx's own answer, not the API's
+    assert "proxy limit" in r.json()["detail"], r.text  # nginx's own answer, not the API's
     assert len(r.headers.get_list("X-Request-ID")) == 1
     # logged as nginx's 413 once nginx has finished with the connection (it reads and drops the rest of the body)
     end = time.monotonic() + 10
-    while f'"POST /predict HTTP/1.1" 413 ' not in nginx.access_log.read_text() and time.monotonic() < end: time.sleep(0.2)
+    while f'"POST /predict HTTP/1.1" 413 ' not in nginx.access_log.read_text() and time.monotonic() < end:
+        time.sleep(0.2)
     assert f'"POST /predict HTTP/1.1" 413 ' in nginx.access_log.read_text()
 
 
@@ -223,7 +250,9 @@ def test_the_api_limit_applies_below_nginx_limit(nginx, service):
     "Between the API's 10 MiB and nginx's 12 MiB, the API's own 413 (naming its limit) passes through."
     limit = int(service.env.get("PD_MAX_UPLOAD_BYTES", settings_defaults()["max_upload_bytes"]))
     blob = b"\xff\xd8\xff\xe0" + os.urandom(limit + 100_000)
-    r = httpx.post(f"{nginx.url}/predict", files={"file": ("big.jpg", blob, "image/jpeg")}, headers=auth(service), timeout=60)
+    r = httpx.post(
+        f"{nginx.url}/predict", files={"file": ("big.jpg", blob, "image/jpeg")}, headers=auth(service), timeout=60
+    )
     assert r.status_code == 413 and f"{limit:,}" in r.json()["detail"], r.text[:300]
 
 
@@ -249,9 +278,11 @@ def test_static_files_are_cacheable_through_nginx(nginx):
 # ---------------------------------------------------------------------------------------------------------------
 # (b) static consistency of deploy/ with the application
 
+
 def test_compose_names_only_real_settings():
     "Every PD_* variable named in compose.yaml and the Dockerfile (comments included) is a field of app.config.Settings."
     from app.config import Settings
+
     assert Settings.model_config["env_prefix"] == "PD_"
     fields = set(Settings.model_fields)
     named = set(re.findall(r"\bPD_[A-Z0-9_]+\b", COMPOSE.read_text() + DOCKERFILE.read_text()))
@@ -263,6 +294,7 @@ def test_compose_names_only_real_settings():
 def test_compose_env_is_valid_for_the_app():
     "The api/worker environment, with a JWT secret as from secrets.env, builds a valid Settings."
     from app.config import Settings
+
     c = compose()
     for name in ("api", "worker"):
         env = c["services"][name]["environment"]
@@ -279,12 +311,16 @@ def test_compose_env_is_valid_for_the_app():
 def test_api_trusts_proxy_headers_from_nginx_only():
     "FORWARDED_ALLOW_IPS (read by `python -m app`) names the compose network nginx is on, not the whole internet."
     import ipaddress
+
     c = compose()
     assert "FORWARDED_ALLOW_IPS" in (ROOT / "app" / "__main__.py").read_text()
     trusted = c["services"]["api"]["environment"]["FORWARDED_ALLOW_IPS"]
     assert trusted != "*"
     subnets = [ipaddress.ip_network(s["subnet"]) for s in c["networks"]["default"]["ipam"]["config"]]
-    assert all(any(ipaddress.ip_network(t.strip()).subnet_of(n) for n in subnets) for t in trusted.split(",")), (trusted, subnets)
+    assert all(any(ipaddress.ip_network(t.strip()).subnet_of(n) for n in subnets) for t in trusted.split(",")), (
+        trusted,
+        subnets,
+    )
     assert "ports" not in c["services"]["api"], "the API must be reached through nginx only"
 
 
@@ -310,12 +346,16 @@ def test_healthchecks_probe_real_routes():
     "The Dockerfile HEALTHCHECK and the api/nginx healthchecks call paths the app serves (/health, /ready)."
     from app.config import Settings
     from app.main import create_app
+
     app = create_app(Settings(require_auth=False, _env_file=None))
     # the documented paths, and the app's own routes (newer FastAPI keeps included routers' routes inside them)
     paths = set(app.openapi()["paths"]) | {getattr(r, "path", None) for r in app.routes}
     c = compose()["services"]
-    probes = {"Dockerfile": " ".join(a for i, a in dockerfile_instructions() if i == "HEALTHCHECK"),
-              "api": json.dumps(c["api"]["healthcheck"]["test"]), "nginx": json.dumps(c["nginx"]["healthcheck"]["test"])}
+    probes = {
+        "Dockerfile": " ".join(a for i, a in dockerfile_instructions() if i == "HEALTHCHECK"),
+        "api": json.dumps(c["api"]["healthcheck"]["test"]),
+        "nginx": json.dumps(c["nginx"]["healthcheck"]["test"]),
+    }
     found = set()
     for where, text in probes.items():
         urls = re.findall(r"http://(?:127\.0\.0\.1|localhost)(?::\d+)?(/[\w/.-]*)", text)
@@ -335,7 +375,8 @@ def test_nginx_allows_more_than_the_api():
     api_limit = settings_defaults()["max_upload_bytes"]
     assert size_bytes(sizes[0]) > api_limit
     env_limit = compose()["services"]["api"]["environment"].get("PD_MAX_UPLOAD_BYTES")
-    if env_limit: assert size_bytes(sizes[0]) > int(env_limit)
+    if env_limit:
+        assert size_bytes(sizes[0]) > int(env_limit)
     assert re.search(r"#.*10 MiB", text), "say in a comment why nginx's limit is what it is"
 
 
@@ -348,8 +389,10 @@ def test_nginx_template_and_compose_fit_together():
     assert str(n["image"]).startswith("nginx:1.27")
     assert set(n["environment"]) >= used
     mounts = [str(v).split(":") for v in n["volumes"]]
-    assert any(m[0].endswith("nginx/plant-disease.conf.template") and m[1] == "/etc/nginx/templates/default.conf.template"
-               for m in mounts), mounts
+    assert any(
+        m[0].endswith("nginx/plant-disease.conf.template") and m[1] == "/etc/nginx/templates/default.conf.template"
+        for m in mounts
+    ), mounts
     assert (COMPOSE.parent / "nginx" / "plant-disease.conf.template").is_file()
     host, port = n["environment"]["API_UPSTREAM"].split(":")
     api = as_argv(compose()["services"]["api"]["command"])
@@ -381,7 +424,9 @@ def test_dockerfile():
     assert "unixodbc" in runs and "msodbcsql18" in runs and "ACCEPT_EULA=Y" in runs
     assert 'pip install -c constraints.txt ".[serve]"' in runs
     from configparser import ConfigParser
-    cfg = ConfigParser(delimiters=["="]); cfg.read(ROOT / "settings.ini")
+
+    cfg = ConfigParser(delimiters=["="])
+    cfg.read(ROOT / "settings.ini")
     assert cfg["DEFAULT"].get("serve_requirements"), "setup.py's [serve] extra is empty"
     assert '"serve"' in (ROOT / "setup.py").read_text()
     users = [a for i, a in ins if i == "USER"]

@@ -2,6 +2,7 @@
 Kubernetes JSON schemas that `kubernetes-validate` ships, offline, for a fixed Kubernetes version; (b) static checks
 that they agree with the tested service and with deploy/compose.yaml, the Dockerfile and the Makefile (probe paths,
 ports, commands, queue, settings names, secrets, autoscaling targets, resources, users)."""
+
 from __future__ import annotations
 
 import copy
@@ -38,6 +39,7 @@ NON_APP_ENV = {"FORWARDED_ALLOW_IPS": "uvicorn (trusted proxy addresses; see app
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
+
 
 def load(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -86,14 +88,17 @@ def argv(c: dict) -> list[str]:
 def option(args: list[str], name: str) -> str:
     "The value of `--name value` or `--name=value`."
     for i, a in enumerate(args):
-        if a == name: return args[i + 1]
-        if a.startswith(name + "="): return a.split("=", 1)[1]
+        if a == name:
+            return args[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
     raise AssertionError(f"{name} not in {args}")
 
 
 def container_port(c: dict, port) -> int:
     "A probe's or Service's port (a number or a container port's name) as the container's port number."
-    if isinstance(port, int): return port
+    if isinstance(port, int):
+        return port
     named = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
     assert port in named, f"port {port!r} is not a named port of container {c['name']} ({named})"
     return named[port]
@@ -115,7 +120,9 @@ def as_argv(cmd) -> list[str]:
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", "\n".join(l for l in DOCKERFILE.read_text().splitlines() if not l.lstrip().startswith("#")))
+    text = re.sub(
+        r"\\\n", " ", "\n".join(l for l in DOCKERFILE.read_text().splitlines() if not l.lstrip().startswith("#"))
+    )
     return [(m[1].upper(), m[2].strip()) for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", text, re.M)]
 
 
@@ -123,8 +130,18 @@ def quantity(v) -> float:
     "A Kubernetes CPU or memory quantity (500m, 2, 512Mi, 4Gi, 1G) as a number."
     m = re.fullmatch(r"([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(v))
     assert m, f"not a quantity: {v!r}"
-    scale = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m[2]]
+    scale = {
+        None: 1,
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+    }[m[2]]
     return float(m[1]) * scale
 
 
@@ -135,12 +152,14 @@ def validate(obj: dict, version: str = K8S_VERSION) -> None:
 
 def settings_fields() -> set[str]:
     from app.config import Settings
+
     assert Settings.model_config["env_prefix"] == "PD_"
     return set(Settings.model_fields)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # (a) schema validation, offline
+
 
 def test_kustomization_lists_every_manifest():
     "kustomization.yaml applies every manifest here (and only existing ones), in the plant-disease namespace."
@@ -149,11 +168,13 @@ def test_kustomization_lists_every_manifest():
     assert k["namespace"] == NAMESPACE
     listed = k["resources"]
     assert len(listed) == len(set(listed)), f"listed twice: {listed}"
-    for r in listed: assert (K8S / r).is_file(), f"kustomization.yaml lists {r}, which does not exist"
+    for r in listed:
+        assert (K8S / r).is_file(), f"kustomization.yaml lists {r}, which does not exist"
     here = {p.name for p in K8S.glob("*.y*ml")} - {KUSTOMIZATION.name, SECRET_TEMPLATE.name}
     assert here == set(listed), f"not listed: {sorted(here - set(listed))}; missing: {sorted(set(listed) - here)}"
-    assert SECRET_TEMPLATE.is_file() and SECRET_TEMPLATE.name not in listed, \
+    assert SECRET_TEMPLATE.is_file() and SECRET_TEMPLATE.name not in listed, (
         "the Secret template must not be applied (it would overwrite the real secret)"
+    )
     assert NAMESPACE in by_kind("Namespace")
     for o in objects() + [secret_template()]:
         assert o["metadata"].get("namespace", NAMESPACE) == NAMESPACE, o["metadata"]
@@ -183,29 +204,33 @@ def test_validator_catches_errors():
     api = by_kind("Deployment")["api"]
     validate(api)
 
-    typo = copy.deepcopy(api)        # `readinessprobe` for `readinessProbe`: only strict mode sees it
+    typo = copy.deepcopy(api)  # `readinessprobe` for `readinessProbe`: only strict mode sees it
     c = typo["spec"]["template"]["spec"]["containers"][0]
     c["readinessprobe"] = c.pop("readinessProbe")
     with pytest.raises(kv.ValidationError, match="readinessprobe"):
         validate(typo)
-    kv.validate(typo, K8S_VERSION, strict=False)   # the reason for strict=True
+    kv.validate(typo, K8S_VERSION, strict=False)  # the reason for strict=True
 
     def rename_port(d):
         p = d["spec"]["template"]["spec"]["containers"][0]["ports"][0]
         p["containerPorts"] = p.pop("containerPort")
 
-    for broken in (rename_port,
-                   lambda d: d["spec"].__setitem__("replicas", "two"),
-                   lambda d: d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].__setitem__("periodSeconds", "10s"),
-                   lambda d: d["spec"]["template"]["spec"]["containers"][0].pop("name"),
-                   lambda d: d["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"].__setitem__("pathh", "/health")):
+    for broken in (
+        rename_port,
+        lambda d: d["spec"].__setitem__("replicas", "two"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].__setitem__("periodSeconds", "10s"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].pop("name"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"].__setitem__(
+            "pathh", "/health"
+        ),
+    ):
         bad = copy.deepcopy(api)
         broken(bad)
         with pytest.raises(kv.ValidationError):
             validate(bad)
 
     hpa = copy.deepcopy(by_kind("HorizontalPodAutoscaler")["api"])
-    hpa["apiVersion"] = "autoscaling/v2beta2"          # removed in Kubernetes 1.26
+    hpa["apiVersion"] = "autoscaling/v2beta2"  # removed in Kubernetes 1.26
     with pytest.raises(kv.SchemaNotFoundError):
         validate(hpa)
 
@@ -219,16 +244,19 @@ def test_kustomize_build_validates():
     assert len(rendered) == len(objects())
     for obj in rendered:
         validate(obj)
-        if obj["kind"] != "Namespace": assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # (b) consistency with the service
 
+
 def test_probes_hit_real_routes():
     "The API's liveness/startup probes call /health and its readiness probe /ready, routes the app serves, on its port."
     from app.config import Settings
     from app.main import create_app
+
     app = create_app(Settings(require_auth=False, _env_file=None))
     paths = set(app.openapi()["paths"]) | {getattr(r, "path", None) for r in app.routes}
     c = container("api")
@@ -266,7 +294,8 @@ def test_ports_line_up():
     svc = service_for("api")
     assert [container_port(api, p["targetPort"]) for p in svc["spec"]["ports"]] == [port]
     annotations = by_kind("Deployment")["api"]["spec"]["template"]["metadata"].get("annotations", {})
-    if "prometheus.io/port" in annotations: assert int(annotations["prometheus.io/port"]) == port
+    if "prometheus.io/port" in annotations:
+        assert int(annotations["prometheus.io/port"]) == port
 
     cfg = config_map()
     for name, url_key, scheme in (("mlflow", "PD_TRACKING_URI", "http"), ("redis", "PD_REDIS_URL", "redis")):
@@ -275,7 +304,10 @@ def test_ports_line_up():
         (cp,) = c["ports"]
         assert container_port(c, sp["targetPort"]) == cp["containerPort"]
         url = urlsplit(cfg[url_key])
-        assert (url.scheme, url.hostname, url.port) == (scheme, svc["metadata"]["name"], sp["port"]), (url_key, cfg[url_key])
+        assert (url.scheme, url.hostname, url.port) == (scheme, svc["metadata"]["name"], sp["port"]), (
+            url_key,
+            cfg[url_key],
+        )
     mlflow = argv(container("mlflow"))
     assert int(option(mlflow, "--port")) == container("mlflow")["ports"][0]["containerPort"]
     # the API's MLflow client sends Host: mlflow:5000, which the server must allow
@@ -285,6 +317,7 @@ def test_ports_line_up():
 def test_commands_match_compose_dockerfile_and_makefile():
     "API, worker and MLflow run what compose.yaml runs; the worker consumes the queue the API fills, as `make worker`."
     from app.config import Settings
+
     services = compose()["services"]
     dockerfile_cmd = json.loads([a for i, a in dockerfile_instructions() if i == "CMD"][-1])
     api = argv(container("api"))
@@ -304,7 +337,9 @@ def test_commands_match_compose_dockerfile_and_makefile():
         cmd = container("worker")[probe]["exec"]["command"]
         assert cmd[:2] == ["sh", "-c"], cmd
         ping = shlex.split(cmd[2])
-        assert ping[:5] == ["celery", "-A", "app.worker", "inspect", "ping"] and option(ping, "-d") == "celery@$HOSTNAME", cmd
+        assert (
+            ping[:5] == ["celery", "-A", "app.worker", "inspect", "ping"] and option(ping, "-d") == "celery@$HOSTNAME"
+        ), cmd
         assert "-n" not in worker and "--hostname" not in " ".join(worker), "a custom node name breaks the probe"
 
     mlflow = argv(container("mlflow"))
@@ -330,6 +365,7 @@ def test_env_names_are_real_settings():
     unknown = sorted(n for n in named if not (n.startswith("PD_") and n[3:].lower() in fields) and n not in NON_APP_ENV)
     assert not unknown, f"not settings of the app (typo?): {unknown}; known: {sorted(fields)}"
     import uvicorn.config
+
     assert "FORWARDED_ALLOW_IPS" in Path(uvicorn.config.__file__).read_text()
     assert "FORWARDED_ALLOW_IPS" in (ROOT / "app" / "__main__.py").read_text()
     # the app containers get the ConfigMap and the Secret whole, and these exist
@@ -348,6 +384,7 @@ def test_config_and_secret_make_valid_settings():
     from pydantic import ValidationError
     from sqlalchemy.engine import make_url
     from app.config import Settings
+
     cfg, secret = config_map(), secret_template()["stringData"]
     assert not set(cfg) & SECRET_KEYS, "secrets belong in the Secret, not the ConfigMap"
     kwargs = {k[3:].lower(): v for k, v in {**cfg, **secret}.items()}
@@ -356,14 +393,16 @@ def test_config_and_secret_make_valid_settings():
     assert [(v.name, v.source) for v in s.variants] == [("A", "models:/plant-disease@production")]
     assert make_url(s.database_url).drivername == "mssql+pyodbc", "the image ships the SQL Server ODBC driver only"
     with pytest.raises(ValidationError, match="32 bytes"):
-        Settings(**kwargs, _env_file=None)          # the template's placeholder key: the pods refuse to start
+        Settings(**kwargs, _env_file=None)  # the template's placeholder key: the pods refuse to start
     # the same settings as deploy/compose.yaml (its SQLite log on a shared volume becomes a database server here)
     env = compose()["services"]["api"]["environment"]
     composed = {k: str(v) for k, v in env.items() if k.startswith("PD_")}
     assert set(composed) <= set(cfg) | SECRET_KEYS, sorted(set(composed) - set(cfg) - SECRET_KEYS)
     for k, v in composed.items():
-        if k == "PD_VARIANTS": assert json.loads(cfg[k]) == json.loads(v)
-        elif k not in SECRET_KEYS: assert cfg[k] == v, (k, cfg[k], v)
+        if k == "PD_VARIANTS":
+            assert json.loads(cfg[k]) == json.loads(v)
+        elif k not in SECRET_KEYS:
+            assert cfg[k] == v, (k, cfg[k], v)
 
 
 def test_secret_holds_the_jwt_key_and_database_url():
@@ -400,7 +439,11 @@ def test_hpas_target_the_api_and_workers():
         for name, o in by_kind(kind).items():
             sel = o["spec"]["selector"]
             sel = sel.get("matchLabels", sel)
-            hits = [d for d, dep in deployments.items() if sel.items() <= dep["spec"]["template"]["metadata"]["labels"].items()]
+            hits = [
+                d
+                for d, dep in deployments.items()
+                if sel.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+            ]
             assert hits == [name], (kind, name, hits)
     for name, d in deployments.items():
         assert d["spec"]["selector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items(), name
@@ -428,8 +471,11 @@ def test_resources_and_non_root():
 
 def test_writable_paths_are_volumes():
     "With a read-only root filesystem, everything the containers write (cache, spool, MLflow store, /tmp) is a volume."
+
     def mounted(c: dict, path: str) -> bool:
-        return any(path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/") for m in c["volumeMounts"])
+        return any(
+            path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/") for m in c["volumeMounts"]
+        )
 
     cfg = config_map()
     for name in ("api", "worker"):
@@ -440,20 +486,31 @@ def test_writable_paths_are_volumes():
     m = container("mlflow")
     args = argv(m)
     store = option(args, "--backend-store-uri")
-    assert store.startswith("sqlite:///") and mounted(m, store[len("sqlite:///"):]), store
+    assert store.startswith("sqlite:///") and mounted(m, store[len("sqlite:///") :]), store
     assert mounted(m, option(args, "--artifacts-destination")) and mounted(m, "/tmp")
-    claims = {v["persistentVolumeClaim"]["claimName"] for d in by_kind("Deployment").values()
-              for v in d["spec"]["template"]["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for d in by_kind("Deployment").values()
+        for v in d["spec"]["template"]["spec"].get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
     assert claims == set(by_kind("PersistentVolumeClaim")), claims
-    assert mounted(container("redis"), "/data")       # the redis image's working directory: its append-only file
+    assert mounted(container("redis"), "/data")  # the redis image's working directory: its append-only file
 
 
 def test_readme_scaling_section():
     "README.md's Scaling section (before The library) says how to deploy, scale and how the manifests are validated."
     text = README.read_text()
     assert "## Scaling" in text and text.index("## Scaling") < text.index("## The library")
-    section = text[text.index("### Kubernetes", text.index("## Scaling")):]
-    section = section[:re.search(r"^##(#)? ", section[3:], re.M).start() + 3]
-    for needed in ("kubectl apply -k deploy/k8s", "create secret generic", "kubectl -n plant-disease scale",
-                   "kubernetes-validate", K8S_VERSION, "tests/test_k8s.py", "get hpa"):
+    section = text[text.index("### Kubernetes", text.index("## Scaling")) :]
+    section = section[: re.search(r"^##(#)? ", section[3:], re.M).start() + 3]
+    for needed in (
+        "kubectl apply -k deploy/k8s",
+        "create secret generic",
+        "kubectl -n plant-disease scale",
+        "kubernetes-validate",
+        K8S_VERSION,
+        "tests/test_k8s.py",
+        "get hpa",
+    ):
         assert needed in section, f"README's Kubernetes section does not mention {needed!r}"

@@ -1,44 +1,92 @@
 """The README's main job: `plant-disease run` on the embedded synthetic default, offline, on the CPU."""
+
 import json
 
 import pandas as pd
 
 from conftest import ROOT, run_cli
 
-TINY = ["--set", "data.synthetic_per_class=20", "--set", "data.synthetic_size=64", "--set", "pipeline.image_size=32",
-        "--set", "model.backbone=mobilenetv2", "--set", "train.one_cycle.epochs=2", "--set", "train.one_cycle.progressive=[]"]
+TINY = [
+    "--set",
+    "data.synthetic_per_class=20",
+    "--set",
+    "data.synthetic_size=64",
+    "--set",
+    "pipeline.image_size=32",
+    "--set",
+    "model.backbone=mobilenetv2",
+    "--set",
+    "train.one_cycle.epochs=2",
+    "--set",
+    "train.one_cycle.progressive=[]",
+]
 
 
 def test_run_on_synthetic_default(tmp_path, params_file):
     r = run_cli("run", *TINY, cwd=tmp_path)
     assert "SYNTHETIC" in r.stdout
-    for f in ["data/manifest.csv", "data/rejected.csv", "data/manifest.json", "models/model.keras", "models/classes.json",
-              "reports/eda/eda.json", "reports/evaluate/metrics.json", "reports/evaluate/classification_report.csv",
-              "reports/train/history.csv", "reports/train/figures/training_curves.png", "reports/evaluate/figures/confusion_matrix.png",
-              "reports/evaluate/figures/reliability.png", "reports/eda/figures/sample_grid.png"]:
+    for f in [
+        "data/manifest.csv",
+        "data/rejected.csv",
+        "data/manifest.json",
+        "models/model.keras",
+        "models/classes.json",
+        "reports/eda/eda.json",
+        "reports/evaluate/metrics.json",
+        "reports/evaluate/classification_report.csv",
+        "reports/train/history.csv",
+        "reports/train/figures/training_curves.png",
+        "reports/evaluate/figures/confusion_matrix.png",
+        "reports/evaluate/figures/reliability.png",
+        "reports/eda/figures/sample_grid.png",
+    ]:
         assert (tmp_path / f).exists(), f
     metrics = json.loads((tmp_path / "reports" / "evaluate" / "metrics.json").read_text())
     assert metrics["synthetic"] is True and 0 <= metrics["accuracy"] <= 1
     # temperature scaling: fitted on the validation split by train, applied by evaluate (ECE before and after)
     card = json.loads((tmp_path / "models" / "classes.json").read_text())
-    assert metrics["temperature"] == card["temperature"] > 0 and {"ece", "ece_uncalibrated", "nll", "nll_uncalibrated"} <= set(metrics)
+    assert metrics["temperature"] == card["temperature"] > 0 and {
+        "ece",
+        "ece_uncalibrated",
+        "nll",
+        "nll_uncalibrated",
+    } <= set(metrics)
     assert json.loads((tmp_path / "reports" / "eda" / "eda.json").read_text())["synthetic"] is True
     # abstention, fitted by train on the validation split; the ood stage of the run measures it
-    assert card["abstain"]["score"] == "msp" and card["abstain"]["domain_threshold"] is not None and card["reference"]["n"] > 0
+    assert (
+        card["abstain"]["score"] == "msp"
+        and card["abstain"]["domain_threshold"] is not None
+        and card["reference"]["n"] > 0
+    )
     ood = json.loads((tmp_path / "reports" / "ood" / "metrics.json").read_text())
     assert set(ood["rejection"]) == {"objects", "noise"} and ood["auroc"]["domain"]["noise"] > 0.9, ood
 
     # predict: good images answer, a bad one is an error line, the others still answer
     imgs = pd.read_csv(tmp_path / "data" / "manifest.csv")["path"].head(2).tolist()
     (tmp_path / "bad.jpg").write_text("not an image")
-    r = run_cli("predict", "--json", imgs[0], tmp_path / "bad.jpg", imgs[1], "--explain", tmp_path / "cams", cwd=tmp_path, check=False)
+    r = run_cli(
+        "predict",
+        "--json",
+        imgs[0],
+        tmp_path / "bad.jpg",
+        imgs[1],
+        "--explain",
+        tmp_path / "cams",
+        cwd=tmp_path,
+        check=False,
+    )
     out = [json.loads(l) for l in r.stdout.strip().splitlines()]
     assert r.returncode == 1 and [("error" in o) for o in out] == [False, True, False]
     best = out[0]["top_k"][0]["label"]
-    assert best.startswith("Synthetic___") and out[0]["label"] in (best, "unknown") and len(list((tmp_path / "cams").glob("*.png"))) == 2
+    assert (
+        best.startswith("Synthetic___")
+        and out[0]["label"] in (best, "unknown")
+        and len(list((tmp_path / "cams").glob("*.png"))) == 2
+    )
     # what is not a leaf is answered unknown, with the advice to retake the photo
     from PIL import Image
     from plant_disease.ood import noise_images, non_leaf_photo
+
     Image.fromarray(noise_images(1, 128)[0]).save(tmp_path / "noise.png")
     (tmp_path / "portrait.jpg").write_bytes(non_leaf_photo("portrait"))
     r = run_cli("predict", "--json", tmp_path / "noise.png", tmp_path / "portrait.jpg", cwd=tmp_path)
@@ -47,8 +95,15 @@ def test_run_on_synthetic_default(tmp_path, params_file):
     assert "retake" in run_cli("predict", tmp_path / "noise.png", cwd=tmp_path).stdout
 
     # export: the edge formats answer as the Keras model does (same labels), `auto` picks one of them
-    r = run_cli("export", *TINY, "--set", "export.formats=[tflite_int8, onnx]", "--set", "export.representative_images=16",
-                cwd=tmp_path)
+    r = run_cli(
+        "export",
+        *TINY,
+        "--set",
+        "export.formats=[tflite_int8, onnx]",
+        "--set",
+        "export.representative_images=16",
+        cwd=tmp_path,
+    )
     rep = json.loads((tmp_path / "exported" / "export.json").read_text())
     assert set(rep["formats"]) == {"keras", "tflite_int8", "onnx"} and rep["formats"]["onnx"]["agreement"] == 1.0, rep
     assert json.loads((tmp_path / "reports" / "export.json").read_text()) == rep
@@ -68,16 +123,23 @@ def test_run_on_synthetic_default(tmp_path, params_file):
 
 def test_params_yaml_is_valid_and_profiles_resolve():
     from plant_disease.config import load_params
+
     p = load_params(ROOT / "params.yaml")
     assert p.profile == ["cpu"] and p.data.source == "synthetic" and p.from_scratch
     g = load_params(ROOT / "params.yaml", profile="tomato,gpu")
-    assert (g.data.classes, g.pipeline.image_size, g.model.weights, g.pipeline.mixed_precision) == ("tomato", 224, "imagenet", True)
+    assert (g.data.classes, g.pipeline.image_size, g.model.weights, g.pipeline.mixed_precision) == (
+        "tomato",
+        224,
+        "imagenet",
+        True,
+    )
 
 
 def test_dvc_stages_read_exactly_their_param_groups():
     "Each dvc.yaml stage declares the groups plant_disease.stages injects (plus `profile` where a profile can change them)."
     import yaml
     from plant_disease.stages import PROFILE_GROUPS, STAGE_GROUPS, STAGES
+
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert tuple(stages) == STAGES
     for name, groups in STAGE_GROUPS.items():

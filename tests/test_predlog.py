@@ -1,4 +1,5 @@
 """The prediction log for real: SQLite, and PostgreSQL through pyodbc + psqlODBC with the server stopped mid-load."""
+
 import json
 import os
 import socket
@@ -25,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def wait_until(cond, timeout: float, step: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond(): return True
+        if cond():
+            return True
         time.sleep(step)
     return cond()
 
@@ -37,10 +39,12 @@ def revision(url: str) -> list:
         with e.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), metadata) == [], "migrations and metadata differ"
             return [r[0] for r in c.execute(sa.text("select version_num from alembic_version"))]
-    finally: e.dispose()
+    finally:
+        e.dispose()
 
 
 # -- SQLite
+
 
 def test_sqlite_threads_stats_frame(tmp_path):
     url = f"sqlite:///{tmp_path}/log.db"
@@ -49,14 +53,28 @@ def test_sqlite_threads_stats_frame(tmp_path):
     assert revision(url) == ["0001"]
     plog = PredictionLog(url, spool_dir=tmp_path / "spool", retry_every=0.5)
     try:
-        with pytest.raises(TypeError, match="'lable'"): plog.record(lable="Tomato___healthy")
+        with pytest.raises(TypeError, match="'lable'"):
+            plog.record(lable="Tomato___healthy")
 
         def worker(t):
-            return [plog.record(request_id=f"r{t}-{i}", label=f"class{i % 3}", class_id=i % 3, confidence=0.5 + i / 100,
-                                latency_ms=float(t * 100 + i), variant=["a", "b"][t % 2], route="predict",
-                                top_k=[{"label": f"class{i % 3}", "p": 0.5}], model_name="m", model_version="1")
-                    for i in range(13 if t < 2 else 12)]
-        with ThreadPoolExecutor(4) as ex: ids = [i for part in ex.map(worker, range(4)) for i in part]
+            return [
+                plog.record(
+                    request_id=f"r{t}-{i}",
+                    label=f"class{i % 3}",
+                    class_id=i % 3,
+                    confidence=0.5 + i / 100,
+                    latency_ms=float(t * 100 + i),
+                    variant=["a", "b"][t % 2],
+                    route="predict",
+                    top_k=[{"label": f"class{i % 3}", "p": 0.5}],
+                    model_name="m",
+                    model_version="1",
+                )
+                for i in range(13 if t < 2 else 12)
+            ]
+
+        with ThreadPoolExecutor(4) as ex:
+            ids = [i for part in ex.map(worker, range(4)) for i in part]
         assert len(ids) == 50 == len(set(ids))
         assert plog.flush(10)
         s = plog.stats()
@@ -70,7 +88,9 @@ def test_sqlite_threads_stats_frame(tmp_path):
         assert s["latency_ms"]["mean"] == pytest.approx(np.mean(lat))
         lat_b = [x for t in (1, 3) for x in lat if t * 100 <= x < t * 100 + 100]
         assert s["latency_ms_by_variant"]["b"]["p95"] == pytest.approx(np.percentile(lat_b, 95))
-        assert s["confidence_mean_by_variant"]["a"] == pytest.approx(np.mean([0.5 + i / 100 for n in (13, 12) for i in range(n)]))
+        assert s["confidence_mean_by_variant"]["a"] == pytest.approx(
+            np.mean([0.5 + i / 100 for n in (13, 12) for i in range(n)])
+        )
         df = plog.frame()
         assert sorted(df["id"]) == sorted(ids) and str(df["created_at"].dt.tz) == "UTC"
         assert json.loads(df["top_k"].iloc[0])[0]["p"] == 0.5
@@ -84,7 +104,8 @@ def test_sqlite_threads_stats_frame(tmp_path):
 
 def test_migrations_folder_override(tmp_path, monkeypatch):
     monkeypatch.setenv("PLANT_DISEASE_MIGRATIONS", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="PLANT_DISEASE_MIGRATIONS"): upgrade(f"sqlite:///{tmp_path}/x.db")
+    with pytest.raises(FileNotFoundError, match="PLANT_DISEASE_MIGRATIONS"):
+        upgrade(f"sqlite:///{tmp_path}/x.db")
     monkeypatch.delenv("PLANT_DISEASE_MIGRATIONS")
     assert migrations_dir() == ROOT / "app" / "migrations"
 
@@ -126,8 +147,12 @@ def test_dead_workers_spools_are_claimed_without_duplicates(tmp_path):
     their files and writes every record once, including one that had reached the database before its worker died."""
     url = f"sqlite:///{tmp_path}/later/log.db"
     spool = tmp_path / "spool"
-    procs = [subprocess.run([sys.executable, "-c", CHILD, url, str(spool), "7"], capture_output=True, text=True,
-                            timeout=60, check=True) for _ in range(2)]
+    procs = [
+        subprocess.run(
+            [sys.executable, "-c", CHILD, url, str(spool), "7"], capture_output=True, text=True, timeout=60, check=True
+        )
+        for _ in range(2)
+    ]
     ids = [i for p in procs for i in p.stdout.split()]
     files = sorted(spool.glob("predlog-*.jsonl"))
     assert len(ids) == 14 and len(files) == 2, (files, [p.stderr for p in procs])
@@ -135,8 +160,11 @@ def test_dead_workers_spools_are_claimed_without_duplicates(tmp_path):
     upgrade(url)
     committed = json.loads(files[0].read_text().splitlines()[0])  # this one made it before the connection died
     e = sa.create_engine(url)
-    with e.begin() as c: c.execute(sa.text("insert into predictions (id, created_at, status) values (:id, :t, 'ok')"),
-                                   {"id": committed["id"], "t": committed["created_at"]})
+    with e.begin() as c:
+        c.execute(
+            sa.text("insert into predictions (id, created_at, status) values (:id, :t, 'ok')"),
+            {"id": committed["id"], "t": committed["created_at"]},
+        )
     plog = PredictionLog(url, spool_dir=spool, retry_every=0.2)
     try:
         assert not any(f.exists() for f in files)  # claimed by rename at start-up
@@ -145,7 +173,8 @@ def test_dead_workers_spools_are_claimed_without_duplicates(tmp_path):
             got = [r[0] for r in c.execute(sa.text("select id from predictions"))]
         assert sorted(got) == sorted(ids)
     finally:
-        plog.close(); e.dispose()
+        plog.close()
+        e.dispose()
 
 
 def test_refused_row_is_set_aside(tmp_path):
@@ -166,15 +195,23 @@ def test_refused_row_is_set_aside(tmp_path):
 
 # -- PostgreSQL through pyodbc + psqlODBC
 
+
 def test_postgres_odbc_outage(postgres, tmp_path):
     url = postgres.odbc_url
     upgrade(url)
     upgrade(url)
     assert postgres.query("select version_num from alembic_version") == [("0001",)]
-    cols = dict(postgres.query("select column_name, data_type from information_schema.columns where table_name = 'predictions'"))
-    assert set(cols) == set(metadata.tables["predictions"].c.keys()) and cols["created_at"] == "timestamp with time zone"
-    assert {r[0] for r in postgres.query("select indexname from pg_indexes where tablename = 'predictions'")} == \
-        {"pk_predictions", "ix_predictions_created_at", "ix_predictions_request_id"}
+    cols = dict(
+        postgres.query("select column_name, data_type from information_schema.columns where table_name = 'predictions'")
+    )
+    assert (
+        set(cols) == set(metadata.tables["predictions"].c.keys()) and cols["created_at"] == "timestamp with time zone"
+    )
+    assert {r[0] for r in postgres.query("select indexname from pg_indexes where tablename = 'predictions'")} == {
+        "pk_predictions",
+        "ix_predictions_created_at",
+        "ix_predictions_request_id",
+    }
     plog = PredictionLog(url, spool_dir=tmp_path / "spool", retry_every=0.5, connect_timeout=2)
     assert plog.ping() and plog.engine.dialect.server_version_info >= (15,)
     n_threads, per_thread, pace = 4, 75, 0.09  # ~7 s of load: before, during and after the outage
@@ -184,15 +221,26 @@ def test_postgres_odbc_outage(postgres, tmp_path):
     def worker(t):
         for i in range(per_thread):
             t0 = time.perf_counter()
-            rid = plog.record(request_id=f"w{t}-{i}", label=f"c{i % 5}", class_id=i % 5, confidence=0.9,
-                              latency_ms=10.0 + i, variant=["a", "b"][t % 2], route="batch", caller=f"thread{t}")
+            rid = plog.record(
+                request_id=f"w{t}-{i}",
+                label=f"c{i % 5}",
+                class_id=i % 5,
+                confidence=0.9,
+                latency_ms=10.0 + i,
+                variant=["a", "b"][t % 2],
+                route="batch",
+                caller=f"thread{t}",
+            )
             dt = time.perf_counter() - t0
-            with lock: sent.append(rid); slowest[0] = max(slowest[0], dt)
+            with lock:
+                sent.append(rid)
+                slowest[0] = max(slowest[0], dt)
             time.sleep(pace)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
     t_start = time.monotonic()
-    for th in threads: th.start()
+    for th in threads:
+        th.start()
     try:
         assert wait_until(lambda: len(sent) >= 100, 30, 0.01)
         postgres.stop()  # fast shutdown: the writer's open connection is killed, whatever it was doing
@@ -204,18 +252,29 @@ def test_postgres_odbc_outage(postgres, tmp_path):
         postgres.start()
         outage_s = time.monotonic() - t_stop
     finally:
-        for th in threads: th.join()
+        for th in threads:
+            th.join()
     load_s = time.monotonic() - t_start
     assert plog.flush(30)
     assert wait_until(lambda: plog.spooled == 0, 30), f"spool not drained: {plog.spooled} left"
     logged = postgres.count("select count(*) from predictions where route = 'batch'")
     distinct = postgres.count("select count(distinct id) from predictions where route = 'batch'")
     ids = {r[0] for r in postgres.query("select id from predictions where route = 'batch'")}
-    report = {"sent": len(sent), "logged": logged, "duplicates": logged - distinct,
-              "spooled_during_outage": spooled_during_outage, "sent_before_restart": sent_during_outage,
-              "outage_s": round(outage_s, 2), "load_s": round(load_s, 2), "slowest_record_ms": round(slowest[0] * 1e3, 2)}
-    print(f"\npredlog outage test: sent={report['sent']} logged={logged} duplicates={report['duplicates']} "
-          f"spooled_during_outage={spooled_during_outage}", flush=True)
+    report = {
+        "sent": len(sent),
+        "logged": logged,
+        "duplicates": logged - distinct,
+        "spooled_during_outage": spooled_during_outage,
+        "sent_before_restart": sent_during_outage,
+        "outage_s": round(outage_s, 2),
+        "load_s": round(load_s, 2),
+        "slowest_record_ms": round(slowest[0] * 1e3, 2),
+    }
+    print(
+        f"\npredlog outage test: sent={report['sent']} logged={logged} duplicates={report['duplicates']} "
+        f"spooled_during_outage={spooled_during_outage}",
+        flush=True,
+    )
     (ROOT / "reports").mkdir(exist_ok=True)
     (ROOT / "reports" / "predlog_outage.json").write_text(json.dumps(report, indent=2) + "\n")
     plog.close()
@@ -234,9 +293,16 @@ def test_postgres_stats_window(postgres, tmp_path):
     try:
         for i in range(20):
             at = base + timedelta(minutes=i)
-            plog.record(created_at=at.astimezone(ist) if i % 2 else at, label=["x", "y"][i % 2], variant=["a", "b"][i % 4 == 0],
-                        latency_ms=float(i), confidence=i / 20, route="predict", status="error" if i == 7 else "ok",
-                        error="bad" if i == 7 else None)
+            plog.record(
+                created_at=at.astimezone(ist) if i % 2 else at,
+                label=["x", "y"][i % 2],
+                variant=["a", "b"][i % 4 == 0],
+                latency_ms=float(i),
+                confidence=i / 20,
+                route="predict",
+                status="error" if i == 7 else "ok",
+                error="bad" if i == 7 else None,
+            )
         assert plog.flush(10) and plog.spooled == 0
         since, until = base + timedelta(minutes=5), base + timedelta(minutes=15)  # minutes 5..14
         s = plog.stats(since=since, until=until)
@@ -253,7 +319,12 @@ def test_postgres_stats_window(postgres, tmp_path):
         df = plog.frame(since, until)
         assert list(df["created_at"]) == [base + timedelta(minutes=i) for i in window]
         # the database itself holds UTC instants (compare in SQL, independent of the library)
-        assert postgres.count("select count(*) from predictions where created_at >= '2021-03-01 12:05:00+00' "
-                              "and created_at < '2021-03-01 12:15:00+00'") == 10
+        assert (
+            postgres.count(
+                "select count(*) from predictions where created_at >= '2021-03-01 12:05:00+00' "
+                "and created_at < '2021-03-01 12:15:00+00'"
+            )
+            == 10
+        )
     finally:
         plog.close()

@@ -5,6 +5,7 @@ The recipe is the profile's (the compact ResNet-18 from scratch, one learning-ra
 memory), on a shorter cycle than the profile's 40 epochs so CI can afford it: FLOOR_EPOCHS epochs, the first
 FLOOR_SMALL at 96 px. Its cost and the accuracy it reached are in the README (section Training on a CPU); the full-length recipe's
 numbers are in reports/benchmarks.md (bench/time_to_accuracy.py)."""
+
 import json
 
 import pandas as pd
@@ -19,11 +20,22 @@ FLOOR_ACCURACY, FLOOR_F1 = 0.85, 0.80  # 10 classes: chance is 0.10
 @pytest.fixture(scope="module")
 def real(shared, tmp_path_factory):
     work = tmp_path_factory.mktemp("real_run")
-    r = run_cli("run", "--profile", "tomato,cpu",
-                "--set", f"data.source={shared / 'plantvillage'}",
-                "--set", f"train.one_cycle.epochs={FLOOR_EPOCHS}",
-                "--set", f"train.one_cycle.progressive=[[96, {FLOOR_SMALL}]]", "--set", "train.verbose=0",
-                "--set", f"eda.full_counts={shared / 'plantvillage_full_counts.csv'}", cwd=work)
+    r = run_cli(
+        "run",
+        "--profile",
+        "tomato,cpu",
+        "--set",
+        f"data.source={shared / 'plantvillage'}",
+        "--set",
+        f"train.one_cycle.epochs={FLOOR_EPOCHS}",
+        "--set",
+        f"train.one_cycle.progressive=[[96, {FLOOR_SMALL}]]",
+        "--set",
+        "train.verbose=0",
+        "--set",
+        f"eda.full_counts={shared / 'plantvillage_full_counts.csv'}",
+        cwd=work,
+    )
     print(r.stdout[-4000:])
     return work
 
@@ -42,15 +54,23 @@ def test_real_eda(real):
     eda = json.loads((real / "reports" / "eda" / "eda.json").read_text())
     assert eda["full_imbalance_ratio"] == 36.23
     assert eda["cross_split_duplicates"] == 0
-    for f in ["class_distribution.png", "brightness.png", "color_stats.png", "sample_grid.png", "full_class_distribution.png"]:
+    for f in [
+        "class_distribution.png",
+        "brightness.png",
+        "color_stats.png",
+        "sample_grid.png",
+        "full_class_distribution.png",
+    ]:
         assert (real / "reports" / "eda" / "figures" / f).stat().st_size > 5000, f
 
 
 def test_cpu_profile_reaches_the_floor_on_real_photos(real):
     metrics = json.loads((real / "reports" / "evaluate" / "metrics.json").read_text())
     summary = json.loads((real / "reports" / "train" / "train_summary.json").read_text())
-    print({k: metrics[k] for k in ("accuracy", "f1_macro", "top3_accuracy", "ece", "n_test")},
-          f"training {summary['seconds']:.0f} s")
+    print(
+        {k: metrics[k] for k in ("accuracy", "f1_macro", "top3_accuracy", "ece", "n_test")},
+        f"training {summary['seconds']:.0f} s",
+    )
     assert metrics["n_test"] >= 200 and metrics["synthetic"] is False
     assert metrics["accuracy"] >= FLOOR_ACCURACY and metrics["f1_macro"] >= FLOOR_F1, metrics
     hist = pd.read_csv(real / "reports" / "train" / "history.csv")
@@ -64,7 +84,8 @@ def test_predict_command_on_real_test_images(real):
     test = m[m.split == "test"].head(5)
     r = run_cli("predict", "--json", *test["path"], cwd=real)
     lines = [json.loads(l) for l in r.stdout.strip().splitlines()]
-    assert len(lines) == 5 and all(l["top_k"][0]["label"].startswith("Tomato___") and 0 < l["top_k"][0]["probability"] <= 1
-                                   for l in lines)
+    assert len(lines) == 5 and all(
+        l["top_k"][0]["label"].startswith("Tomato___") and 0 < l["top_k"][0]["probability"] <= 1 for l in lines
+    )
     right = sum(l["top_k"][0]["label"] == c for l, c in zip(lines, test["class"]))
     assert right >= 3, (right, lines)

@@ -1,5 +1,6 @@
 """The prediction service end to end, over HTTP: real models, real Redis and Celery worker, the prediction log in
 PostgreSQL through pyodbc (stopped mid-load to test the spool), auth, rate limits, A/B, metrics, hostile uploads."""
+
 from __future__ import annotations
 
 import base64
@@ -19,14 +20,28 @@ pytestmark = pytest.mark.xdist_group("service")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def post_image(svc, path: Path | bytes, subject: str = "tester", route: str = "/predict", headers: dict | None = None,
-               name: str = "leaf.jpg", ctype: str = "image/jpeg", **params) -> httpx.Response:
+def post_image(
+    svc,
+    path: Path | bytes,
+    subject: str = "tester",
+    route: str = "/predict",
+    headers: dict | None = None,
+    name: str = "leaf.jpg",
+    ctype: str = "image/jpeg",
+    **params,
+) -> httpx.Response:
     data = path.read_bytes() if isinstance(path, Path) else path
-    return httpx.post(f"{svc.url}{route}", files={"file": (name, data, ctype)}, params=params,
-                      headers={**svc.headers(subject), **(headers or {})}, timeout=60)
+    return httpx.post(
+        f"{svc.url}{route}",
+        files={"file": (name, data, ctype)},
+        params=params,
+        headers={**svc.headers(subject), **(headers or {})},
+        timeout=60,
+    )
 
 
 # -- liveness, readiness, models
+
 
 def test_health_and_ready(service):
     assert httpx.get(f"{service.url}/health").json() == {"status": "ok"}
@@ -50,9 +65,13 @@ def test_runtime_is_the_fastest_within_the_accuracy_limit(service):
     "B comes from an exported folder: auto timed Keras and each format whose test accuracy is within the limit."
     models = {m["variant"]: m for m in httpx.get(f"{service.url}/models", headers=service.headers("rt")).json()}
     a, b = models["A"], models["B"]
-    assert a["runtime"] == "keras" and list(a["runtime_choice"]["batch1_ms"]) == ["keras"]  # the registry model has no exports
+    assert a["runtime"] == "keras" and list(a["runtime_choice"]["batch1_ms"]) == [
+        "keras"
+    ]  # the registry model has no exports
     export = json.loads((service.extra["models"]["efficientnetb0_exported"] / "export.json").read_text())
-    within = {f for f, r in export["formats"].items() if f != "keras" and r["accuracy_drop"] <= export["max_accuracy_drop"]}
+    within = {
+        f for f, r in export["formats"].items() if f != "keras" and r["accuracy_drop"] <= export["max_accuracy_drop"]
+    }
     timed = b["runtime_choice"]["batch1_ms"]
     assert set(timed) == {"keras"} | within and "onnx" in within, (timed, export["formats"])
     assert b["runtime"] == min(timed, key=timed.get)
@@ -61,6 +80,7 @@ def test_runtime_is_the_fastest_within_the_accuracy_limit(service):
 
 def test_service_answers_as_the_library_does_on_the_same_runtime(service):
     from plant_disease.inference import Predictor
+
     b = {m["variant"]: m for m in httpx.get(f"{service.url}/models", headers=service.headers("rt")).json()}["B"]
     lib = Predictor.from_dir(service.extra["models"]["efficientnetb0_exported"], runtime=b["runtime"])
     for photo in service.leaf_photos[:3]:
@@ -71,14 +91,29 @@ def test_service_answers_as_the_library_does_on_the_same_runtime(service):
 
 def test_concurrent_requests_share_model_calls(service):
     "16 callers at once: every one answered, in fewer model calls than images (the micro-batcher's histogram)."
+
     def batches():
         text = httpx.get(f"{service.url}/metrics").text
-        val = lambda k: sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(f"plant_disease_batch_size_{k}{{") and 'variant="B"' in l)
+        val = lambda k: sum(
+            float(l.split()[-1])
+            for l in text.splitlines()
+            if l.startswith(f"plant_disease_batch_size_{k}{{") and 'variant="B"' in l
+        )
         return val("count"), val("sum")
+
     c0, s0 = batches()
     with ThreadPoolExecutor(16) as ex:
-        rs = list(ex.map(lambda i: post_image(service, service.leaf_photos[i % len(service.leaf_photos)], f"burst-{i}",
-                                              headers={"X-Model-Variant": "B"}), range(16)))
+        rs = list(
+            ex.map(
+                lambda i: post_image(
+                    service,
+                    service.leaf_photos[i % len(service.leaf_photos)],
+                    f"burst-{i}",
+                    headers={"X-Model-Variant": "B"},
+                ),
+                range(16),
+            )
+        )
     assert [r.status_code for r in rs] == [200] * 16, [r.text for r in rs if r.status_code != 200]
     c1, s1 = batches()
     assert s1 - s0 == 16 and c1 - c0 < 16, (c1 - c0, s1 - s0)
@@ -87,14 +122,17 @@ def test_concurrent_requests_share_model_calls(service):
 
 # -- predictions
 
+
 def test_predict_answers_in_words(service):
     r = post_image(service, service.leaf_photos[0], "words", top_k=3)
     assert r.status_code == 200, r.text
     b = r.json()
     # the tiny test models may not recognise a given leaf: then the answer is unknown (retake the photo), with no class
     assert b["label"] in service.classes or b["unknown"], b
-    if b["unknown"]: assert b["class_id"] is None and b["crop"] is None and b["advice"], b
-    else: assert b["crop"] and b["disease"] and b["label"] == b["top_k"][0]["label"] and b["advice"] is None, b
+    if b["unknown"]:
+        assert b["class_id"] is None and b["crop"] is None and b["advice"], b
+    else:
+        assert b["crop"] and b["disease"] and b["label"] == b["top_k"][0]["label"] and b["advice"] is None, b
     assert len(b["top_k"]) == 3
     assert 0 < b["confidence"] <= 1 and b["confidence"] == pytest.approx(b["top_k"][0]["probability"])
     assert b["variant"] in ("A", "B") and b["model_name"] and b["model_version"]
@@ -113,7 +151,8 @@ def test_predict_explain_returns_a_heatmap(service):
 def test_png_and_webp_are_accepted(service):
     im = Image.open(service.leaf_photos[2]).convert("RGB")
     for fmt, ctype in (("PNG", "image/png"), ("WEBP", "image/webp")):
-        buf = io.BytesIO(); im.save(buf, fmt)
+        buf = io.BytesIO()
+        im.save(buf, fmt)
         r = post_image(service, buf.getvalue(), "formats", name=f"leaf.{fmt.lower()}", ctype=ctype)
         assert r.status_code == 200, (fmt, r.text)
 
@@ -137,6 +176,7 @@ def test_batch_answers_each_image_and_refuses_bad_ones_alone(service):
 
 # -- async path: Celery worker on Redis
 
+
 def test_async_predict_and_result(service):
     r = post_image(service, service.leaf_photos[0], "async", route="/predict/async", explain="true")
     assert r.status_code == 202, r.text
@@ -146,7 +186,8 @@ def test_async_predict_and_result(service):
     deadline, body = time.monotonic() + 60, None
     while time.monotonic() < deadline:
         body = httpx.get(f"{service.url}{task['result_url']}", params={"wait_s": 2}, headers=h, timeout=30).json()
-        if body["status"] != "pending": break
+        if body["status"] != "pending":
+            break
     assert body["status"] == "done", body
     res = body["result"]
     sync = post_image(service, service.leaf_photos[0], "async").json()
@@ -162,15 +203,21 @@ def test_async_refuses_bad_images_before_queueing_and_hides_other_callers_tasks(
     assert other.status_code == 404
     unknown = httpx.get(f"{service.url}/result/0123456789abcdef", headers=service.headers("async2"))
     assert unknown.status_code == 404
-    admin = httpx.get(f"{service.url}/result/{task['task_id']}", params={"wait_s": 10},
-                      headers=service.headers("ops", ("admin",)), timeout=30)
+    admin = httpx.get(
+        f"{service.url}/result/{task['task_id']}",
+        params={"wait_s": 10},
+        headers=service.headers("ops", ("admin",)),
+        timeout=30,
+    )
     assert admin.status_code == 200 and admin.json()["status"] in ("pending", "done")
 
 
 def test_worker_loads_models_once_and_logs_json_with_the_request_id(service):
     r = post_image(service, service.leaf_photos[2], "worker-log", route="/predict/async")
     rid, task = r.headers["X-Request-ID"], r.json()["task_id"]
-    body = httpx.get(f"{service.url}/result/{task}", params={"wait_s": 10}, headers=service.headers("worker-log"), timeout=30).json()
+    body = httpx.get(
+        f"{service.url}/result/{task}", params={"wait_s": 10}, headers=service.headers("worker-log"), timeout=30
+    ).json()
     assert body["status"] == "done" and body["result"]["request_id"] == rid
     time.sleep(0.5)
     log = service.worker_log.read_text()
@@ -181,6 +228,7 @@ def test_worker_loads_models_once_and_logs_json_with_the_request_id(service):
 
 
 # -- A/B between the two models
+
 
 def test_ab_assignment_is_sticky_per_caller_and_can_be_forced(service):
     photo = service.leaf_photos[0]
@@ -202,12 +250,14 @@ def test_ab_assignment_is_sticky_per_caller_and_can_be_forced(service):
 
 # -- auth and rate limits
 
+
 def test_auth_rejects_missing_forged_expired_and_wrong_scope_tokens(service):
     photo = service.leaf_photos[0]
     files = {"file": ("leaf.jpg", photo.read_bytes(), "image/jpeg")}
     r = httpx.post(f"{service.url}/predict", files=files)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
     from app.auth import mint_token
+
     forged = mint_token("mallory", ["predict"], 3600, "not-the-secret-not-the-secret-0123")[0]
     r = httpx.post(f"{service.url}/predict", files=files, headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401 and "invalid token" in r.json()["detail"]
@@ -221,27 +271,43 @@ def test_auth_rejects_missing_forged_expired_and_wrong_scope_tokens(service):
 
 
 def test_admin_mints_tokens_that_work(service):
-    r = httpx.post(f"{service.url}/tokens", json={"subject": "new-client", "scopes": ["predict"], "ttl_s": 600},
-                   headers=service.headers("ops", ("admin",)))
+    r = httpx.post(
+        f"{service.url}/tokens",
+        json={"subject": "new-client", "scopes": ["predict"], "ttl_s": 600},
+        headers=service.headers("ops", ("admin",)),
+    )
     assert r.status_code == 200, r.text
     tok = r.json()["access_token"]
     r = post_image(service, service.leaf_photos[0], "x", headers={"Authorization": f"Bearer {tok}"})
     assert r.status_code == 200
     r = httpx.post(f"{service.url}/tokens", json={"subject": "x"}, headers={"Authorization": f"Bearer {tok}"})
     assert r.status_code == 403
-    r = httpx.post(f"{service.url}/tokens", json={"subject": "x", "scopes": ["root"]}, headers=service.headers("ops", ("admin",)))
+    r = httpx.post(
+        f"{service.url}/tokens", json={"subject": "x", "scopes": ["root"]}, headers=service.headers("ops", ("admin",))
+    )
     assert r.status_code == 422
 
 
 def test_tokens_cli(service):
     import subprocess, sys
-    r = subprocess.run([sys.executable, "-m", "app.tokens", "--subject", "cli-user", "--scope", "predict", "--ttl", "60"],
-                       cwd=ROOT, env={**service.env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+
+    r = subprocess.run(
+        [sys.executable, "-m", "app.tokens", "--subject", "cli-user", "--scope", "predict", "--ttl", "60"],
+        cwd=ROOT,
+        env={**service.env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     ok = post_image(service, service.leaf_photos[0], "x", headers={"Authorization": f"Bearer {r.stdout.strip()}"})
     assert ok.status_code == 200
-    r = subprocess.run([sys.executable, "-m", "app.tokens", "--subject", "u", "--scope", "root"], cwd=ROOT,
-                       env=service.env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "app.tokens", "--subject", "u", "--scope", "root"],
+        cwd=ROOT,
+        env=service.env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
@@ -254,7 +320,8 @@ def test_rate_limit_per_subject_gives_429_with_retry_after(service):
         for _ in range(45):
             r = c.post(f"{service.url}/predict", files={"file": ("l.jpg", photo, "image/jpeg")}, headers=h)
             codes.append(r.status_code)
-            if r.status_code == 429: break
+            if r.status_code == 429:
+                break
     assert codes.count(200) == 40 and codes[-1] == 429, codes
     assert int(r.headers["Retry-After"]) >= 1 and "rate limit" in r.json()["detail"]
     assert post_image(service, photo, "patient").status_code == 200
@@ -262,23 +329,42 @@ def test_rate_limit_per_subject_gives_429_with_retry_after(service):
 
 # -- hostile uploads
 
+
 def _png_bomb(side: int = 20000) -> bytes:
     "A valid 1-bit PNG of side x side pixels (400 M pixels) that compresses to a few tens of kB."
     raw = zlib.compressobj(9)
     row = b"\x00" * (1 + side // 8)
     idat = b"".join(raw.compress(row) for _ in range(side)) + raw.flush()
     chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)) + \
-        chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("case,expect", [("truncated_jpeg", 422), ("png_bomb", 413), ("zero_bytes", 400),
-                                         ("html_named_jpg", 415), ("body_50mb", 413), ("text_as_png", 415)])
+@pytest.mark.parametrize(
+    "case,expect",
+    [
+        ("truncated_jpeg", 422),
+        ("png_bomb", 413),
+        ("zero_bytes", 400),
+        ("html_named_jpg", 415),
+        ("body_50mb", 413),
+        ("text_as_png", 415),
+    ],
+)
 def test_hostile_uploads_get_4xx_and_the_service_stays_up(service, case, expect):
     photo = service.leaf_photos[0].read_bytes()
-    data = {"truncated_jpeg": photo[: len(photo) // 2], "png_bomb": _png_bomb(), "zero_bytes": b"",
-            "html_named_jpg": b"<!doctype html><html><script>alert(1)</script></html>",
-            "body_50mb": b"\xff\xd8\xff" + b"\0" * (50 * 2**20), "text_as_png": b"hello"}[case]
+    data = {
+        "truncated_jpeg": photo[: len(photo) // 2],
+        "png_bomb": _png_bomb(),
+        "zero_bytes": b"",
+        "html_named_jpg": b"<!doctype html><html><script>alert(1)</script></html>",
+        "body_50mb": b"\xff\xd8\xff" + b"\0" * (50 * 2**20),
+        "text_as_png": b"hello",
+    }[case]
     r = post_image(service, data, "hostile")
     assert r.status_code == expect, (case, r.status_code, r.text[:300])
     assert r.json()["detail"]
@@ -289,16 +375,21 @@ def test_hostile_uploads_get_4xx_and_the_service_stays_up(service, case, expect)
 def test_wrong_types_and_parameters_are_4xx(service):
     h = service.headers("types")
     assert httpx.post(f"{service.url}/predict", data={"file": "text"}, headers=h).status_code == 422
-    assert httpx.post(f"{service.url}/predict", content=b"raw", headers={**h, "Content-Type": "image/jpeg"}).status_code == 422
+    assert (
+        httpx.post(f"{service.url}/predict", content=b"raw", headers={**h, "Content-Type": "image/jpeg"}).status_code
+        == 422
+    )
     assert post_image(service, service.leaf_photos[0], "types", top_k=0).status_code == 422
     assert post_image(service, service.leaf_photos[0], "types", top_k="many").status_code == 422
 
 
 # -- unknown answers (not a leaf the model knows) and drift
 
+
 def split_photos(svc, split: str) -> list[Path]:
     "The photos of one split of the service's tiny models (their data/manifest.csv)."
     import csv
+
     with open(svc.workdir / "data" / "manifest.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == split]
     return [Path(r["path"]) if Path(r["path"]).is_absolute() else svc.workdir / r["path"] for r in rows]
@@ -306,7 +397,9 @@ def split_photos(svc, split: str) -> list[Path]:
 
 def noise_png() -> bytes:
     from plant_disease.ood import noise_images
-    buf = io.BytesIO(); Image.fromarray(noise_images(1, 256)[0]).save(buf, "PNG")  # index 0: uniform RGB noise
+
+    buf = io.BytesIO()
+    Image.fromarray(noise_images(1, 256)[0]).save(buf, "PNG")  # index 0: uniform RGB noise
     return buf.getvalue()
 
 
@@ -322,33 +415,49 @@ def assert_unknown(b: dict, classes: list[str]):
 def test_not_a_leaf_is_answered_unknown(service, postgres_server, variant):
     "A portrait (JPEG) and uniform noise (PNG): label unknown, no class, retake advice, the guesses in top_k; logged as such."
     from plant_disease.ood import non_leaf_photo
+
     subject = f"unknown-{variant}"
     h = {"X-Model-Variant": variant}
-    for data, name, ctype in ((non_leaf_photo("portrait"), "portrait.jpg", "image/jpeg"), (noise_png(), "noise.png", "image/png")):
+    for data, name, ctype in (
+        (non_leaf_photo("portrait"), "portrait.jpg", "image/jpeg"),
+        (noise_png(), "noise.png", "image/png"),
+    ):
         r = post_image(service, data, subject, headers=h, name=name, ctype=ctype)
         assert r.status_code == 200, r.text
         assert r.json()["variant"] == variant
         assert_unknown(r.json(), service.classes)
     # the prediction log row: label "unknown", no class id
-    sql = f"select count(*) from predictions where caller = '{subject}' and label = 'unknown' and class_id is null and status = 'ok'"
+    sql = (
+        f"select count(*) from predictions where caller = '{subject}' and label = 'unknown' and class_id is null "
+        "and status = 'ok'"
+    )
     deadline = time.monotonic() + 20
-    while postgres_server.count(sql) < 2 and time.monotonic() < deadline: time.sleep(0.5)
+    while postgres_server.count(sql) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert postgres_server.count(sql) == 2
 
 
 def test_unknown_in_batch_and_async_answers(service):
     "The batch and the async (Celery worker) paths carry the same fields: a portrait is unknown there too."
     from plant_disease.ood import non_leaf_photo
+
     portrait, leaf = non_leaf_photo("portrait"), service.leaf_photos[0]
-    files = [("files", ("leaf.jpg", leaf.read_bytes(), "image/jpeg")), ("files", ("portrait.jpg", portrait, "image/jpeg"))]
+    files = [
+        ("files", ("leaf.jpg", leaf.read_bytes(), "image/jpeg")),
+        ("files", ("portrait.jpg", portrait, "image/jpeg")),
+    ]
     r = httpx.post(f"{service.url}/predict/batch", files=files, headers=service.headers("unknown-batch"), timeout=60)
     assert r.status_code == 200, r.text
     leaf_answer, unknown = (x["prediction"] for x in r.json()["results"])
     assert_unknown(unknown, service.classes)
     assert leaf_answer["unknown"] is (leaf_answer["label"] == "unknown") and "advice" in leaf_answer
     task = post_image(service, portrait, "unknown-async", route="/predict/async").json()
-    body = httpx.get(f"{service.url}/result/{task['task_id']}", params={"wait_s": 10}, headers=service.headers("unknown-async"),
-                     timeout=30).json()
+    body = httpx.get(
+        f"{service.url}/result/{task['task_id']}",
+        params={"wait_s": 10},
+        headers=service.headers("unknown-async"),
+        timeout=30,
+    ).json()
     assert body["status"] == "done", body
     assert_unknown(body["result"], service.classes)
 
@@ -365,25 +474,34 @@ def test_test_split_leaves_are_mostly_known_and_drift_is_reported(service):
     for variant in ("A", "B"):
         answers = []
         for i in range(0, len(test) + len(val), 16):
-            chunk = (test + val)[i:i + 16]
-            r = httpx.post(f"{service.url}/predict/batch", files=[("files", (p.name, p.read_bytes(), "image/jpeg")) for p in chunk],
-                           headers={**service.headers(f"drift-{variant}"), "X-Model-Variant": variant}, timeout=120)
+            chunk = (test + val)[i : i + 16]
+            r = httpx.post(
+                f"{service.url}/predict/batch",
+                files=[("files", (p.name, p.read_bytes(), "image/jpeg")) for p in chunk],
+                headers={**service.headers(f"drift-{variant}"), "X-Model-Variant": variant},
+                timeout=120,
+            )
             assert r.status_code == 200, r.text
             answers += [x["prediction"] for x in r.json()["results"]]
         assert all(a["label"] in service.classes or a["unknown"] for a in answers)
-        shares[variant] = sum(a["unknown"] for a in answers[:len(test)]) / len(test)
+        shares[variant] = sum(a["unknown"] for a in answers[: len(test)]) / len(test)
     print("unknown share of the test split's leaves:", shares)
     assert shares["A"] < 0.5 and shares["B"] < 0.5, shares
     time.sleep(1)  # the log writes in the background
     deadline = time.monotonic() + 30
     while True:
         s = httpx.get(f"{service.url}/stats", headers=service.headers("ops", ("admin",)), timeout=60).json()
-        if all(s["drift"][v].get("n", 0) >= len(test) + len(val) for v in ("A", "B")) or time.monotonic() > deadline: break
+        if all(s["drift"][v].get("n", 0) >= len(test) + len(val) for v in ("A", "B")) or time.monotonic() > deadline:
+            break
         time.sleep(1)
     assert set(s["drift"]) == {"A", "B"}, s["drift"]
     for v, rep in s["drift"].items():
         assert rep["status"] in ("stable", "watch", "drift"), (v, rep)  # both models carry a reference; >= 50 answers
-        assert rep["n"] >= len(test) + len(val) and rep["window"] == 500 and rep["model_version"] == s["variants"][v]["model_version"]
+        assert (
+            rep["n"] >= len(test) + len(val)
+            and rep["window"] == 500
+            and rep["model_version"] == s["variants"][v]["model_version"]
+        )
         assert 0 <= rep["unknown_rate"] <= 1 and rep["answers_psi"] >= 0 and rep["confidence_psi"] >= 0, rep
         assert 0 <= rep["expected_unknown_rate"] <= 1 and rep["reference_n"] > 0, rep
     print("drift:", {v: (r["status"], r["n"], r["answers_psi"], r["confidence_psi"]) for v, r in s["drift"].items()})
@@ -399,18 +517,30 @@ def test_drift_monitor_without_reference_or_log_is_unavailable_not_an_error(tmp_
     from app.drift import DriftMonitor
     from app.observability import DriftCollector
     from plant_disease.predlog import PredictionLog, upgrade
+
     ref = {"n": 10, "answers": {"a": 0.5, "b": 0.5, "unknown": 0.0}, "confidence": [0.1] * 10}
-    variant = lambda name, meta: SimpleNamespace(name=name, model_name="m", model_version="1", predictor=SimpleNamespace(metadata=meta))
-    models = SimpleNamespace(variants={"old": variant("old", {"classes": ["a", "b"]}), "new": variant("new", {"reference": ref})})
+    variant = lambda name, meta: SimpleNamespace(
+        name=name, model_name="m", model_version="1", predictor=SimpleNamespace(metadata=meta)
+    )
+    models = SimpleNamespace(
+        variants={"old": variant("old", {"classes": ["a", "b"]}), "new": variant("new", {"reference": ref})}
+    )
     url = f"sqlite:///{tmp_path / 'p.db'}"
     upgrade(url)
     with PredictionLog(url, spool_dir=tmp_path / "spool") as plog:
-        for i in range(60): plog.record(label="ab"[i % 2], confidence=0.05 + (i % 10) / 10, variant="new", model_name="m", model_version="1")
+        for i in range(60):
+            plog.record(
+                label="ab"[i % 2], confidence=0.05 + (i % 10) / 10, variant="new", model_name="m", model_version="1"
+            )
         assert plog.flush(10)
         reps = DriftMonitor(models, plog, window=50).reports()
     assert reps["old"]["status"] == "unavailable" and "no validation reference" in reps["old"]["reason"], reps["old"]
-    assert reps["new"]["status"] == "stable" and reps["new"]["n"] == 50 and reps["new"]["unknown_rate"] == 0, reps["new"]
-    with PredictionLog(f"sqlite:///{tmp_path / 'missing' / 'p.db'}", spool_dir=tmp_path / "spool2", connect_timeout=0.5) as down:
+    assert reps["new"]["status"] == "stable" and reps["new"]["n"] == 50 and reps["new"]["unknown_rate"] == 0, reps[
+        "new"
+    ]
+    with PredictionLog(
+        f"sqlite:///{tmp_path / 'missing' / 'p.db'}", spool_dir=tmp_path / "spool2", connect_timeout=0.5
+    ) as down:
         rep = DriftMonitor(models, down).reports()["new"]
     assert rep["status"] == "unavailable" and "prediction log" in rep["reason"], rep
     reg, collector = CollectorRegistry(), DriftCollector()
@@ -428,6 +558,7 @@ def test_drift_monitor_without_reference_or_log_is_unavailable_not_an_error(tmp_
 def test_drift_gauges_for_prometheus(service):
     "/metrics carries the drift gauges per variant, read at scrape time: PSI (answers, confidence), unknown rate, status."
     from prometheus_client.parser import text_string_to_metric_families
+
     post_image(service, service.leaf_photos[0], "drift-metrics")
     fams = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{service.url}/metrics").text)}
     psi = {(x.labels["variant"], x.labels["kind"]) for x in fams["plant_disease_drift_psi"].samples}
@@ -439,15 +570,17 @@ def test_drift_gauges_for_prometheus(service):
 
 # -- log, stats, metrics, JSON logs
 
+
 def test_stats_counts_per_class_and_variant(service):
-    for i in range(4): post_image(service, service.leaf_photos[i], f"stats-{i}")
+    for i in range(4):
+        post_image(service, service.leaf_photos[i], f"stats-{i}")
     assert post_image(service, b"", "stats-0").status_code == 400  # refused, and logged as an error
     r = httpx.get(f"{service.url}/stats", params={"window_s": 3600}, headers=service.headers("ops", ("admin",)))
     assert r.status_code == 200, r.text
     s = r.json()
     assert s["n"] >= 4 and sum(s["by_class"].values()) >= 4
     assert set(s["by_variant"]) <= {"A", "B"} and sum(s["by_variant"].values()) + s["errors"] == s["n"]
-    assert s["errors"] >= 1 and sum(s["errors_by_variant"].values()) == s["errors"]  
+    assert s["errors"] >= 1 and sum(s["errors_by_variant"].values()) == s["errors"]
     lat = s["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
     assert set(s["variants"]) == {"A", "B"}
@@ -465,7 +598,9 @@ def test_metrics_for_prometheus(service):
 
 
 def test_json_logs_carry_the_request_id(service):
-    r = post_image(service, service.leaf_photos[0], "logs", headers={"X-Request-ID": "0123456789abcdef0123456789abcdef"})
+    r = post_image(
+        service, service.leaf_photos[0], "logs", headers={"X-Request-ID": "0123456789abcdef0123456789abcdef"}
+    )
     assert r.headers["X-Request-ID"] == "0123456789abcdef0123456789abcdef"
     time.sleep(0.5)
     lines = [json.loads(l) for l in service.api_log.read_text().splitlines() if l.startswith("{")]
@@ -482,23 +617,33 @@ def test_database_outage_loses_no_prediction(service, postgres_server):
     spooled_max = 0
     with httpx.Client(timeout=60) as c:
         for i in range(n):
-            if i == 12: postgres_server.stop()
-            if i == 24: postgres_server.start()
+            if i == 12:
+                postgres_server.stop()
+            if i == 24:
+                postgres_server.start()
             r = c.post(f"{service.url}/predict", files={"file": ("l.jpg", photo, "image/jpeg")}, headers=h)
             assert r.status_code == 200, (i, r.text)
-            sent += 1; ids.append(r.json()["request_id"])
+            sent += 1
+            ids.append(r.json()["request_id"])
             if 12 <= i < 24:
                 spooled_max = max(spooled_max, httpx.get(f"{service.url}/ready").json()["prediction_log"]["spooled"])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         ready = httpx.get(f"{service.url}/ready").json()
-        if ready["ready"] and ready["prediction_log"]["spooled"] == 0: break
+        if ready["ready"] and ready["prediction_log"]["spooled"] == 0:
+            break
         time.sleep(1)
     time.sleep(2)
     logged = postgres_server.count(f"select count(*) from predictions where caller = '{subject}'")
     distinct = postgres_server.count(f"select count(distinct request_id) from predictions where caller = '{subject}'")
-    out = {"sent": sent, "logged": logged, "distinct_request_ids": distinct, "spooled_during_outage_max": spooled_max,
-           "rows_before": before, "database": "PostgreSQL 15 via pyodbc + psqlODBC"}
+    out = {
+        "sent": sent,
+        "logged": logged,
+        "distinct_request_ids": distinct,
+        "spooled_during_outage_max": spooled_max,
+        "rows_before": before,
+        "database": "PostgreSQL 15 via pyodbc + psqlODBC",
+    }
     (ROOT / "reports").mkdir(exist_ok=True)
     (ROOT / "reports" / "serve_outage.json").write_text(json.dumps(out, indent=2))
     print("database outage test:", out)
@@ -509,13 +654,38 @@ def test_database_outage_loses_no_prediction(service, postgres_server):
 def test_openapi_fuzzing_finds_no_server_error(service, tmp_path):
     "Schemathesis generates requests from /openapi.json for every operation; none may get a 5xx."
     import shutil, subprocess, sys
+
     exe = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     report = ROOT / "reports" / "schemathesis"
-    r = subprocess.run([exe, "run", f"{service.url}/openapi.json", "--checks", "not_a_server_error",
-                        "--header", f"Authorization: Bearer {service.token('fuzz', ('admin',))}",
-                        "--max-examples", "12", "--seed", "1", "--workers", "2", "--request-timeout", "60",
-                        "--report", "junit", "--report-dir", str(report), "--suppress-health-check", "all"],
-                       capture_output=True, text=True, timeout=900, cwd=tmp_path)  # its cache stays in tmp
+    r = subprocess.run(
+        [
+            exe,
+            "run",
+            f"{service.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--header",
+            f"Authorization: Bearer {service.token('fuzz', ('admin',))}",
+            "--max-examples",
+            "12",
+            "--seed",
+            "1",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "60",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(report),
+            "--suppress-health-check",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )  # its cache stays in tmp
     print(r.stdout[-3000:])
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert httpx.get(f"{service.url}/health").status_code == 200

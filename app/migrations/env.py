@@ -4,6 +4,7 @@ The URL comes from `-x url=...` on the command line, else from the config's `sql
 `plant_disease.predlog.upgrade(url)` sets programmatically. Importing `plant_disease.predlog` also registers the
 `postgresql+pyodbc` dialect.
 """
+
 from logging.config import fileConfig
 
 import sqlalchemy as sa
@@ -21,8 +22,9 @@ url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_o
 
 def run_migrations_offline() -> None:
     "Emit the SQL to stdout (`alembic upgrade head --sql`) instead of running it."
-    context.configure(url=url, target_metadata=target_metadata, literal_binds=True,
-                      dialect_opts={"paramstyle": "named"})
+    context.configure(
+        url=url, target_metadata=target_metadata, literal_binds=True, dialect_opts={"paramstyle": "named"}
+    )
     with context.begin_transaction():
         context.run_migrations()
 

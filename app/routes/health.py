@@ -1,4 +1,5 @@
 """Liveness, readiness and what is being served."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
@@ -20,8 +21,14 @@ def health() -> Health:
 
 def queue_status(rt: Runtime) -> dict:
     "Is the async queue's Redis reachable, and how deep is the queue?"
-    if not rt.settings.redis_url: return {"configured": False}
-    try: return {"configured": True, "reachable": True, "depth": int(redis_client(rt.settings.redis_url).llen(rt.settings.queue))}
+    if not rt.settings.redis_url:
+        return {"configured": False}
+    try:
+        return {
+            "configured": True,
+            "reachable": True,
+            "depth": int(redis_client(rt.settings.redis_url).llen(rt.settings.queue)),
+        }
     except Exception as e:
         return {"configured": True, "reachable": False, "error": f"{type(e).__name__}: {e}"}
 
@@ -30,10 +37,15 @@ def queue_status(rt: Runtime) -> dict:
 def ready(request: Request):
     "Readiness: models loaded and warmed up, prediction-log database reachable (no auth)."
     rt = getattr(request.app.state, "runtime", None)
-    if rt is None: return JSONResponse(Ready(ready=False, models=[], prediction_log={}, queue={}).model_dump(), 503)
+    if rt is None:
+        return JSONResponse(Ready(ready=False, models=[], prediction_log={}, queue={}).model_dump(), 503)
     db_ok = rt.predlog.ping() and rt.migrate()
-    body = Ready(ready=db_ok, models=[v.describe() for v in rt.models.variants.values()],
-                 prediction_log={"reachable": db_ok, "spooled": rt.predlog.spooled}, queue=queue_status(rt))
+    body = Ready(
+        ready=db_ok,
+        models=[v.describe() for v in rt.models.variants.values()],
+        prediction_log={"reachable": db_ok, "spooled": rt.predlog.spooled},
+        queue=queue_status(rt),
+    )
     return JSONResponse(body.model_dump(), 200 if db_ok else 503)
 
 

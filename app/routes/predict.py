@@ -1,4 +1,5 @@
 """Synchronous predictions: one image, or several in one request."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,35 +21,56 @@ from ..schemas import BatchItem, BatchOut, PredictionOut
 
 router = APIRouter(tags=["predict"])
 
-ERRORS = {400: {"description": "empty upload or unknown variant"}, 401: {"description": "missing, forged or expired token"},
-          403: {"description": "token lacks the scope"}, 413: {"description": "upload or image too large"},
-          415: {"description": "not a JPEG, PNG or WebP image"}, 422: {"description": "corrupt image or bad parameter"},
-          429: {"description": "rate limit exceeded (see Retry-After)"}}
+ERRORS = {
+    400: {"description": "empty upload or unknown variant"},
+    401: {"description": "missing, forged or expired token"},
+    403: {"description": "token lacks the scope"},
+    413: {"description": "upload or image too large"},
+    415: {"description": "not a JPEG, PNG or WebP image"},
+    422: {"description": "corrupt image or bad parameter"},
+    429: {"description": "rate limit exceeded (see Retry-After)"},
+}
 VARIANT_HEADER = Header(None, alias="X-Model-Variant", description="force a model variant (A/B testing)")
 
 
 def pick_variant(rt: Runtime, caller: Caller, forced: str | None) -> Variant:
     "The caller's sticky A/B variant, or the forced one (400 if unknown)."
-    try: return rt.models.choose(caller.key, forced)
-    except UnknownVariantError as e: raise HTTPException(400, str(e)) from None
+    try:
+        return rt.models.choose(caller.key, forced)
+    except UnknownVariantError as e:
+        raise HTTPException(400, str(e)) from None
 
 
 @router.post("/predict", response_model=PredictionOut, responses=ERRORS)
-def predict(file: UploadFile = File(..., description="a leaf photo: JPEG, PNG or WebP"),
-            explain: bool = Query(False, description="add a Grad-CAM overlay (PNG, base64)"),
-            top_k: int | None = Query(None, ge=1, le=38), variant: str | None = VARIANT_HEADER,
-            caller: Caller = Depends(require_scope("predict")), _: Caller = Depends(rate_limited),
-            rt: Runtime = Depends(get_runtime)) -> PredictionOut:
+def predict(
+    file: UploadFile = File(..., description="a leaf photo: JPEG, PNG or WebP"),
+    explain: bool = Query(False, description="add a Grad-CAM overlay (PNG, base64)"),
+    top_k: int | None = Query(None, ge=1, le=38),
+    variant: str | None = VARIANT_HEADER,
+    caller: Caller = Depends(require_scope("predict")),
+    _: Caller = Depends(rate_limited),
+    rt: Runtime = Depends(get_runtime),
+) -> PredictionOut:
     "Diagnose one leaf photo."
     t = time.perf_counter()
     v = pick_variant(rt, caller, variant)
     rid = request_id()
     data = read_upload(file, rt.settings.max_upload_bytes)
-    try: body = predict_bytes(v, data, file.filename, explain=explain, top_k=top_k)
+    try:
+        body = predict_bytes(v, data, file.filename, explain=explain, top_k=top_k)
     except UploadError as e:
-        rt.predlog.record(**log_record(None, request_id=rid, caller=caller.key, route="predict", variant=v,
-                                       latency_ms=round(1000 * (time.perf_counter() - t), 2), filename=file.filename,
-                                       error=e.detail))
+        rt.predlog.record(
+            **log_record(
+                None,
+                request_id=rid,
+                caller=caller.key,
+                route="predict",
+                variant=v,
+                latency_ms=round(1000 * (time.perf_counter() - t), 2),
+                filename=file.filename,
+                error=e.detail,
+            )
+        )
         raise HTTPException(e.status, e.detail) from None
     ms = round(1000 * (time.perf_counter() - t), 2)
     rt.predlog.record(**log_record(body, request_id=rid, caller=caller.key, route="predict", latency_ms=ms, variant=v))
@@ -56,14 +78,19 @@ def predict(file: UploadFile = File(..., description="a leaf photo: JPEG, PNG or
 
 
 @router.post("/predict/batch", response_model=BatchOut, responses=ERRORS)
-def predict_batch(files: list[UploadFile] = File(..., description="several leaf photos"),
-                  top_k: int | None = Query(None, ge=1, le=38), variant: str | None = VARIANT_HEADER,
-                  caller: Caller = Depends(require_scope("predict")), _: Caller = Depends(rate_limited),
-                  rt: Runtime = Depends(get_runtime)) -> BatchOut:
+def predict_batch(
+    files: list[UploadFile] = File(..., description="several leaf photos"),
+    top_k: int | None = Query(None, ge=1, le=38),
+    variant: str | None = VARIANT_HEADER,
+    caller: Caller = Depends(require_scope("predict")),
+    _: Caller = Depends(rate_limited),
+    rt: Runtime = Depends(get_runtime),
+) -> BatchOut:
     "Diagnose several photos in one model call; a bad image fails alone, with its reason."
     t = time.perf_counter()
     s = rt.settings
-    if len(files) > s.max_batch: raise HTTPException(413, f"{len(files)} files: at most {s.max_batch} per batch")
+    if len(files) > s.max_batch:
+        raise HTTPException(413, f"{len(files)} files: at most {s.max_batch} per batch")
     v = pick_variant(rt, caller, variant)
     rid = request_id()
     items: list[BatchItem | None] = []
@@ -72,8 +99,11 @@ def predict_batch(files: list[UploadFile] = File(..., description="several leaf 
     for i, f in enumerate(files):
         data = read_upload(f, s.max_upload_bytes)
         total += len(data)
-        if total > s.max_upload_bytes: raise HTTPException(413, f"batch exceeds the limit of {s.max_upload_bytes:,} bytes")
-        try: good.append((i, v.predictor.preprocess(data).numpy(), hashlib.sha256(data).hexdigest())); items.append(None)
+        if total > s.max_upload_bytes:
+            raise HTTPException(413, f"batch exceeds the limit of {s.max_upload_bytes:,} bytes")
+        try:
+            good.append((i, v.predictor.preprocess(data).numpy(), hashlib.sha256(data).hexdigest()))
+            items.append(None)
         except InvalidImageError as e:  # checked and decoded once, here; the model call below gets pixels
             err = upload_error(str(e))
             items.append(BatchItem(filename=f.filename, ok=False, error=err.detail, status_code=err.status))
@@ -84,8 +114,20 @@ def predict_batch(files: list[UploadFile] = File(..., description="several leaf 
         INFERENCE_SECONDS.labels(v.name).observe(per_image_s)
         PREDICTIONS.labels(v.name, p.label).inc()
         body = answer_body(v, p, files[i].filename, sha, per_image_s)
-        items[i] = BatchItem(filename=files[i].filename, ok=True, prediction=PredictionOut(**body, request_id=rid, latency_ms=ms))
+        items[i] = BatchItem(
+            filename=files[i].filename, ok=True, prediction=PredictionOut(**body, request_id=rid, latency_ms=ms)
+        )
     for i, item in enumerate(items):
-        rt.predlog.record(**log_record(item.prediction.model_dump() if item.ok else None, request_id=rid, caller=caller.key,
-                                       route="batch", latency_ms=ms, variant=v, filename=files[i].filename, error=item.error))
+        rt.predlog.record(
+            **log_record(
+                item.prediction.model_dump() if item.ok else None,
+                request_id=rid,
+                caller=caller.key,
+                route="batch",
+                latency_ms=ms,
+                variant=v,
+                filename=files[i].filename,
+                error=item.error,
+            )
+        )
     return BatchOut(request_id=rid, variant=v.name, n=len(items), n_ok=len(good), latency_ms=ms, results=items)
