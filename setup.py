@@ -27,6 +27,9 @@ setuptools.setup(
     url=cfg["git_url"],
     packages=setuptools.find_packages(include=["plant_disease", "plant_disease.*"]),
     include_package_data=True,
+    # an installed library migrates its prediction log and shows the management notes without a checkout
+    package_data={"plant_disease": ["management_notes.yaml", "migrations/*.py", "migrations/*.mako",
+                                    "migrations/versions/*.py"]},
     python_requires=">=" + cfg["min_python"],
     install_requires=requirements,
     extras_require={"serve": (serve := shlex.split(cfg.get("serve_requirements", ""))),

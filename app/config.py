@@ -1,4 +1,6 @@
-"""Service settings, read from the environment (prefix `PD_`) or a `.env` file; every bad value is named at start-up."""
+"""Service settings, read from the environment (prefix `PD_`) or a `.env` file; every bad value is named at start-up.
+The settings the service shares with the dashboard (prediction log, registry, model cache, drift window) are the
+library's `plant_disease.serving.ServingSettings`, which `Settings` extends."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from plant_disease.runtimes import RUNTIMES
+from plant_disease.serving import ServingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,15 +30,15 @@ class VariantSpec(BaseModel):
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
 
 
-class Settings(BaseSettings):
-    "Everything the API and its workers read; `PD_VARIANTS` is a JSON list of `VariantSpec`s."
+class Settings(ServingSettings):
+    """Everything the API and its workers read; `PD_VARIANTS` is a JSON list of `VariantSpec`s. Inherited: `tracking_uri`
+    (default: MLFLOW_TRACKING_URI, else the project's embedded mlflow.db), `model_cache`, `spool_dir`, `drift_window`
+    (/stats, /metrics: each variant's last drift_window answers against its validation profile)."""
 
     model_config = SettingsConfigDict(env_prefix="PD_", env_file=".env", extra="ignore")
 
     # models
     variants: list[VariantSpec] = [VariantSpec()]
-    tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI, else the project's embedded mlflow.db
-    model_cache: Path = ROOT / ".cache" / "models"
     warmup: bool = True
     top_k: int = Field(5, ge=1, le=38)
     # model engine: auto = the fastest exported format (timed at start-up) whose measured test accuracy is within
@@ -49,11 +52,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 2**20, ge=1024)  # per request; nginx allows a little more (deploy/nginx)
     max_pixels: int = Field(40_000_000, ge=64)
     max_batch: int = Field(16, ge=1, le=256)
-    # prediction log
+    # prediction log (spool_dir inherited)
     database_url: str = f"sqlite:///{ROOT / 'predictions.db'}"
-    spool_dir: Path = ROOT / "spool"
-    # drift monitoring (/stats, /metrics): each variant's last drift_window answers against its validation profile
-    drift_window: int = Field(500, ge=10, le=1_000_000)
     # async workers and shared rate-limit storage
     redis_url: str | None = None
     queue: str = "predict"

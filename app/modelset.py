@@ -56,13 +56,6 @@ class Variant:
         }
 
 
-def _tracking_uri(settings: Settings) -> str:
-    "PD_TRACKING_URI, else the library's choice (MLFLOW_TRACKING_URI, else the project's mlflow.db)."
-    from plant_disease.tracking import tracking_uri
-
-    return settings.tracking_uri or tracking_uri(ROOT)
-
-
 def load_variant(spec: VariantSpec, settings: Settings) -> Variant:
     "Load one variant's `Predictor` from its source (registry URI or model folder, relative to the project)."
     from plant_disease.registry import RegistryError, load_served_model
@@ -72,7 +65,7 @@ def load_variant(spec: VariantSpec, settings: Settings) -> Variant:
         m = load_served_model(
             spec.source,
             settings.model_cache,
-            _tracking_uri(settings),
+            settings.registry_uri(),
             ROOT,
             top_k=settings.top_k,
             max_pixels=settings.max_pixels,

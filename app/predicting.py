@@ -1,60 +1,66 @@
-"""One prediction, as the API and the Celery workers both make it: validate the bytes, predict (and explain),
-time it, log it. Upload problems become `UploadError`s carrying the HTTP status to answer with."""
+"""One prediction, as the API and the Celery workers both make it, on the library's serving core
+(`plant_disease.serving`): check the bytes, predict (and explain), time it, log it. What is the service's own: an
+upload problem's code becomes an `UploadError` with the HTTP status to answer with, and Prometheus counts."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
-import math
 import time
 
-from plant_disease.data import check_image
+from plant_disease.data import ImageProblem, formats_words
 from plant_disease.inference import InvalidImageError
+from plant_disease.serving import UploadProblem, answer_dict, check_upload, log_row, problem_of
 
 from .modelset import Variant
 from .observability import INFERENCE_SECONDS, PREDICTIONS
 
-FORMATS = ("JPEG", "PNG", "WEBP")
+P = ImageProblem
+STATUS = {  # every problem code, the HTTP status it is answered with
+    P.EMPTY: 400,
+    P.TOO_LARGE: 413,
+    P.TOO_MANY_PIXELS: 413,
+    P.NOT_AN_IMAGE: 415,
+    P.UNSUPPORTED_FORMAT: 415,
+    P.TRUNCATED: 422,
+    P.CORRUPT: 422,
+    P.TOO_SMALL: 422,
+    P.COLOUR_MODE: 422,
+    P.UNREADABLE: 422,
+    P.BAD_INPUT: 422,
+}
+NOT_ACCEPTED = f"not a {formats_words()} image"
+DETAIL = {  # the response's detail per code ({detail}: the check's technical reason); default: corrupt or unreadable
+    P.EMPTY: "empty upload: the file has no bytes",
+    P.TOO_LARGE: "{detail}",
+    P.TOO_MANY_PIXELS: "image too large: {detail}",
+    P.NOT_AN_IMAGE: NOT_ACCEPTED + ": the bytes are not an image format this service reads",
+    P.UNSUPPORTED_FORMAT: NOT_ACCEPTED + ": {detail}",
+    P.TOO_SMALL: "image too small: {detail}",
+    P.COLOUR_MODE: "unsupported image: {detail}",
+}
 
 
 class UploadError(ValueError):
-    "An upload the service refuses; `status` is the HTTP status to answer with."
+    "An upload the service refuses; `status` is the HTTP status to answer with, `code` the problem."
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, code: ImageProblem | None = None):
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.code = status, detail, code
 
 
-def upload_error(reason: str) -> UploadError:
-    "Map an image check's reason to a status: 415 wrong type, 413 too many pixels, 422 unreadable."
-    if reason.startswith("unsupported format"):
-        return UploadError(415, f"not a JPEG, PNG or WebP image: {reason}")
-    if reason.startswith("too many pixels"):
-        return UploadError(413, f"image too large: {reason}")
-    if reason == "zero-byte file":
-        return UploadError(400, "empty upload: the file has no bytes")
-    if "cannot identify image file" in reason:
-        return UploadError(415, "not a JPEG, PNG or WebP image: the bytes are not an image format this service reads")
-    return UploadError(422, f"corrupt or unreadable image: {reason}")
+def upload_error(problem: UploadProblem | InvalidImageError) -> UploadError:
+    "The service's answer to an upload problem: its status and detail, from the problem's code."
+    p = problem_of(problem)
+    detail = DETAIL.get(p.code, "corrupt or unreadable image: {detail}").format(detail=p.detail)
+    return UploadError(STATUS[p.code], detail, p.code)
 
 
 def validate_upload(data: bytes, max_bytes: int, max_pixels: int) -> str:
     "Check size, type (from the bytes, not the name) and pixel count; return the image's sha256."
-    if not data:
-        raise UploadError(400, "empty upload: the file has no bytes")
-    if len(data) > max_bytes:
-        raise UploadError(413, f"upload of {len(data):,} bytes exceeds the limit of {max_bytes:,}")
-    chk = check_image(data, formats=FORMATS, max_pixels=max_pixels)
-    if not chk.ok:
-        raise upload_error(chk.reason)
-    return chk.sha256
-
-
-def _png_base64(image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
+    try:
+        return check_upload(data, max_bytes, max_pixels)
+    except UploadProblem as e:
+        raise upload_error(e) from None
 
 
 def predict_bytes(
@@ -70,74 +76,25 @@ def predict_bytes(
         else:
             pred, overlay = p.predict(data, top_k=top_k), None
     except InvalidImageError as e:
-        raise upload_error(str(e)) from None
+        raise upload_error(e) from None
     seconds = time.perf_counter() - t
     INFERENCE_SECONDS.labels(variant.name).observe(seconds)
     PREDICTIONS.labels(variant.name, pred.label).inc()
     return answer_body(variant, pred, filename, sha, seconds, overlay, top_k)
 
 
-def _finite(x: float | None) -> float | None:
-    "A score as JSON can carry it: None for none, NaN or infinity."
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 def answer_body(
     variant: Variant, pred, filename: str | None, sha256: str, seconds: float, overlay=None, top_k: int | None = None
 ) -> dict:
-    """The answer for one image (a `Prediction`), as /predict, /predict/batch and the workers return it. An image that
-    does not look like a leaf the model knows is answered `unknown` (label "unknown", no class, `advice`), with the
-    model's guesses still in `top_k`."""
-    return {
-        "filename": filename,
-        "image_sha256": sha256,
-        "class_id": pred.class_id,
-        "label": pred.label,
-        "crop": pred.crop,
-        "disease": pred.disease,
-        "healthy": pred.healthy,
-        "confidence": pred.confidence,
-        "top_k": pred.top_k[: top_k or len(pred.top_k)],
-        "unknown": bool(getattr(pred, "unknown", False)),
-        "ood_score": _finite(getattr(pred, "ood_score", None)),
-        "domain_score": _finite(getattr(pred, "domain_score", None)),
-        "advice": getattr(pred, "advice", None),
-        "variant": variant.name,
-        "model_name": variant.model_name,
-        "model_version": variant.model_version,
-        "inference_ms": round(1000 * seconds, 2),
-        "heatmap_png_base64": _png_base64(overlay) if overlay is not None else None,
-    }
+    "The core's answer dict (`serving.answer_dict`) for `variant`."
+    served = {"variant": variant.name, "model_name": variant.model_name, "model_version": variant.model_version}
+    return answer_dict(
+        pred, **served, filename=filename, sha256=sha256, inference_s=seconds, overlay=overlay, top_k=top_k
+    )
 
 
-def log_record(
-    body: dict | None,
-    *,
-    request_id: str,
-    caller: str,
-    route: str,
-    latency_ms: float,
-    variant: Variant,
-    filename: str | None = None,
-    sha256: str | None = None,
-    error: str | None = None,
-) -> dict:
-    "The prediction log's row for one answer (or one refused image)."
-    body = body or {}
-    return {
-        "request_id": request_id,
-        "filename": (filename or body.get("filename") or None),  # cut to size by the log
-        "image_sha256": sha256 or body.get("image_sha256"),
-        "class_id": body.get("class_id"),
-        "label": body.get("label"),
-        "confidence": body.get("confidence"),
-        "top_k": body.get("top_k"),
-        "latency_ms": latency_ms,
-        "model_name": variant.model_name,
-        "model_version": variant.model_version,
-        "variant": variant.name,
-        "caller": caller,
-        "route": route,
-        "status": "error" if error else "ok",
-        "error": error,
-    }
+def log_record(body: dict | None, *, variant: Variant, **fields) -> dict:
+    "The core's log row (`serving.log_row`) for `variant`: `request_id`, `caller`, `route`, `latency_ms`, ..."
+    return log_row(
+        body, variant=variant.name, model_name=variant.model_name, model_version=variant.model_version, **fields
+    )

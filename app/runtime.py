@@ -3,16 +3,14 @@ each Celery worker process builds its own (models load once per process)."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import cached_property
 
-from plant_disease.predlog import PredictionLog, upgrade
+from plant_disease.predlog import PredictionLog
+from plant_disease.serving import migrate_log, open_prediction_log
 
 from .config import Settings
 from .modelset import ModelSet
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,23 +24,15 @@ class Runtime:
     def start(cls, settings: Settings, migrate: bool = True, batching: bool = False) -> "Runtime":
         "Load and warm up the models (micro-batched when `batching`), open the prediction log (migrating its schema"
         "when `migrate`)."
-        rt = cls(settings, ModelSet.load(settings, batching), PredictionLog(settings.database_url, settings.spool_dir))
+        predlog = open_prediction_log(settings.database_url, settings.spool_dir, migrate=False)
+        rt = cls(settings, ModelSet.load(settings, batching), predlog)
         if migrate:
             rt.migrate()
         return rt
 
     def migrate(self) -> bool:
         "Bring the log's schema to the latest migration; a database that is down is logged, not fatal."
-        if self.migrated:
-            return True
-        try:
-            upgrade(self.settings.database_url)
-            self.migrated = True
-        except Exception as e:
-            log.error(
-                "prediction log database unavailable; records are spooled until it returns",
-                extra={"error": f"{type(e).__name__}: {e}"},
-            )
+        self.migrated = self.migrated or migrate_log(self.settings.database_url)
         return self.migrated
 
     @cached_property

@@ -21,8 +21,8 @@ from .data import SPLITS, Manifest, parse_label
 
 # %% auto #0
 __all__ = ['STAT_COLUMNS', 'SYNTHETIC_PREFIX', 'shared_data_dir', 'class_counts', 'imbalance_ratio', 'load_counts_csv',
-           'image_stats', 'stats_by_class', 'find_duplicates', 'plot_class_distribution', 'plot_brightness',
-           'plot_color_stats', 'plot_sample_grid', 'run_eda']
+           'image_stats', 'stats_by_class', 'find_duplicates', 'label_words', 'save_figure', 'plot_class_distribution',
+           'plot_brightness', 'plot_color_stats', 'plot_sample_grid', 'run_eda']
 
 # %% ../nbs/02_eda.ipynb #8c2d4482
 def _repo_root() -> Path:
@@ -146,13 +146,13 @@ def _titled(title: str, synthetic: bool) -> str:
     return title if not synthetic or title.startswith(SYNTHETIC_PREFIX) else SYNTHETIC_PREFIX + title
 
 
-def _label(cls: str) -> str:
+def label_words(cls: str) -> str:
     "`Tomato___Early_blight` -> `Tomato: Early blight`."
     crop, disease = parse_label(str(cls))
     return f"{crop}: {disease}"
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_figure(fig, path: str | os.PathLike) -> Path:
     "Save a Figure as PNG (dpi 100, tight; its title in the PNG `Title` text) and release it."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +175,7 @@ def plot_class_distribution(counts: pd.Series, path: str | os.PathLike, title: s
 
     d = pd.DataFrame(
         {
-            "label": [_label(c) for c in counts.index],
+            "label": [label_words(c) for c in counts.index],
             "count": counts.to_numpy(),
             "crop": [parse_label(str(c))[0] for c in counts.index],
         }
@@ -191,21 +191,21 @@ def plot_class_distribution(counts: pd.Series, path: str | os.PathLike, title: s
         f"imbalance max/min = {imbalance_ratio(counts)}",
     )
     ax.margins(x=0.12)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_brightness(stats: pd.DataFrame, path: str | os.PathLike, title: str = "Brightness per class") -> Path:
     "Box plot (with points) of image brightness per class."
     import seaborn as sns
 
-    d = stats.assign(label=stats["class"].map(_label)).sort_values("class")
+    d = stats.assign(label=stats["class"].map(label_words)).sort_values("class")
     fig, ax = _figure(8, 1.2 + 0.3 * d["class"].nunique())
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert`
         warnings.simplefilter("ignore", DeprecationWarning)
         sns.boxplot(d, x="brightness", y="label", color="#9ccf8f", fliersize=0, ax=ax)
     sns.stripplot(d, x="brightness", y="label", color="0.25", size=2.5, ax=ax)
     ax.set(xlabel="mean brightness (grayscale 0-255)", ylabel="", title=f"{title} (sample of {len(d)} images)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_color_stats(stats: pd.DataFrame, path: str | os.PathLike, title: str = "Mean colour per class") -> Path:
@@ -216,7 +216,7 @@ def plot_color_stats(stats: pd.DataFrame, path: str | os.PathLike, title: str = 
     d = (
         by[["mean_r", "mean_g", "mean_b"]]
         .rename(columns={"mean_r": "R", "mean_g": "G", "mean_b": "B"})
-        .rename(index=lambda c: f"{_label(c)}  (green {by.loc[c, 'greenness']:+.0f})")
+        .rename(index=lambda c: f"{label_words(c)}  (green {by.loc[c, 'greenness']:+.0f})")
         .rename_axis("label")
         .reset_index()
         .melt(id_vars="label", var_name="channel", value_name="mean")
@@ -225,7 +225,7 @@ def plot_color_stats(stats: pd.DataFrame, path: str | os.PathLike, title: str = 
     sns.barplot(d, x="mean", y="label", hue="channel", palette={"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}, ax=ax)
     ax.set(xlim=(0, 255), xlabel="mean pixel value (0-255)", ylabel="", title=title)
     ax.legend(title="channel", loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_sample_grid(
@@ -256,14 +256,16 @@ def plot_sample_grid(
     fig, ax = _figure(max(2.5, canvas.width * scale), max(1.5, canvas.height * scale))
     ax.imshow(np.asarray(canvas))
     ax.set_yticks(
-        [pad + i * (thumb + pad) + thumb / 2 for i in range(len(classes))], [_label(c) for c in classes], fontsize=8
+        [pad + i * (thumb + pad) + thumb / 2 for i in range(len(classes))],
+        [label_words(c) for c in classes],
+        fontsize=8,
     )
     ax.set_xticks([])
     for s in ax.spines.values():
         s.set_visible(False)
     more = df["class"].nunique() - len(classes)
     ax.set_title(title + (f" (first {len(classes)} classes; {more} more not shown)" if more > 0 else ""), fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 # %% ../nbs/02_eda.ipynb #11a1c795
 def _size_summary(df: pd.DataFrame) -> dict:

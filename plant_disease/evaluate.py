@@ -123,7 +123,7 @@ def compute_metrics(y_true, probs, classes: list[str], top_k: int = 3, bins: int
     return out
 
 # %% ../nbs/06_evaluate.ipynb #b011ff03
-from .eda import SYNTHETIC_PREFIX, _label, _save  # one figure style for the whole project
+from .eda import SYNTHETIC_PREFIX, label_words, save_figure  # one figure style for the whole project
 
 
 def _confusion(y_true, y_pred, n: int) -> np.ndarray:
@@ -152,7 +152,7 @@ def plot_confusion_matrix(
     side = max(5.0, 3.0 + 0.3 * n)
     fig = Figure(figsize=(side + 1.5, side))
     ax = fig.subplots()
-    labels = [_label(c) for c in classes]
+    labels = [label_words(c) for c in classes]
     sns.heatmap(
         norm,
         ax=ax,
@@ -171,7 +171,7 @@ def plot_confusion_matrix(
     )
     ax.tick_params(labelsize=8 if n <= 40 else 6)
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(table: pd.DataFrame, path: str | os.PathLike, title: str = "Reliability diagram") -> Path:
@@ -207,7 +207,7 @@ def plot_reliability(table: pd.DataFrame, path: str | os.PathLike, title: str = 
     ax.legend(loc="upper left", fontsize=8)
     axc.bar(mid, table["count"].to_numpy(), width=w, color="0.6", edgecolor="white")
     axc.set(xlabel="confidence (max predicted probability)", ylabel="count")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class_f1(metrics: dict, path: str | os.PathLike, title: str = "Per-class F1") -> Path:
@@ -218,7 +218,7 @@ def plot_per_class_f1(metrics: dict, path: str | os.PathLike, title: str = "Per-
     pc = pd.DataFrame(metrics["per_class"]).T
     pc = pc[pc["support"] > 0].sort_values(["f1", "support"], kind="stable")
     d = pd.DataFrame(
-        {"label": [f"{_label(c)} (n={int(s)})" for c, s in pc["support"].items()], "f1": pc["f1"].astype(float)}
+        {"label": [f"{label_words(c)} (n={int(s)})" for c, s in pc["support"].items()], "f1": pc["f1"].astype(float)}
     )
     fig = Figure(figsize=(8, 1.3 + 0.28 * len(d)))
     ax = fig.subplots()
@@ -226,7 +226,7 @@ def plot_per_class_f1(metrics: dict, path: str | os.PathLike, title: str = "Per-
     ax.axvline(metrics["f1_macro"], color="0.2", ls="--", lw=1, label=f"macro F1 {metrics['f1_macro']:.3f}")
     ax.set(xlim=(0, 1.05), xlabel="F1", ylabel="", title=title)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 # %% ../nbs/06_evaluate.ipynb #bc1dbbe5
 def evaluate_predictions(

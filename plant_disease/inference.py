@@ -20,7 +20,7 @@ from PIL import Image
 
 from .calibration import apply_temperature
 from .ood import ADVICE, UNKNOWN, abstains, domain_score, image_descriptors, ood_score
-from .data import check_image, parse_label
+from .data import ACCEPTED_FORMATS, ImageProblem, check_image, parse_label
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize
 from .runtimes import EXPORT_REPORT, KerasRuntime, Runtime, select_runtime
@@ -86,7 +86,11 @@ def _prediction(
 
 # %% ../nbs/07_inference.ipynb #e490cd61
 class InvalidImageError(ValueError):
-    "The input is not an image the model can use; the message says why."
+    "The input is not an image the model can use: the message says why, `code` (an `ImageProblem`) what."
+
+    def __init__(self, message: str, code: ImageProblem = ImageProblem.BAD_INPUT):
+        super().__init__(message)
+        self.code = ImageProblem(code)
 
 
 DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 50 MP photo fits; decompression bombs do not
@@ -104,18 +108,18 @@ def _to_tensor(image, size: int, max_pixels: int) -> tf.Tensor:
         try:
             image = Path(image).read_bytes()
         except OSError as e:
-            raise InvalidImageError(f"cannot read {image}: {e.strerror or e}") from None
+            raise InvalidImageError(f"cannot read {image}: {e.strerror or e}", ImageProblem.UNREADABLE) from None
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
-        chk = check_image(data, formats=("JPEG", "PNG", "WEBP"), max_pixels=max_pixels)
+        chk = check_image(data, formats=ACCEPTED_FORMATS, max_pixels=max_pixels)
         if not chk.ok:
-            raise InvalidImageError(chk.reason)
+            raise InvalidImageError(chk.reason, chk.code)
         if chk.format != "WEBP":
             return _decoder(size)(tf.constant(data))
         image = Image.open(io.BytesIO(data))  # TensorFlow cannot decode WebP: PIL does, resize stays TF's
     if isinstance(image, Image.Image):
         if image.width * image.height > max_pixels:
-            raise InvalidImageError(f"too many pixels: {image.width}x{image.height}")
+            raise InvalidImageError(f"too many pixels: {image.width}x{image.height}", ImageProblem.TOO_MANY_PIXELS)
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
         if image.ndim == 2:

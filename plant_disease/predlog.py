@@ -26,6 +26,8 @@ from sqlalchemy.connectors.pyodbc import PyODBCConnector
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
+import plant_disease
+
 log = logging.getLogger(__name__)
 
 # %% auto #0
@@ -551,11 +553,11 @@ def _percentiles(values, mean: bool = False) -> dict:
 
 # %% ../nbs/12_predlog.ipynb #11b8bea0
 def migrations_dir() -> Path:
-    "The Alembic migrations folder: `$PLANT_DISEASE_MIGRATIONS`, else `app/migrations` in the project."
-    p = Path(os.environ.get("PLANT_DISEASE_MIGRATIONS") or Path(__file__).resolve().parents[1] / "app" / "migrations")
+    "The Alembic migrations folder: `$PLANT_DISEASE_MIGRATIONS`, else the package's own `migrations`."
+    p = Path(os.environ.get("PLANT_DISEASE_MIGRATIONS") or Path(plant_disease.__file__).resolve().parent / "migrations")
     if not (p / "env.py").is_file():
         raise FileNotFoundError(
-            f"Alembic migrations not found at {p} (no env.py): run from a checkout of the project "
+            f"Alembic migrations not found at {p} (no env.py): reinstall plant-disease (they are package data) "
             "or set PLANT_DISEASE_MIGRATIONS to the folder holding env.py and versions/"
         )
     return p

@@ -107,7 +107,7 @@ def test_migrations_folder_override(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="PLANT_DISEASE_MIGRATIONS"):
         upgrade(f"sqlite:///{tmp_path}/x.db")
     monkeypatch.delenv("PLANT_DISEASE_MIGRATIONS")
-    assert migrations_dir() == ROOT / "app" / "migrations"
+    assert migrations_dir() == ROOT / "plant_disease" / "migrations"  # package data
 
 
 def test_sqlite_unreachable_then_back(tmp_path):

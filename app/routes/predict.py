@@ -105,7 +105,7 @@ def predict_batch(
             good.append((i, v.predictor.preprocess(data).numpy(), hashlib.sha256(data).hexdigest()))
             items.append(None)
         except InvalidImageError as e:  # checked and decoded once, here; the model call below gets pixels
-            err = upload_error(str(e))
+            err = upload_error(e)
             items.append(BatchItem(filename=f.filename, ok=False, error=err.detail, status_code=err.status))
     preds = v.predictor.predict_batch([x for _, x, _ in good], top_k=top_k) if good else []
     per_image_s = (time.perf_counter() - ti) / max(1, len(good))
