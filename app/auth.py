@@ -13,7 +13,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from .config import Settings, get_settings
 
 SCOPES = ("predict", "admin")
-bearer = HTTPBearer(auto_error=False, description="JWT with scope `predict` (predictions) or `admin` (stats, tokens)")
+bearer = HTTPBearer(
+    bearerFormat="JWT",
+    auto_error=False,  # get_caller answers a missing token itself: 401, or anonymous with PD_REQUIRE_AUTH=false
+    description="JWT with scope `predict` (predictions) or `admin` (stats, tokens, and any task's result)",
+)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for r in (health.router, predict.router, tasks.router, admin.router):
         app.include_router(r)
+    generate = app.openapi
+
+    def openapi() -> dict:  # FastAPI's schema (built once, cached), with what this deployment's settings add
+        return app.openapi_schema or _deployment_schema(generate(), settings)
+
+    app.openapi = openapi
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -63,6 +69,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLog)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     return app
+
+
+def _deployment_schema(schema: dict, settings: Settings) -> dict:
+    """What `/openapi.json` says that depends on this deployment's settings: the variant names `X-Model-Variant`
+    takes, the most files a batch takes, and, with `PD_REQUIRE_AUTH=false`, that the bearer token is optional."""
+    variants = [v.name for v in settings.variants]
+    for path in schema["paths"].values():
+        for op in path.values():
+            for p in op.get("parameters", []):
+                if p["in"] == "header" and p["name"] == "X-Model-Variant":
+                    p["schema"] = {"type": "string", "enum": variants, "title": p["name"]}
+            if "security" in op and not settings.require_auth:
+                op["security"].append({})
+    ref = schema["paths"]["/predict/batch"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["files"]["maxItems"] = settings.max_batch
+    return schema
 
 
 def __getattr__(name: str):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -100,3 +100,67 @@ class Ready(BaseModel):
     models: list[dict]
     prediction_log: dict
     queue: dict
+
+
+# -- error answers: every refusal is `{"detail": ...}` (FastAPI's HTTPException and validation-error bodies)
+
+
+class ErrorBody(BaseModel):
+    "The body of an error answer."
+
+    detail: str = Field(description="what went wrong, in words", examples=["token lacks scope 'admin'"])
+
+
+class ValidationIssue(BaseModel):
+    "One reason a request failed validation (FastAPI's format)."
+
+    loc: list[str | int] = Field(description="where: body, query, header or path, then the field")
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict | None = None
+
+
+class ValidationErrorBody(BaseModel):
+    "422: a parameter or the body does not match this schema (a list of issues), or why an image is unreadable."
+
+    detail: list[ValidationIssue] | str
+
+
+STATUS_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "description": "seconds until the limit allows another request",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+ERROR_DESCRIPTIONS = {
+    400: "the body cannot be parsed",
+    401: "missing (when auth is required), forged or expired bearer token",
+    403: "the token lacks the scope this operation needs",
+    404: "not found",
+    409: "conflict",
+    413: "request body or upload too large",
+    415: "unsupported media type",
+    422: "a parameter or the body does not match this schema",
+    429: "the caller's rate limit is used up: retry after `Retry-After` seconds",
+    503: "the service is starting (models not loaded yet) or a backing store is unavailable",
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict]:
+    """The OpenAPI `responses=` of a route for its error statuses `codes`, each with its body model (and headers:
+    401 WWW-Authenticate, 429 Retry-After); `descriptions` override the general ones, keyed `e400`, `e503`, ..."""
+    out: dict[int | str, dict] = {}
+    for code in codes:
+        r = {
+            "model": ValidationErrorBody if code == 422 else ErrorBody,
+            "description": descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code]),
+        }
+        if code in STATUS_HEADERS:
+            r["headers"] = STATUS_HEADERS[code]
+        out[code] = r
+    return out

@@ -1,0 +1,63 @@
+"""The API's routers, and the error answers each route documents (its `responses=`), all in one place: every status
+a route really answers with, with its body (`ErrorBody`, or `ValidationErrorBody` for 422) and headers."""
+
+from ..schemas import error_responses
+
+STARTING = "the service is starting: models are not loaded yet"
+MODELS = error_responses(401, 403, 503, e503=STARTING)
+PREDICT = error_responses(
+    400,
+    401,
+    403,
+    413,
+    415,
+    422,
+    429,
+    503,
+    e400="empty upload, unknown `X-Model-Variant`, or a body that cannot be parsed",
+    e413="upload over the size limit (PD_MAX_UPLOAD_BYTES), or an image over the pixel limit (PD_MAX_PIXELS)",
+    e415="not a JPEG, PNG or WebP image",
+    e422="a bad parameter (a list of issues), or a corrupt or unreadable image (in words)",
+    e503=STARTING,
+)
+PREDICT_BATCH = error_responses(
+    400,
+    401,
+    403,
+    413,
+    422,
+    429,
+    503,
+    e400="unknown `X-Model-Variant`, or a body that cannot be parsed",
+    e413="more bytes in all than PD_MAX_UPLOAD_BYTES",
+    e422="a bad parameter, no files, or more than PD_MAX_BATCH (a bad image fails alone: its item says why)",
+    e503=STARTING,
+)
+PREDICT_ASYNC = {
+    **PREDICT,
+    **error_responses(
+        503, e503="the service is starting, or the queue is unavailable (or not configured: PD_REDIS_URL)"
+    ),
+}
+RESULT = error_responses(
+    401,
+    403,
+    404,
+    422,
+    503,
+    e404="no such task for this caller (unknown, expired or someone else's)",
+    e503="the service is starting, or the result store is unavailable (or not configured: PD_REDIS_URL)",
+)
+STATS = error_responses(
+    401, 403, 422, 503, e503="the service is starting, or the prediction-log database is unavailable"
+)
+TOKENS = error_responses(
+    400,
+    401,
+    403,
+    409,
+    413,
+    422,
+    e400="the body cannot be parsed as JSON",
+    e409="this service verifies RS256 tokens and holds no private key: sign tokens offline (python -m app.tokens)",
+)

@@ -11,11 +11,12 @@ from ..config import Settings, get_settings
 from ..deps import get_runtime
 from ..runtime import Runtime
 from ..schemas import TokenIn, TokenOut
+from . import STATS, TOKENS
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(require_scope("admin"))])
 
 
-@router.get("/stats")
+@router.get("/stats", responses=STATS)
 def stats(
     window_s: int = Query(3600, ge=1, le=366 * 24 * 3600, description="the last this many seconds"),
     rt: Runtime = Depends(get_runtime),
@@ -43,9 +44,7 @@ def stats(
     }
 
 
-@router.post(
-    "/tokens", response_model=TokenOut, responses={409: {"description": "this service cannot sign tokens (RS256)"}}
-)
+@router.post("/tokens", response_model=TokenOut, responses=TOKENS)
 def tokens(body: TokenIn, settings: Settings = Depends(get_settings)) -> TokenOut:
     "Mint a token for a new caller (HS256 services only; with RS256, sign offline: python -m app.tokens)."
     if settings.jwt_algorithm != "HS256" or not settings.jwt_secret:

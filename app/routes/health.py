@@ -9,6 +9,7 @@ from ..auth import require_scope
 from ..deps import get_runtime, redis_client
 from ..runtime import Runtime
 from ..schemas import Health, Ready
+from . import MODELS
 
 router = APIRouter(tags=["health"])
 
@@ -49,7 +50,7 @@ def ready(request: Request):
     return JSONResponse(body.model_dump(), 200 if db_ok else 503)
 
 
-@router.get("/models", dependencies=[Depends(require_scope("predict"))])
+@router.get("/models", dependencies=[Depends(require_scope("predict"))], responses=MODELS)
 def models(rt: Runtime = Depends(get_runtime)) -> list[dict]:
     "The served variants: model name and version, backbone, input size, traffic weight."
     return [v.describe() for v in rt.models.variants.values()]

@@ -18,19 +18,15 @@ from ..predicting import UploadError, answer_body, log_record, predict_bytes, up
 from ..ratelimit import rate_limited
 from ..runtime import Runtime
 from ..schemas import BatchItem, BatchOut, PredictionOut
+from . import PREDICT, PREDICT_BATCH
 
 router = APIRouter(tags=["predict"])
 
-ERRORS = {
-    400: {"description": "empty upload or unknown variant"},
-    401: {"description": "missing, forged or expired token"},
-    403: {"description": "token lacks the scope"},
-    413: {"description": "upload or image too large"},
-    415: {"description": "not a JPEG, PNG or WebP image"},
-    422: {"description": "corrupt image or bad parameter"},
-    429: {"description": "rate limit exceeded (see Retry-After)"},
-}
-VARIANT_HEADER = Header(None, alias="X-Model-Variant", description="force a model variant (A/B testing)")
+VARIANT_HEADER = Header(
+    None, alias="X-Model-Variant", min_length=1, description="force a model variant (A/B testing)"
+)  # its names: see app.main (they are the deployment's)
+BYTES = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}  # a file, as 3.0 says
+LEAF_PHOTO = File(..., description="a leaf photo: JPEG, PNG or WebP", json_schema_extra={**BYTES, "minLength": 1})
 
 
 def pick_variant(rt: Runtime, caller: Caller, forced: str | None) -> Variant:
@@ -41,9 +37,9 @@ def pick_variant(rt: Runtime, caller: Caller, forced: str | None) -> Variant:
         raise HTTPException(400, str(e)) from None
 
 
-@router.post("/predict", response_model=PredictionOut, responses=ERRORS)
+@router.post("/predict", response_model=PredictionOut, responses=PREDICT)
 def predict(
-    file: UploadFile = File(..., description="a leaf photo: JPEG, PNG or WebP"),
+    file: UploadFile = LEAF_PHOTO,
     explain: bool = Query(False, description="add a Grad-CAM overlay (PNG, base64)"),
     top_k: int | None = Query(None, ge=1, le=38),
     variant: str | None = VARIANT_HEADER,
@@ -77,9 +73,11 @@ def predict(
     return PredictionOut(**body, request_id=rid, latency_ms=ms)
 
 
-@router.post("/predict/batch", response_model=BatchOut, responses=ERRORS)
+@router.post("/predict/batch", response_model=BatchOut, responses=PREDICT_BATCH)
 def predict_batch(
-    files: list[UploadFile] = File(..., description="several leaf photos"),
+    files: list[UploadFile] = File(
+        ..., min_length=1, description="several leaf photos (at most PD_MAX_BATCH)", json_schema_extra={"items": BYTES}
+    ),
     top_k: int | None = Query(None, ge=1, le=38),
     variant: str | None = VARIANT_HEADER,
     caller: Caller = Depends(require_scope("predict")),
@@ -90,7 +88,7 @@ def predict_batch(
     t = time.perf_counter()
     s = rt.settings
     if len(files) > s.max_batch:
-        raise HTTPException(413, f"{len(files)} files: at most {s.max_batch} per batch")
+        raise HTTPException(422, f"{len(files)} files: at most {s.max_batch} per batch")  # the schema's maxItems
     v = pick_variant(rt, caller, variant)
     rid = request_id()
     items: list[BatchItem | None] = []

@@ -6,7 +6,7 @@ import base64
 import time
 import uuid
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Query, UploadFile
 
 from ..auth import Caller, require_scope
 from ..deps import get_runtime, read_upload, redis_client, request_id
@@ -14,7 +14,8 @@ from ..predicting import UploadError, validate_upload
 from ..ratelimit import rate_limited
 from ..runtime import Runtime
 from ..schemas import PredictionOut, TaskOut
-from .predict import ERRORS, VARIANT_HEADER, pick_variant
+from . import PREDICT_ASYNC, RESULT
+from .predict import LEAF_PHOTO, VARIANT_HEADER, pick_variant
 
 router = APIRouter(tags=["async"])
 TASK_KEY = "plant-disease:task:{}"
@@ -30,10 +31,10 @@ def _redis(rt: Runtime):
     "/predict/async",
     status_code=202,
     response_model=TaskOut,
-    responses={**ERRORS, 503: {"description": "queue unavailable"}},
+    responses=PREDICT_ASYNC,
 )
 def predict_async(
-    file: UploadFile = File(..., description="a leaf photo: JPEG, PNG or WebP"),
+    file: UploadFile = LEAF_PHOTO,
     explain: bool = Query(False),
     top_k: int | None = Query(None, ge=1, le=38),
     variant: str | None = VARIANT_HEADER,
@@ -76,9 +77,7 @@ def predict_async(
     return TaskOut(task_id=task_id, status="pending", result_url=f"/result/{task_id}")
 
 
-@router.get(
-    "/result/{task_id}", response_model=TaskOut, responses={404: {"description": "no such task for this caller"}}
-)
+@router.get("/result/{task_id}", response_model=TaskOut, responses=RESULT)
 def result(
     task_id: str,
     caller: Caller = Depends(require_scope("predict")),
