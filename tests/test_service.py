@@ -381,6 +381,11 @@ def test_wrong_types_and_parameters_are_4xx(service):
     )
     assert post_image(service, service.leaf_photos[0], "types", top_k=0).status_code == 422
     assert post_image(service, service.leaf_photos[0], "types", top_k="many").status_code == 422
+    # what /openapi.json says of them: X-Model-Variant names a variant (not empty), a batch takes 1 to PD_MAX_BATCH
+    assert post_image(service, service.leaf_photos[0], "types", headers={"X-Model-Variant": ""}).status_code == 422
+    many = [("files", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(17)]
+    r = httpx.post(f"{service.url}/predict/batch", files=many, headers=h)
+    assert r.status_code == 422 and "at most 16" in r.json()["detail"], r.text
 
 
 # -- unknown answers (not a leaf the model knows) and drift
