@@ -14,8 +14,9 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'THUMB', 'HIST_BINS', 'EDGE_EDGES', 'DESCRIPTOR_SIZE', 'NOISE_KINDS', 'CONFIDENCE_BINS',
-           'ood_score', 'fit_threshold', 'abstains', 'image_descriptors', 'fit_domain', 'domain_score', 'auroc',
-           'ood_report', 'non_leaf_photo', 'object_images', 'noise_images', 'reference_profile', 'psi', 'drift_report']
+           'OOD_STAGE', 'ood_score', 'fit_threshold', 'abstains', 'image_descriptors', 'fit_domain', 'domain_score',
+           'auroc', 'ood_report', 'non_leaf_photo', 'object_images', 'noise_images', 'reference_profile', 'psi',
+           'drift_report', 'probs_in_chunks', 'run_ood', 'ood_headline', 'log_ood']
 
 # %% ../nbs/18_ood.ipynb #306605f8
 SCORES = ("msp", "margin", "neg_entropy")
@@ -307,3 +308,136 @@ def drift_report(labels: list[str], confidences: list[float], reference: dict, m
         else "stable"
     )
     return rep
+
+# %% ../nbs/18_ood.ipynb #caa711bb
+import json
+
+from .stages import Dirs, Stage
+
+
+def probs_in_chunks(pred, images: list, chunk: int = 64):
+    "Calibrated probabilities and domain scores of images (paths or arrays) through a `Predictor`, `chunk` at a time."
+    probs, dom = [], []
+    for i in range(0, len(images), chunk):
+        p, x = pred._forward(images[i : i + chunk])
+        probs.append(p)
+        d = pred.domain_scores(x)
+        dom.append(d if d is not None else np.zeros(len(p)))
+    return np.concatenate(probs), (np.concatenate(dom) if pred.domain else None)
+
+
+def _plot_ood_scores(s_in, s_out: dict, abstain: dict, d_in, d_out: dict, path: Path, synthetic: bool) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("probability score: " + abstain["score"], s_in, s_out, abstain["threshold"])]
+    if d_in is not None:
+        panels.append(("domain score", d_in, d_out, abstain.get("domain_threshold")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, a, outs, t) in zip(axes[0], panels):
+        hi = float(max(a.max(), *(o.max() for o in outs.values())))
+        core = min(float(a.min()), t if t is not None else float(a.min()))  # the known leaves and the threshold
+        lowest = float(min(a.min(), *(o.min() for o in outs.values())))
+        lo = max(lowest, core - max(hi - core, 1e-6))  # far outliers: first bin
+        bins = np.linspace(lo, max(hi, lo + 1e-6), 40)
+        ax.hist(a.clip(bins[0]), bins, alpha=0.6, density=True, label="test leaves")
+        for name, o in outs.items():
+            ax.hist(o.clip(bins[0]), bins, alpha=0.45, density=True, label=name)
+        if t is not None:
+            ax.axvline(t, color="k", ls="--", label="threshold")
+        ax.set_title(title)
+        ax.set_xlabel("score (higher: more like a known leaf)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Known leaves vs everything else" + (" (SYNTHETIC data)" if synthetic else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_ood(params, dirs: Dirs) -> dict:
+    "What the model answers to what is not a leaf it knows -> reports/ood/ (metrics.json, figures/scores.png)."
+    from plant_disease.data import load_manifest
+    from plant_disease.inference import Predictor
+
+    pred = Predictor.from_dir(dirs.models)
+    if not pred.abstain:
+        raise ValueError(
+            f"{dirs.models / 'classes.json'} has no abstention rule: retrain (train fits it on the validation split)"
+        )
+    m, op = load_manifest(dirs.data), params.ood
+    test = m.split("test")
+    if test.empty:
+        raise ValueError("the manifest has no test images")
+    y = test["class"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
+    p_in, d_in = probs_in_chunks(pred, test["path"].tolist())
+    sets = {
+        "objects": list(object_images(op.n_objects, 256, op.seed)),
+        "noise": list(noise_images(op.n_noise, 256, op.seed)),
+    }
+    if len(m.holdout):
+        sets = {"holdout_classes": m.holdout["path"].tolist(), **sets}
+    out = {name: probs_in_chunks(pred, imgs) for name, imgs in sets.items()}
+    d_out = {k: v[1] for k, v in out.items()}
+    rep = ood_report(
+        p_in, y, {k: v[0] for k, v in out.items()}, pred.abstain, d_in, d_out if d_in is not None else None
+    )
+    rep["holdout_classes"] = m.summary.get("holdout_classes", [])
+    mean_auroc = {k: round(float(np.mean(list(v.values()))), 4) for k, v in rep["auroc"].items()}
+    rep["best_probability_score"] = max(SCORES, key=lambda k: mean_auroc[k])
+    rep["mean_auroc"] = mean_auroc
+    d = dirs.reports / "ood"
+    (d / "figures").mkdir(parents=True, exist_ok=True)
+    (d / "metrics.json").write_text(json.dumps(rep, indent=2))
+    score = pred.abstain["score"]
+    _plot_ood_scores(
+        ood_score(p_in, score),
+        {k: ood_score(v[0], score) for k, v in out.items()},
+        pred.abstain,
+        d_in,
+        d_out,
+        d / "figures" / "scores.png",
+        bool(m.summary.get("synthetic")),
+    )
+    return rep
+
+
+def ood_headline(dirs: Dirs) -> str:
+    rep = json.loads((dirs.reports / "ood" / "metrics.json").read_text())
+    rejected = ", ".join(f"{k} {v:.0%}" for k, v in rep["rejection"].items())
+    best = rep["best_probability_score"]
+    return (
+        f"false rejection {rep['false_rejection']:.1%} of {rep['n_in']} test leaves; answered unknown: {rejected}; "
+        f"mean AUROC {best} {rep['mean_auroc'][best]:.3f}"
+        + (f", domain {rep['mean_auroc']['domain']:.3f}" if "domain" in rep["mean_auroc"] else "")
+    )
+
+
+def log_ood(dirs: Dirs) -> None:
+    import mlflow
+    from plant_disease.tracking import log_dict_metrics
+
+    rep = json.loads((dirs.reports / "ood" / "metrics.json").read_text())
+    log_dict_metrics(
+        {
+            "false_rejection": rep["false_rejection"],
+            "accuracy_accepted": rep["accuracy_accepted"],
+            **{f"rejection_{k}": v for k, v in rep["rejection"].items()},
+            **{f"auroc_{s}_{k}": v for s, a in rep["auroc"].items() for k, v in a.items()},
+        },
+        prefix="ood_",
+    )
+    mlflow.log_artifacts(str(dirs.reports / "ood"), "ood")
+
+
+OOD_STAGE = Stage(
+    "ood",
+    "what the model answers to images that are not leaves it knows",
+    ("ood", "tracking"),
+    run_ood,
+    ood_headline,
+    log_ood,
+    in_run=True,
+)

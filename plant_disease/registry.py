@@ -34,9 +34,10 @@ from .runtimes import EXPORT_REPORT, RUNTIME_FILES
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'INPUT_COLUMNS', 'OUTPUT_COLUMNS', 'UNREADABLE', 'images_from_input', 'PlantDiseaseModel', 'pyfunc_signature',
-           'log_models', 'score_model', 'gate', 'register_and_gate', 'RegistryError', 'parse_model_uri', 'fetch_model',
-           'ServedModel', 'load_served_model', 'model_card']
+__all__ = ['log', 'INPUT_COLUMNS', 'OUTPUT_COLUMNS', 'UNREADABLE', 'REGISTER_STAGE', 'images_from_input', 'PlantDiseaseModel',
+           'pyfunc_signature', 'log_models', 'score_model', 'gate', 'register_and_gate', 'RegistryError',
+           'parse_model_uri', 'fetch_model', 'ServedModel', 'load_served_model', 'model_card', 'run_register',
+           'register_headline', 'log_register']
 
 # %% ../nbs/10_registry.ipynb #6839d2d2
 INPUT_COLUMNS = ("image", "image_base64", "path")
@@ -666,3 +667,45 @@ def model_card(
                 missing.append(f"{what}: no {path} in {where}")
     card["missing"] = missing
     return card
+
+# %% ../nbs/10_registry.ipynb #e9b9616f
+from .stages import Dirs, Stage
+
+
+def run_register(params, dirs: Dirs) -> dict:
+    "Register the pipeline's model as a new version and apply the quality gate -> reports/gate.json."
+    from plant_disease.data import load_manifest
+    from plant_disease.tracking import setup_tracking
+
+    info = next((f for f in (dirs.export / "mlflow_run.json", dirs.models / "mlflow_run.json") if f.exists()), None)
+    if info is None:
+        raise FileNotFoundError(f"{dirs.models / 'mlflow_run.json'} not found: run the train stage first")
+    setup_tracking(params.tracking)
+    uri = json.loads(info.read_text())["model_uri"]
+    return register_and_gate(uri, params.register, load_manifest(dirs.data), dirs.reports / "gate.json")
+
+
+def register_headline(dirs: Dirs) -> str:
+    g = json.loads((dirs.reports / "gate.json").read_text())
+    prod = g["aliases"].get("production")
+    return (
+        f"gate {g['decision']} for version {g['version']} of {g['model_name']} (accuracy {g['metrics']['accuracy']:.3f}, "
+        f"macro F1 {g['metrics']['f1_macro']:.3f}); production: {f'version {prod}' if prod else 'none'}"
+    )
+
+
+def log_register(dirs: Dirs) -> None:
+    g = json.loads((dirs.reports / "gate.json").read_text())
+    mlflow.set_tags({"gate_decision": g["decision"], "registered_version": str(g["version"])})
+    mlflow.log_artifact(str(dirs.reports / "gate.json"))
+
+
+REGISTER_STAGE = Stage(
+    "register",
+    "register the model and apply the quality gate (MLflow)",
+    ("tracking", "register"),
+    run_register,
+    register_headline,
+    log_register,
+    command=False,
+)

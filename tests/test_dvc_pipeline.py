@@ -7,11 +7,13 @@ so DVC has git for diffs and experiments. The real run uses the CPU profile on t
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, shared_data
+from plant_disease.stages import pipeline_stages
 
 BIN = Path(sys.executable).parent
 
@@ -90,12 +93,14 @@ def repo(tmp_path_factory):
     )  # the twin: the tiny synthetic run below
     commit(r, "CPU profile on the real tomato sample")
     t0 = time.time()
-    out = sh("dvc", "repro", cwd=r)
+    out = sh("bash", "-c", "dvc repro 2>&1", cwd=r)  # stderr in its place among the lines
     print(f"dvc repro: {time.time() - t0:.0f} s\n{out.stdout[-3000:]}")
+    REPRO_OUTPUT["output"] = out.stdout
     return r
 
 
-STAGES = ("data", "eda", "train", "evaluate", "ood", "robustness", "export", "register")
+REPRO_OUTPUT = {}  # what the first `dvc repro` of the fixture printed
+STAGES = tuple(pipeline_stages())
 
 
 def test_repro_runs_every_stage_and_tracks_it(repo):
@@ -174,6 +179,26 @@ def test_repro_runs_every_stage_and_tracks_it(repo):
     assert {"model.keras", "model_int8.tflite", "model_fp32.tflite", "model.onnx", "export.json"} <= {
         p.name for p in folder.iterdir()
     }
+
+
+def test_repro_prints_each_line_once(repo):
+    """Per stage: a start line, its own progress (Keras' epoch lines) and a closing line with its time and headline;
+    no line twice within a stage (papermill's log, the kernel's echo and the stage's own print were three copies),
+    none of TensorFlow's C++ start-up lines, and a few hundred lines for the whole pipeline."""
+    out = REPRO_OUTPUT["output"]
+    lines = [line for line in out.splitlines() if line.strip()]
+    print(f"{len(lines)} lines:\n" + "\n".join(lines[:60]))
+    assert len(lines) < 300, len(lines)
+    blocks = re.split(r"^Running stage '", out, flags=re.M)[1:]
+    assert [b.split("'")[0] for b in blocks] == list(STAGES)
+    for block in blocks:
+        name = block.split("'")[0]
+        repeated = {k: n for k, n in Counter(x for x in block.splitlines() if x.strip()).items() if n > 1}
+        assert not repeated, (name, repeated)
+        assert re.search(rf"^stage {name}: started", block, re.M), block
+        assert re.search(rf"^stage {name}: done in \d+\.\d s — \S", block, re.M), block
+    assert re.search(r"^Epoch 1/6$", out, re.M), out  # Keras' epoch lines
+    assert "INFO papermill" not in out and "port.cc" not in out and "[IPKernelApp]" not in out, out
 
 
 def test_production_model_classifies_test_images_as_metrics_say(repo):

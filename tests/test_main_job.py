@@ -135,14 +135,18 @@ def test_params_yaml_is_valid_and_profiles_resolve():
     )
 
 
-def test_dvc_stages_read_exactly_their_param_groups():
-    "Each dvc.yaml stage declares the groups plant_disease.stages injects (plus `profile` where a profile can change them)."
+def test_dvc_stages_match_the_stage_units():
+    """dvc.yaml declares the stages of plant_disease.stages.pipeline_stages(), in its order, each with its command, the
+    groups it reads (plus `profile` where a profile can change them), its pipeline notebook and its unit's module."""
     import yaml
-    from plant_disease.stages import PROFILE_GROUPS, STAGE_GROUPS, STAGES
+    from plant_disease.stages import PROFILE_GROUPS, pipeline_stages
 
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert tuple(stages) == STAGES
-    for name, groups in STAGE_GROUPS.items():
-        expected = set(groups) | ({"profile"} if set(groups) & set(PROFILE_GROUPS) else set())
-        assert set(stages[name]["params"]) == expected, name
-        assert stages[name]["cmd"] == f"plant-disease stage {name}"
+    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    units = pipeline_stages()
+    assert list(declared) == list(units)
+    for name, unit in units.items():
+        expected = set(unit.groups) | ({"profile"} if set(unit.groups) & set(PROFILE_GROUPS) else set())
+        assert set(declared[name]["params"]) == expected, name
+        assert declared[name]["cmd"] == f"plant-disease stage {name}"
+        module = "plant_disease/" + unit.run.__module__.split(".")[-1] + ".py"
+        assert {f"nbs/pipeline/{name}.ipynb", module} <= set(declared[name]["deps"]), (name, module)
