@@ -92,6 +92,9 @@ class InvalidImageError(ValueError):
         super().__init__(message)
         self.code = ImageProblem(code)
 
+    def __reduce__(self):  # pickled with its code (e.g. across processes)
+        return type(self), (str(self), self.code)
+
 
 DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 50 MP photo fits; decompression bombs do not
 

@@ -119,6 +119,9 @@ class UploadProblem(ValueError):
         super().__init__(detail)
         self.code, self.detail, self.limit = ImageProblem(code), detail, limit
 
+    def __reduce__(self):  # pickled with its code and limit
+        return type(self), (self.code, self.detail, self.limit)
+
 
 def check_upload(data: bytes, max_bytes: int, max_pixels: int, formats=ACCEPTED_FORMATS) -> str:
     "Check one upload's bytes (size, type from the bytes, pixels); return its sha256 or raise `UploadProblem`."
