@@ -20,10 +20,11 @@ from .config import ConfigError, Params, load_params, parse_overrides
 log = logging.getLogger("plant_disease")
 
 # %% auto #0
-__all__ = ['log', 'QUIET_ENV', 'EXPECTED_ERRORS', 'main']
+__all__ = ['log', 'QUIET_ENV', 'EXPECTED_ERRORS', 'build_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #203a895f
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    "The `plant-disease` argument parser: one command per stage unit, `run`, `stage`, `params` and `predict`."
     from plant_disease.stages import pipeline_stages
 
     stages = pipeline_stages()
@@ -133,14 +134,12 @@ EXPECTED_ERRORS = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSE
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `plant-disease` command."
-    from plant_disease.stages import Dirs, pipeline_stages, quietly, run_in_process, run_stage
+    from plant_disease.stages import Dirs, pipeline_stages, run_in_process, run_stage
 
     argv = sys.argv[1:] if argv is None else argv
     verbose = bool({"-v", "--verbose"} & set(argv))
     _quiet_environment(verbose)
-    with quietly(verbose):  # the parser lists the stages, whose modules load TensorFlow: its C++ start-up lines
-        parser = _parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.command)
     try:
         params = load_params(

@@ -252,7 +252,7 @@ def evaluate_predictions(
     t = lambda s: SYNTHETIC_PREFIX + s if synthetic else s
     pred, conf = probs.argmax(1), probs.max(1)
 
-    m |= extra or {}  # e.g. the temperature and the uncalibrated ECE (cli.stage_evaluate)
+    m |= extra or {}  # e.g. the temperature and the uncalibrated ECE (stages.run_evaluate)
     flat = {k: v for k, v in m.items() if k != "per_class"} | {"synthetic": bool(synthetic)}
     (out_dir / f"{prefix}metrics.json").write_text(json.dumps(flat, indent=2))
     (

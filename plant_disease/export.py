@@ -308,7 +308,7 @@ _LOGGED = ("accuracy", "accuracy_drop", "agreement", "size_bytes", "batch1_ms")
 
 def log_export(dirs: Dirs) -> None:
     import mlflow
-    from plant_disease.registry import log_models
+    from plant_disease.modellog import log_models
     from plant_disease.tracking import log_dict_metrics
 
     rep = json.loads((dirs.export / EXPORT_REPORT).read_text())

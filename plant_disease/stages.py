@@ -92,7 +92,7 @@ def pipeline_stages() -> dict[str, Stage]:
     from plant_disease.ood import OOD_STAGE
     from plant_disease.registry import REGISTER_STAGE
     from plant_disease.robustness import ROBUSTNESS_STAGE
-    from plant_disease.train import TRAIN_STAGE
+    from plant_disease.train_stage import TRAIN_STAGE
 
     units = (
         DATA_STAGE,
@@ -369,13 +369,6 @@ def quietly(verbose: bool = False):
             if failed:
                 f.seek(0)
                 sys.stderr.write(f.read())
-
-
-def _log_stage_outputs(
-    stage: str, root: Path, data_dir: Path, models_dir: Path, reports_dir: Path, export_dir: Path
-) -> None:
-    "What stage `stage` leaves in MLflow, in the active run (tests/serving.py calls this to build a registry)."
-    get_stage(stage).log(Dirs(Path(data_dir), Path(models_dir), Path(reports_dir), Path(export_dir)))
 
 
 def first_test_image(data_dir: Path) -> bytes | None:

@@ -37,10 +37,9 @@ from .pipeline import configure_devices, make_datasets
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MIN_DOMAIN_IMAGES', 'TRAIN_STAGE', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy',
-           'make_optimizer', 'one_cycle_schedule', 'compile_model', 'TrainResult', 'fit_abstention',
-           'split_descriptors', 'sync_batchnorm', 'Phase', 'plan_phases', 'train', 'plot_history', 'predict_split',
-           'run_train', 'train_headline', 'log_train']
+__all__ = ['log', 'MIN_DOMAIN_IMAGES', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy', 'make_optimizer',
+           'one_cycle_schedule', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors',
+           'sync_batchnorm', 'Phase', 'plan_phases', 'train', 'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 class EpochClock(keras.callbacks.Callback):
@@ -466,58 +465,3 @@ def predict_split(model: keras.Model, manifest: Manifest, classes: list[str], pa
     ds = make_dataset(df["path"], y, params.pipeline, tag=split)
     probs = model.predict(ds, verbose=0)
     return y, probs, df["path"].tolist()
-
-# %% ../nbs/05_train.ipynb #32a0fcb7
-from .stages import Dirs, Stage, first_test_image
-
-
-def run_train(params: Params, dirs: Dirs) -> TrainResult:
-    "Train on the manifest's train/val splits with the schedule of `params.train` -> models/, reports/train/."
-    from plant_disease.data import load_manifest
-
-    return train(params, load_manifest(dirs.data), dirs.models, dirs.reports / "train")
-
-
-def train_headline(dirs: Dirs) -> str:
-    s = json.loads((dirs.reports / "train" / "train_summary.json").read_text())
-    best = next(k for k in s if k.startswith("best_"))
-    cal = s.get("calibration") or {}
-    return f"{best[5:]} {s[best]:.3f} (best of {s['epochs']} epoch(s), {s['seconds']:.0f} s of training)" + (
-        f", temperature {cal['temperature']:.2f}" if cal else ""
-    )
-
-
-def log_train(dirs: Dirs) -> None:
-    import mlflow
-    from plant_disease.registry import log_models
-    from plant_disease.tracking import log_dict_metrics, log_history
-
-    rep = dirs.reports / "train"
-    log_history(pd.read_csv(rep / "history.csv"))
-    summary = json.loads((rep / "train_summary.json").read_text())
-    for s in summary["stages"]:
-        log_dict_metrics(
-            {k: s[k] for k in ("seconds", "images_per_second", "epochs_run")}, prefix=f"train_stage{s['stage']}_"
-        )
-    if summary.get("calibration"):
-        log_dict_metrics(summary["calibration"], prefix="val_calibration_")
-    mlflow.log_artifacts(str(rep), "train")
-    uri = log_models(dirs.models, input_example_image=first_test_image(dirs.data))
-    run_id = mlflow.active_run().info.run_id
-    (dirs.models / "mlflow_run.json").write_text(json.dumps({"run_id": run_id, "model_uri": uri}, indent=2))
-
-
-def _helper_worker(params: Params) -> bool:
-    return params.train.distribute == "multi_worker" and not is_chief()
-
-
-TRAIN_STAGE = Stage(
-    "train",
-    "train a model (the schedule of params.train)",
-    ("pipeline", "augment", "model", "train", "abstain", "tracking"),
-    run_train,
-    train_headline,
-    log_train,
-    in_run=True,
-    scratch=_helper_worker,
-)

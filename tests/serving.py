@@ -165,7 +165,7 @@ def register(model_dir: Path, tracking_uri: str, name: str, reports_dir: Path | 
         code = f"""
 import mlflow
 from mlflow import MlflowClient
-from plant_disease.registry import log_models
+from plant_disease.modellog import log_models
 mlflow.set_tracking_uri({tracking_uri!r})
 mlflow.set_experiment("service-tests")
 with mlflow.start_run():
@@ -183,14 +183,14 @@ os.environ["MLFLOW_TRACKING_URI"] = {tracking_uri!r}
 from plant_disease.config import RegisterParams, parse_params
 from plant_disease.data import load_manifest
 from plant_disease.registry import register_and_gate
-from plant_disease.stages import _log_stage_outputs
+from plant_disease.stages import Dirs, get_stage
 from plant_disease.tracking import stage_run
 work, models, reports = Path({str(work)!r}), Path({str(model_dir)!r}), Path({str(reports_dir)!r})
 params = parse_params({{"tracking": {{"experiment": "service-tests"}}}})
 summary = json.loads((work / "data" / "manifest.json").read_text())
 for stage in ("train", "evaluate"):
     with stage_run(stage, params, summary, work):
-        _log_stage_outputs(stage, work, work / "data", models, reports, work / "exported")
+        get_stage(stage).log(Dirs(work / "data", models, reports, work / "exported"))
 uri = json.loads((models / "mlflow_run.json").read_text())["model_uri"]
 gate = register_and_gate(uri, RegisterParams(model_name={name!r}, min_accuracy=0, min_f1_macro=0), load_manifest(work / "data"),
                          reports / "gate.json")

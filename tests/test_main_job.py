@@ -150,3 +150,23 @@ def test_dvc_stages_match_the_stage_units():
         assert declared[name]["cmd"] == f"plant-disease stage {name}"
         module = "plant_disease/" + unit.run.__module__.split(".")[-1] + ".py"
         assert {f"nbs/pipeline/{name}.ipynb", module} <= set(declared[name]["deps"]), (name, module)
+
+
+def test_help_and_params_load_neither_tensorflow_nor_mlflow(tmp_path):
+    """Building the parser imports every stage's unit (notebook 11: units are light to import), so `plant-disease
+    --help` and `plant-disease params` answer without loading TensorFlow, Keras or MLflow (seconds each)."""
+    import subprocess
+    import sys
+
+    heavy = "sorted({'tensorflow', 'keras', 'mlflow'} & set(sys.modules))"
+    probe = (
+        "import sys\n"
+        "from plant_disease.cli import build_parser\n"
+        "from plant_disease.stages import pipeline_stages\n"
+        "build_parser(); assert len(pipeline_stages()) == 8\n"
+        f"assert not {heavy}, {heavy}\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "robustness" in run_cli("--help", cwd=tmp_path).stdout
+    assert "train:" in run_cli("params", cwd=tmp_path).stdout

@@ -54,7 +54,7 @@ def test_commands_found():
 def test_plant_disease_lines_parse(argv):
     "Each `plant-disease` line parses with the CLI's parser, and its profiles and `--set` keys are valid parameters."
     try:
-        args = cli._parser().parse_args(argv[1:])
+        args = cli.build_parser().parse_args(argv[1:])
     except SystemExit as e:
         pytest.fail(f"README line does not parse: {shlex.join(argv)} (argparse exit {e.code})")
     load_params(None, getattr(args, "profile", None), parse_overrides(getattr(args, "overrides", None)))
@@ -81,7 +81,9 @@ def test_make_targets_exist():
 def test_named_paths_exist():
     "Source paths the README names in backquotes (under nbs/, app/, plant_disease/, tests/, bench/, deploy/, ...) exist."
     sources = ("nbs/", "app/", "plant_disease/", "tests/", "bench/", "deploy/", "tools/", ".ci/")
-    named = set(re.findall(r"`((?:[\w.-]+/)+[\w.*-]*)`", README)) | set(re.findall(r"\]\(((?:[\w.-]+/)+[\w.-]*)\)", README))
+    named = set(re.findall(r"`((?:[\w.-]+/)+[\w.*-]*)`", README)) | set(
+        re.findall(r"\]\(((?:[\w.-]+/)+[\w.-]*)\)", README)
+    )
     named = {p for p in named if p.startswith(sources) or (p.startswith("reports/") and p.endswith(".md"))}
     assert len(named) > 10
     missing = sorted(p for p in named if not any(ROOT.glob(p)))
