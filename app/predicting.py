@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from plant_disease.data import ImageProblem, formats_words
+from plant_disease.images import ImageProblem, formats_words
 from plant_disease.inference import InvalidImageError
 from plant_disease.serving import UploadProblem, answer_dict, check_upload, log_row, problem_of
 

@@ -9,28 +9,26 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter
 
 from .config import DataParams
+from .images import check_image
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PLANTVILLAGE_CLASSES', 'TOMATO_CLASSES', 'IMAGE_EXTENSIONS', 'SYNTHETIC_MARKER', 'ACCEPTED_FORMATS', 'SPLITS',
-           'SYNTHETIC_CLASSES', 'MANIFEST_COLUMNS', 'HOLDOUT', 'parse_label', 'DataError', 'ImageListing',
-           'find_images', 'ImageProblem', 'formats_words', 'ImageCheck', 'check_image', 'verify_images',
+__all__ = ['log', 'PLANTVILLAGE_CLASSES', 'TOMATO_CLASSES', 'IMAGE_EXTENSIONS', 'SYNTHETIC_MARKER', 'SPLITS', 'SYNTHETIC_CLASSES',
+           'MANIFEST_COLUMNS', 'HOLDOUT', 'parse_label', 'DataError', 'ImageListing', 'find_images', 'verify_images',
            'stratified_split', 'select_classes', 'make_synthetic', 'extract_zip', 'download', 'acquire', 'Manifest',
            'pick_holdout', 'build_manifest', 'load_manifest']
 
@@ -144,95 +142,6 @@ def find_images(root: str | os.PathLike) -> ImageListing:
     return ImageListing(
         pd.DataFrame(rows, columns=["path", "class"]), pd.DataFrame(ignored, columns=["path", "class", "reason"]), empty
     )
-
-# %% ../nbs/01_data.ipynb #7a72be8e
-class ImageProblem(StrEnum):
-    "Why an image cannot be used; a `str`, so it is its own JSON value."
-
-    EMPTY = "empty"  # zero bytes
-    TOO_LARGE = "too_large"  # more bytes than an upload limit (checked by the caller)
-    UNREADABLE = "unreadable"  # the file cannot be read
-    NOT_AN_IMAGE = "not_an_image"  # bytes of no image format at all
-    UNSUPPORTED_FORMAT = "unsupported_format"  # an image, in a format not accepted
-    TOO_MANY_PIXELS = "too_many_pixels"
-    TOO_SMALL = "too_small"  # under 8 pixels on a side
-    TRUNCATED = "truncated"  # incomplete data
-    CORRUPT = "corrupt"  # an image format whose data cannot be decoded
-    COLOUR_MODE = "colour_mode"  # decoded, in a colour mode the model cannot use (CMYK, ...)
-    BAD_INPUT = "bad_input"  # not bytes, a path, a PIL image or an RGB array
-
-
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")  # what the service and the dashboard accept (PIL format names)
-
-
-def formats_words(formats=ACCEPTED_FORMATS) -> str:
-    "`('JPEG', 'PNG', 'WEBP')` -> `'JPEG, PNG or WebP'`."
-    names = [{"WEBP": "WebP"}.get(f, f) for f in formats]
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-
-
-@dataclass
-class ImageCheck:
-    "Result of checking one image file: `code` says what is wrong (`None` when `ok`), `reason` says it in words."
-
-    ok: bool
-    reason: str = ""
-    sha256: str = ""
-    bytes: int = 0
-    width: int = 0
-    height: int = 0
-    format: str = ""
-    code: ImageProblem | None = None
-
-
-def _bad(code: ImageProblem, reason: str, *args) -> ImageCheck:
-    return ImageCheck(False, reason, *args, code=code)
-
-
-def check_image(path: str | os.PathLike | bytes, formats=("JPEG", "PNG"), max_pixels: int | None = None) -> ImageCheck:
-    "Fully decode an image (path or bytes): is it a readable, complete image in `formats`, within `max_pixels`?"
-    import io
-
-    P = ImageProblem
-    try:
-        data = path if isinstance(path, (bytes, bytearray)) else Path(path).read_bytes()
-    except OSError as e:
-        return _bad(P.UNREADABLE, f"unreadable: {e.strerror or e}")
-    sha, n = hashlib.sha256(data).hexdigest(), len(data)
-    if n == 0:
-        return _bad(P.EMPTY, "zero-byte file", sha, n)
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt = im.format or ""
-            if fmt not in formats:
-                why = f"unsupported format {fmt or 'unknown'} ({' or '.join(formats)} expected)"
-                return _bad(P.UNSUPPORTED_FORMAT, why, sha, n)
-            if max_pixels and im.size[0] * im.size[1] > max_pixels:
-                why = f"too many pixels: {im.size[0]}x{im.size[1]} exceeds the limit of {max_pixels:,}"
-                return _bad(P.TOO_MANY_PIXELS, why, sha, n, *im.size, fmt)
-            im.verify()
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            w, h = im.size
-            if im.mode not in ("RGB", "RGBA", "L", "LA", "P", "I;16", "I"):
-                return _bad(P.COLOUR_MODE, f"unsupported colour mode {im.mode}", sha, n, w, h, fmt)
-    except Image.DecompressionBombError as e:
-        return _bad(P.TOO_MANY_PIXELS, f"too many pixels: {e}", sha, n)
-    except UnidentifiedImageError as e:
-        return _bad(P.NOT_AN_IMAGE, f"not a readable image: {_no_address(str(e))}", sha, n)
-    except Exception as e:
-        msg = _no_address(str(e) or type(e).__name__)
-        if "truncated" in msg.lower():  # PIL's own words: the only way it tells a truncated file
-            return _bad(P.TRUNCATED, f"truncated: {msg}", sha, n)
-        return _bad(P.CORRUPT, f"not a readable image: {msg}", sha, n)
-    if min(w, h) < 8:
-        return _bad(P.TOO_SMALL, f"too small ({w}x{h})", sha, n, w, h, fmt)
-    return ImageCheck(True, "", sha, n, w, h, fmt)
-
-
-def _no_address(msg: str) -> str:
-    "PIL's message without the `<_io.BytesIO object at 0x...>` it names when given bytes."
-    return re.sub(r" ?<_io\.\w+ object at 0x[0-9a-f]+>", "", msg)
 
 # %% ../nbs/01_data.ipynb #57133cdd
 def _solid_image(color=(40, 160, 60), size=(32, 32), fmt="JPEG") -> bytes:

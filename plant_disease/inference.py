@@ -20,7 +20,8 @@ from PIL import Image
 
 from .calibration import apply_temperature
 from .ood import ADVICE, UNKNOWN, abstains, domain_score, image_descriptors, ood_score
-from .data import ACCEPTED_FORMATS, ImageProblem, check_image, parse_label
+from .data import parse_label
+from .images import ACCEPTED_FORMATS, ImageProblem, check_image
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize
 from .runtimes import EXPORT_REPORT, KerasRuntime, Runtime, select_runtime

@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import plant_disease
-from .data import ACCEPTED_FORMATS, ImageProblem, check_image
+from .images import ACCEPTED_FORMATS, ImageProblem, check_image
 from .ood import UNKNOWN, drift_report
 from .predlog import PredictionLog, upgrade
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from app.predicting import STATUS, upload_error, validate_upload
 from plant_disease.dashboard.words import SENTENCES, DiagnosisError, check_upload
-from plant_disease.data import ImageProblem, _solid_image
+from plant_disease.data import _solid_image
+from plant_disease.images import ImageProblem
 from plant_disease.serving import UploadProblem
 
 

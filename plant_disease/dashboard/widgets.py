@@ -42,8 +42,8 @@ from plant_disease.dashboard.fragments import (
 )
 from .settings import DashboardSettings, load_notes
 from .words import DiagnosisError, verdict
-from ..data import ACCEPTED_FORMATS, formats_words
 from ..eda import label_words
+from ..images import ACCEPTED_FORMATS, formats_words
 from ..serving import PROJECT_ROOT, open_prediction_log, reference_of
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import ImageProblem, formats_words, parse_label
+from ..data import parse_label
+from ..images import ImageProblem, formats_words
 from ..eda import label_words
 from ..ood import ADVICE, UNKNOWN
 from ..serving import UploadProblem, problem_of
