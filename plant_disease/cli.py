@@ -134,7 +134,7 @@ EXPECTED_ERRORS = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSE
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `plant-disease` command."
-    from plant_disease.stages import Dirs, pipeline_stages, run_in_process, run_stage
+    from plant_disease.stages import Dirs, pipeline_stages, quietly, run_in_process, run_stage
 
     argv = sys.argv[1:] if argv is None else argv
     verbose = bool({"-v", "--verbose"} & set(argv))
@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "params":
             print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
             return 0
+        if args.command != "stage":  # a stage's body or predict, here: TensorFlow's C++ start-up lines, held back
+            with quietly(args.verbose):
+                import tensorflow  # noqa: F401
         if args.command == "predict":
             return _predict(args, params)
         dirs = Dirs.of(args.data_dir, args.models_dir, args.reports_dir, args.export_dir)

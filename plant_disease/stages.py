@@ -387,7 +387,9 @@ def run_stage(name: str, params: Params, root: str | Path = ".", dirs: Dirs = Di
 
     stage, root = get_stage(name), Path(root).resolve()
     d = dirs.under(root)
-    if stage.scratch(params):  # it helps the chief (a multi-worker run), which alone writes and logs (notebook 20)
+    with quietly(verbose):  # `scratch` may load TensorFlow (a multi-worker run): its C++ start-up lines
+        helper = stage.scratch(params)
+    if helper:  # it helps the chief (a multi-worker run), which alone writes and logs (notebook 20)
         import tempfile
 
         scratch = Dirs(dirs.data, dirs.models, Path(tempfile.mkdtemp(prefix="plant-disease-worker-")), dirs.export)

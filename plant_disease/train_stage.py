@@ -58,9 +58,11 @@ def log_train(dirs: Dirs) -> None:
 
 
 def _helper_worker(params: Params) -> bool:
+    if params.train.distribute != "multi_worker":
+        return False  # without loading `distribute` (TensorFlow) for nothing
     from plant_disease.distribute import is_chief
 
-    return params.train.distribute == "multi_worker" and not is_chief()
+    return not is_chief()
 
 
 TRAIN_STAGE = Stage(
