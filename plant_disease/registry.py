@@ -32,6 +32,15 @@ __all__ = ['log', 'UNREADABLE', 'REGISTER_STAGE', 'score_model', 'gate', 'regist
            'fetch_model', 'ServedModel', 'load_served_model', 'model_card', 'run_register', 'register_headline',
            'log_register']
 
+# %% ../nbs/10_registry.ipynb #a1bd319e
+def __getattr__(name: str):
+    "The old home of `PlantDiseaseModel` (loaded on first use, so importing this module stays light)."
+    if name == "PlantDiseaseModel":
+        from plant_disease.modellog import PlantDiseaseModel
+
+        return PlantDiseaseModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 # %% ../nbs/10_registry.ipynb #6a14f0da
 UNREADABLE = "<unreadable>"
 
