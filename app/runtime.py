@@ -22,8 +22,8 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings, migrate: bool = True, batching: bool = False) -> "Runtime":
-        "Load and warm up the models (micro-batched when `batching`), open the prediction log (migrating its schema"
-        "when `migrate`)."
+        """Load and warm up the models (micro-batched when `batching`), open the prediction log (migrating its schema
+        when `migrate`)."""
         predlog = open_prediction_log(settings.database_url, settings.spool_dir, migrate=False)
         rt = cls(settings, ModelSet.load(settings, batching), predlog)
         if migrate:

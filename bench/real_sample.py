@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests")]
-from serving import free_port  # noqa: E402  (the test suite's helpers: one copy of each)
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
+from serve_runtime import start_api  # noqa: E402
 from test_dvc_pipeline import clean_copy, set_params  # noqa: E402
 
 
@@ -81,46 +81,19 @@ def ab(work: Path) -> dict:
     import numpy as np
     import pandas as pd
 
-    port = free_port()
-    env = {
-        **os.environ,
+    settings = {
         "PD_VARIANTS": json.dumps(
             [
                 {"name": "A", "source": "models:/plant-disease@production"},
                 {"name": "B", "source": f"models:/{B_NAME}@production"},
             ]
         ),
-        "PD_REQUIRE_AUTH": "false",
-        "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute",
         "PD_RUNTIME": "auto",
         "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}",
-        "PD_SPOOL_DIR": str(work / "spool"),
-        "PD_MODEL_CACHE": str(work / "model-cache"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PYTHONPATH": str(ROOT),
     }
-    env.pop("PD_REDIS_URL", None)
     (work / "predictions.db").unlink(missing_ok=True)
-    log = (work / "api.log").open("w")
-    p = subprocess.Popen(
-        [sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    p, url = start_api(work, settings, timeout_s=600)
     try:
-        for _ in range(600):
-            if p.poll() is not None:
-                raise SystemExit(f"the API exited {p.returncode}; see {work / 'api.log'}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
         models = httpx.get(f"{url}/models", timeout=10).json()
         m = pd.read_csv(work / "a" / "data" / "manifest.csv")
         test = m[m.split == "test"]

@@ -29,8 +29,10 @@ from serve_latency import load_photos, sync_load  # noqa: E402
 
 
 def start_api(
-    model_dir: Path, work: Path, runtime: str, batch_max: int, batch_wait_ms: float
+    work: Path, settings: dict, log_name: str = "api.log", timeout_s: float = 300
 ) -> tuple[subprocess.Popen, str]:
+    """`python -m app` on a free local port with `settings` (`PD_*` variables) over a private SQLite log, no auth, no
+    rate limit, no Redis; returns the process and its URL once `/ready` answers 200."""
     import socket
 
     with socket.socket() as s:
@@ -38,20 +40,17 @@ def start_api(
         port = s.getsockname()[1]
     env = {
         **os.environ,
-        "PD_VARIANTS": json.dumps([{"name": "A", "source": str(model_dir.resolve())}]),
         "PD_REQUIRE_AUTH": "false",
         "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute",
-        "PD_RUNTIME": runtime,
-        "PD_BATCH_MAX": str(batch_max),
-        "PD_BATCH_WAIT_MS": str(batch_wait_ms),
         "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}",
         "PD_SPOOL_DIR": str(work / "spool"),
         "PD_MODEL_CACHE": str(work / "cache"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": str(ROOT),
+        **settings,
     }
     env.pop("PD_REDIS_URL", None)
-    log = (work / f"api-{runtime}-{batch_max}.log").open("w")
+    log = (work / log_name).open("w")
     p = subprocess.Popen(
         [sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"],
         cwd=ROOT,
@@ -61,9 +60,9 @@ def start_api(
     )
     url = f"http://127.0.0.1:{port}"
     t = time.time()
-    while time.time() - t < 300:
+    while time.time() - t < timeout_s:
         if p.poll() is not None:
-            raise SystemExit(f"the API exited: see {log.name}")
+            raise SystemExit(f"the API exited {p.returncode}: see {log.name}")
         try:
             if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
                 return p, url
@@ -71,7 +70,7 @@ def start_api(
             pass
         time.sleep(0.5)
     p.kill()
-    raise SystemExit("the API did not become ready in 300 s")
+    raise SystemExit(f"the API did not become ready in {timeout_s:.0f} s: see {log.name}")
 
 
 def raw_latency(model_dir: Path, runtime: str, photos: list[bytes], n: int = 100) -> dict:
@@ -114,7 +113,13 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-serve-runtime-"))
     rows = []
     for runtime, batch_max in [("keras", 1), ("keras", 32), ("auto", 1), ("auto", 32)]:
-        api, url = start_api(a.model_dir, work, runtime, batch_max, a.batch_wait_ms)
+        settings = {
+            "PD_VARIANTS": json.dumps([{"name": "A", "source": str(a.model_dir.resolve())}]),
+            "PD_RUNTIME": runtime,
+            "PD_BATCH_MAX": str(batch_max),
+            "PD_BATCH_WAIT_MS": str(a.batch_wait_ms),
+        }
+        api, url = start_api(work, settings, f"api-{runtime}-{batch_max}.log")
         try:
             info = httpx.get(f"{url}/models").json()[0]
             for i in range(10):

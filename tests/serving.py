@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,37 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "test-secret-for-ci-only-0123456789abcdef"
 BIN = Path(sys.executable).parent
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def chromium():
+    "Debian's headless Chromium driven by Playwright; the calling test skips when either is missing."
+    import pytest
+
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium); these tests drive the system Chromium")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def free_port() -> int:
@@ -237,8 +269,8 @@ class Service:
 
 
 def leaf_photos(shared: Path | None, work: Path, n: int = 6, per_class: int = 1) -> list[Path]:
-    "Real tomato leaf photos when the sample is here (the last `per_class` of each class, classes interleaved), else"
-    "synthetic leaves."
+    """Real tomato leaf photos when the sample is here (the last `per_class` of each class, classes interleaved),
+    else synthetic leaves."""
     if shared:
         by_class = [
             sorted(d.glob("*.[jJ][pP]*[gG]"))[-per_class:][::-1]

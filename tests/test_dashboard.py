@@ -21,24 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving import free_port, wait_for
+from serving import chromium, free_port, wait_for
 
 pytestmark = pytest.mark.xdist_group("service")
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports" / "dashboard"
 BIN = Path(sys.executable).parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 120_000
 MIN_CONFIDENCE = 0.6
 # The Voilà "lab" template links Font Awesome's CSS from this CDN; without internet the browser skips it (icons only).
@@ -239,17 +228,10 @@ class Dash:
 
 @pytest.fixture(scope="module")
 def dash(voila):
-    playwright = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-    )
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium): these tests drive the system Chromium")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         d = Dash(browser, voila["url"])
         yield d
         d.context.close()
-        browser.close()
     assert all(u.startswith(KNOWN_CDN) for u in d.offsite), (
         f"the page asked for something outside the dashboard: {d.offsite}"
     )

@@ -13,37 +13,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving import chromium
+
 pytestmark = pytest.mark.xdist_group("service")
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports" / "web"
 SUBJECT = "web-test"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RESULT_TIMEOUT_MS = 90_000  # the page itself gives up after 60 s of polling
 NOT_AN_IMAGE = b"<!doctype html><html><head><title>not a leaf</title></head><body><p>hello</p></body></html>\n"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-    )
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium); these tests drive the system Chromium")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 class Page:
