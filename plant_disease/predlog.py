@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'metadata', 'predictions', 'FIELDS', 'UTCDateTime', 'PGDialect_pyodbc', 'make_engine', 'make_row',
-           'PredictionLog', 'migrations_dir', 'upgrade']
+           'spool_pattern', 'SpooledLog', 'PredictionLog', 'migrations_dir', 'upgrade']
 
 # %% ../nbs/12_predlog.ipynb #4aa4f777
 class UTCDateTime(sa.TypeDecorator):
@@ -193,7 +193,12 @@ def make_row(**fields) -> dict:
     return row
 
 # %% ../nbs/12_predlog.ipynb #b3ccf6f6
-_SPOOL_RE = re.compile(r"^predlog-(?P<host>.+)-(?P<pid>\d+)(?:\.[0-9a-f]+)?\.jsonl$")
+def spool_pattern(prefix: str) -> re.Pattern:
+    "The names of the spool files of a log whose files start with `prefix`: `<prefix>-<host>-<pid>[.<hex>].jsonl`."
+    return re.compile(rf"^{re.escape(prefix)}-(?P<host>.+)-(?P<pid>\d+)(?:\.[0-9a-f]+)?\.jsonl$")
+
+
+_SPOOL_RE = spool_pattern("predlog")
 
 
 def _dumps(rows: list[dict]) -> str:
@@ -218,7 +223,7 @@ def _read(path: Path) -> list[dict]:
         try:
             r = json.loads(line)
         except json.JSONDecodeError:
-            log.warning("prediction log: skipping unreadable line %d of %s", i + 1, path)
+            log.warning("spool: skipping unreadable line %d of %s", i + 1, path)
             continue
         rows.append({**r, "created_at": _utc(r["created_at"])})
     return rows
@@ -238,10 +243,15 @@ _STOP = object()
 _REFUSED = (sa.exc.IntegrityError, sa.exc.DataError)  # the row's data, not the database's state, is the problem
 
 
-class PredictionLog:
-    "Non-blocking, loss-free prediction log: `record()` queues, a background thread writes or spools."
+class SpooledLog:
+    """A non-blocking, loss-free log of one table: `record()` queues, a background thread writes or spools. Subclasses
+    name the `table`, the `make_row` that validates a record, and the `spool_prefix` of their spool files."""
 
     batch_size = 500
+    table: sa.Table
+    make_row = None  # a function: fields -> row
+    spool_prefix, rejected_prefix = "log", "rejected"  # the file names of the spool, and of the refused records
+    what = "log"  # in log messages
 
     def __init__(
         self,
@@ -262,13 +272,14 @@ class PredictionLog:
         self._pid, self._host = os.getpid(), socket.gethostname()
         self._lock, self._replay_lock = threading.Lock(), threading.Lock()
         self._queue, self._healthy = queue.Queue(), True
-        self._spool_file = self.spool_dir / f"predlog-{self._host}-{self._pid}.jsonl"
+        self._spool_re = spool_pattern(self.spool_prefix)
+        self._spool_file = self.spool_dir / f"{self.spool_prefix}-{self._host}-{self._pid}.jsonl"
         self._claim_orphans()
-        self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{self.spool_prefix}-writer", daemon=True)
         self._thread.start()
 
     def __repr__(self):
-        return f"PredictionLog({self.engine.url!r}, spool_dir={str(self.spool_dir)!r})"
+        return f"{type(self).__name__}({self.engine.url!r}, spool_dir={str(self.spool_dir)!r})"
 
     def __enter__(self):
         return self
@@ -278,8 +289,8 @@ class PredictionLog:
 
     # -- the caller's side
     def record(self, **fields) -> str:
-        "Queue one prediction (see `make_row`) and return its id; never blocks on, or raises for, the database."
-        row = make_row(**fields)
+        "Queue one record (see `make_row`) and return its id; never blocks on, or raises for, the database."
+        row = type(self).make_row(**fields)
         if os.getpid() != self._pid:  # forked after creation: fresh thread and connections
             self.engine.dispose(close=False)
             self._start()
@@ -339,7 +350,7 @@ class PredictionLog:
                 if rows:
                     self._write(rows)
             except Exception:
-                log.exception("prediction log: %d record(s) could not even be spooled", len(rows))
+                log.exception(f"{self.what}: %d record(s) could not even be spooled", len(rows))
             for _ in batch:
                 self._queue.task_done()
             if time.monotonic() >= next_replay:
@@ -347,7 +358,7 @@ class PredictionLog:
                     if not self._healthy or self._spool_files():
                         self.replay()
                 except Exception:
-                    log.exception("prediction log: replay failed")  # e.g. spool_dir unreadable
+                    log.exception(f"{self.what}: replay failed")  # e.g. spool_dir unreadable
                 next_replay = time.monotonic() + self.retry_every
             if len(rows) < len(batch):
                 return
@@ -357,7 +368,7 @@ class PredictionLog:
         if self._healthy:
             try:
                 with self.engine.begin() as c:
-                    c.execute(predictions.insert(), rows)
+                    c.execute(self.table.insert(), rows)
                 return
             except Exception as e:
                 self._down(e, f"spooling {len(rows)} record(s)")
@@ -365,7 +376,7 @@ class PredictionLog:
 
     def _down(self, e: Exception, what: str) -> None:
         if self._healthy:
-            log.warning("prediction log: database unavailable (%s), %s", str(e).splitlines()[0][:300], what)
+            log.warning(f"{self.what}: database unavailable (%s), %s", str(e).splitlines()[0][:300], what)
         self._healthy = False
         self.engine.dispose()  # drop pooled connections to a server that may have restarted
 
@@ -381,7 +392,7 @@ class PredictionLog:
         return sorted(
             p
             for p in self.spool_dir.iterdir()
-            if (m := _SPOOL_RE.match(p.name)) and m["host"] == self._host and int(m["pid"]) == self._pid
+            if (m := self._spool_re.match(p.name)) and m["host"] == self._host and int(m["pid"]) == self._pid
         )
 
     def _claim_orphans(self) -> None:
@@ -389,14 +400,14 @@ class PredictionLog:
         if not self.spool_dir.is_dir():
             return
         for p in self.spool_dir.iterdir():
-            m = _SPOOL_RE.match(p.name)
+            m = self._spool_re.match(p.name)
             if not m or m["host"] != self._host or int(m["pid"]) == self._pid or _alive(int(m["pid"])):
                 continue
             try:
-                p.rename(self.spool_dir / f"predlog-{self._host}-{self._pid}.{uuid.uuid4().hex[:12]}.jsonl")
+                p.rename(self.spool_dir / f"{self.spool_prefix}-{self._host}-{self._pid}.{uuid.uuid4().hex[:12]}.jsonl")
             except FileNotFoundError:
                 continue  # claimed by another process first
-            log.info("prediction log: claimed orphaned spool %s", p.name)
+            log.info(f"{self.what}: claimed orphaned spool %s", p.name)
 
     @property
     def healthy(self) -> bool:
@@ -426,10 +437,10 @@ class PredictionLog:
                     try:
                         written += self._replay_file(path)
                     except FileNotFoundError:
-                        continue  # replayed meanwhile by another PredictionLog of this process
+                        continue  # replayed meanwhile by another log of this process
                     path.unlink(missing_ok=True)
                 if not self._healthy:
-                    log.warning("prediction log: database back, %d spooled record(s) written", written)
+                    log.warning(f"{self.what}: database back, %d spooled record(s) written", written)
                 self._healthy = True
             except Exception as e:
                 self._down(e, "keeping the spool for the next retry")
@@ -441,7 +452,7 @@ class PredictionLog:
         ids = list(todo)
         with self.engine.connect() as c:
             for i in range(0, len(ids), 500):  # SQL Server allows 2100 parameters per statement
-                q = sa.select(predictions.c.id).where(predictions.c.id.in_(ids[i : i + 500]))
+                q = sa.select(self.table.c.id).where(self.table.c.id.in_(ids[i : i + 500]))
                 for (done,) in c.execute(q):
                     todo.pop(done, None)
         return list(todo.values())
@@ -452,7 +463,7 @@ class PredictionLog:
             return 0
         try:
             with self.engine.begin() as c:
-                c.execute(predictions.insert(), todo)
+                c.execute(self.table.insert(), todo)
             return len(todo)
         except _REFUSED:
             pass
@@ -460,32 +471,42 @@ class PredictionLog:
         for r in todo:
             try:
                 with self.engine.begin() as c:
-                    c.execute(predictions.insert(), [r])
+                    c.execute(self.table.insert(), [r])
                 written += 1
             except _REFUSED as e:
                 if not self._missing([r]):
                     continue  # written meanwhile: nothing to set aside
-                log.error("prediction log: database refuses record %s (%s): moved to rejected-*.jsonl", r["id"], e)
+                log.error(
+                    f"{self.what}: database refuses record %s (%s): moved to %s-*.jsonl",
+                    r["id"],
+                    e,
+                    self.rejected_prefix,
+                )
                 with self._lock:
-                    _append(self.spool_dir / f"rejected-{self._host}-{self._pid}.jsonl", [r])
+                    _append(self.spool_dir / f"{self.rejected_prefix}-{self._host}-{self._pid}.jsonl", [r])
         return written
 
     # -- reading
-    @staticmethod
-    def _window(q, since: datetime | None, until: datetime | None):
+    def _window(self, q, since: datetime | None, until: datetime | None):
         if since is not None:
-            q = q.where(predictions.c.created_at >= _utc(since))
+            q = q.where(self.table.c.created_at >= _utc(since))
         if until is not None:
-            q = q.where(predictions.c.created_at < _utc(until))
+            q = q.where(self.table.c.created_at < _utc(until))
         return q
 
     def frame(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
-        "The predictions with `since <= created_at < until` (UTC), oldest first, `created_at` as UTC datetimes."
-        q = self._window(sa.select(predictions), since, until).order_by(predictions.c.created_at, predictions.c.id)
+        "The records with `since <= created_at < until` (UTC), oldest first, `created_at` as UTC datetimes."
+        q = self._window(sa.select(self.table), since, until).order_by(self.table.c.created_at, self.table.c.id)
         with self.engine.connect() as c:
-            df = pd.DataFrame(c.execute(q).all(), columns=list(FIELDS))
+            df = pd.DataFrame(c.execute(q).all(), columns=list(self.table.c.keys()))
         df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
         return df
+
+
+class PredictionLog(SpooledLog):
+    "The prediction log: every answer and refusal of the service, its workers and the dashboard (`make_row`)."
+
+    table, make_row, spool_prefix, what = predictions, staticmethod(make_row), "predlog", "prediction log"
 
     def stats(self, since: datetime | None = None, until: datetime | None = None) -> dict:
         """Answered images per class/variant (SQL `GROUP BY`), refusals per variant, and latency percentiles (NumPy)
