@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'PROJECT_ROOT', 'PACKAGE_DATA', 'MANAGEMENT_NOTES', 'SettingsError', 'ServingSettings', 'UploadProblem',
            'check_upload', 'problem_of', 'png_base64', 'answer_dict', 'log_row', 'migrate_log', 'open_prediction_log',
-           'reference_of', 'unavailable', 'variant_drift']
+           'open_feedback_log', 'open_photo_store', 'reference_of', 'unavailable', 'variant_drift']
 
 # %% ../nbs/21_serving.ipynb #141d9d7c
 PROJECT_ROOT = Path(plant_disease.__file__).resolve().parents[1]
@@ -52,6 +52,12 @@ class ServingSettings(BaseSettings):
     database_url: str | None = None  # the prediction log (a SQLAlchemy URL)
     spool_dir: Path = PROJECT_ROOT / "spool"
     drift_window: int = Field(500, ge=10, le=1_000_000)
+    # the field loop: keeping the answered photos is opt-in (privacy; notebook 22)
+    keep_photos: bool = False
+    photo_store: str = str(PROJECT_ROOT / "photos")  # a folder, or any fsspec URL (s3://bucket/photos)
+    photo_max_gb: float = Field(20.0, gt=0)  # pruned beyond this, oldest first
+    photo_max_age_days: float = Field(365.0, gt=0)  # and beyond this age
+    photo_keep_location: bool = False  # keep the photos' EXIF GPS position (removed by default)
 
     @field_validator("database_url")
     @classmethod
@@ -245,6 +251,33 @@ def open_prediction_log(url: str, spool_dir: str | os.PathLike, migrate: bool = 
     if migrate:
         migrate_log(url)
     return PredictionLog(url, spool_dir)
+
+
+def open_feedback_log(url: str, spool_dir: str | os.PathLike):
+    "The reviewers' `FeedbackLog` of the prediction-log database `url` (migrated with it by `open_prediction_log`)."
+    from plant_disease.feedback import FeedbackLog
+
+    return FeedbackLog(url, spool_dir)
+
+
+def open_photo_store(settings: ServingSettings):
+    "The `PhotoStore` the settings describe, or None when `PD_KEEP_PHOTOS` is off; `SettingsError` for a bad URL."
+    if not settings.keep_photos:
+        return None
+    from plant_disease.photostore import PhotoStore
+
+    try:
+        return PhotoStore(
+            settings.photo_store,
+            Path(settings.spool_dir) / "photos",
+            max_bytes=int(settings.photo_max_gb * 2**30),
+            max_age_days=settings.photo_max_age_days,
+            keep_location=settings.photo_keep_location,
+        )
+    except (ValueError, ImportError, OSError) as e:
+        raise SettingsError(
+            f"PD_PHOTO_STORE={settings.photo_store!r}: cannot open it ({type(e).__name__}: {e})"
+        ) from None
 
 # %% ../nbs/21_serving.ipynb #51484c5b
 def reference_of(metadata: dict | None) -> dict | None:
