@@ -52,6 +52,16 @@ class DataParams(_Strict):
         description="classes kept out of training, to measure how the model "
         "answers leaves it never saw (split `holdout`): a number (picked with `seed`) or class folder names",
     )
+    field_sources: list[str] = Field(
+        [],
+        description="folders of reviewed field photos merged with the lab data (origin `field`): what "
+        "`plant-disease field-export` writes (manifest.csv), or `<Crop>___<Disease>/` folders",
+    )
+
+    @field_validator("field_sources", mode="before")
+    @classmethod
+    def _one_or_many_folders(cls, v):
+        return [v] if isinstance(v, str) else [] if v is None else v
 
     @field_validator("holdout_classes")
     @classmethod
@@ -67,7 +77,7 @@ class DataParams(_Strict):
             raise ValueError(f"train/val/test fractions must be >= 0 and sum to 1, got {list(v)}")
         return v
 
-
+# %% ../nbs/00_config.ipynb #e8ac218d
 class EdaParams(_Strict):
     "Exploratory analysis: how many images per class to measure and show."
 
@@ -213,6 +223,13 @@ class RegisterParams(_Strict):
     min_f1_macro: float = Field(0.80, ge=0, le=1)
     max_regression: float = Field(
         0.01, ge=0, le=1, description="how much worse than production (accuracy or macro F1) a new version may be"
+    )
+    max_field_regression: float | None = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="how much worse than production on the field test photos a new version may be (when the test "
+        "split has field photos); null: not checked",
     )
 
 

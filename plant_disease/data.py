@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #d2a72ee5
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -22,15 +23,17 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from .config import DataParams
-from .images import check_image
+from .images import ACCEPTED_FORMATS, ImageCheck, check_image
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PLANTVILLAGE_CLASSES', 'TOMATO_CLASSES', 'IMAGE_EXTENSIONS', 'SYNTHETIC_MARKER', 'SPLITS', 'SYNTHETIC_CLASSES',
-           'MANIFEST_COLUMNS', 'HOLDOUT', 'parse_label', 'DataError', 'ImageListing', 'find_images', 'verify_images',
-           'stratified_split', 'select_classes', 'make_synthetic', 'extract_zip', 'download', 'acquire', 'Manifest',
-           'pick_holdout', 'build_manifest', 'load_manifest']
+           'NOT_A_LEAF', 'FIELD_MANIFEST', 'FIELD_NOT_A_LEAF', 'FIELD_EXTENSIONS', 'ORIGINS', 'MANIFEST_COLUMNS',
+           'HOLDOUT', 'parse_label', 'DataError', 'ImageListing', 'find_images', 'verify_images', 'stratified_split',
+           'select_classes', 'make_synthetic', 'extract_zip', 'download', 'acquire', 'FieldListing',
+           'find_field_images', 'split_with_origins', 'Manifest', 'pick_holdout', 'build_manifest', 'load_manifest',
+           'field_not_a_leaf']
 
 # %% ../nbs/01_data.ipynb #e94212fb
 PLANTVILLAGE_CLASSES = [
@@ -114,6 +117,17 @@ class ImageListing:
     empty_classes: list[str] = field(default_factory=list)
 
 
+def _files(d: Path, extensions=IMAGE_EXTENSIONS) -> tuple[list[Path], list[Path]]:
+    "(image files by name, other files) under folder `d`, sorted; hidden files left out."
+    files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
+    imgs = [f for f in files if f.suffix.lower() in extensions]
+    return imgs, [f for f in files if f.suffix.lower() not in extensions]
+
+
+def _not_an_image_name(f: Path) -> str:
+    return f"not an image file name ({f.suffix or 'no extension'})"
+
+
 def find_images(root: str | os.PathLike) -> ImageListing:
     "List images in a PlantVillage-style tree: one `<Crop>___<Disease>/` folder per class."
     root = Path(root)
@@ -127,11 +141,8 @@ def find_images(root: str | os.PathLike) -> ImageListing:
         )
     rows, ignored, empty = [], [], []
     for d in dirs:
-        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
-        imgs = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
-        ignored += [
-            (str(f), d.name, f"not an image file name ({f.suffix or 'no extension'})") for f in files if f not in imgs
-        ]
+        imgs, others = _files(d)
+        ignored += [(str(f), d.name, _not_an_image_name(f)) for f in others]
         if not imgs:
             empty.append(d.name)
         rows += [(str(f), d.name) for f in imgs]
@@ -152,17 +163,22 @@ def _solid_image(color=(40, 160, 60), size=(32, 32), fmt="JPEG") -> bytes:
     return buf.getvalue()
 
 # %% ../nbs/01_data.ipynb #f13e7517
-def verify_images(images: pd.DataFrame, workers: int = 4, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Check every image in `images` (path, class); return (good rows + sha256/size columns, rejected rows + reason)."
+def verify_images(
+    images: pd.DataFrame, workers: int = 4, progress: bool = False, formats=("JPEG", "PNG")
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check every image in `images` (path, class, any other columns) in `formats`; return (good rows + sha256, size
+    and format columns, rejected rows + reason)."""
     from tqdm.auto import tqdm
 
     paths = images["path"].tolist()
+    check = functools.partial(check_image, formats=formats)
     with ThreadPoolExecutor(max(1, workers)) as ex:
-        checks = list(tqdm(ex.map(check_image, paths), total=len(paths), desc="verify", disable=not progress))
-    info = pd.DataFrame([c.__dict__ for c in checks], index=images.index)
+        checks = list(tqdm(ex.map(check, paths), total=len(paths), desc="verify", disable=not progress))
+    info = pd.DataFrame([c.__dict__ for c in checks], index=images.index, columns=list(ImageCheck.__dataclass_fields__))
     df = pd.concat([images, info], axis=1)
-    good = df[df.ok].drop(columns=["ok", "reason", "code"]).reset_index(drop=True)
-    bad = df[~df.ok][["path", "class", "reason", "bytes", "sha256"]].reset_index(drop=True)
+    ok = df["ok"].astype(bool)
+    good = df[ok].drop(columns=["ok", "reason", "code"]).reset_index(drop=True)
+    bad = df[~ok][[*images.columns, "reason", "bytes", "sha256"]].reset_index(drop=True)
     if len(bad):
         log.warning("%d of %d files rejected (see the rejected-files report)", len(bad), len(df))
     return good, bad
@@ -391,7 +407,142 @@ def acquire(params: DataParams, cache_dir: str | os.PathLike = "data") -> Path:
     return p
 
 # %% ../nbs/01_data.ipynb #236e77a1
-MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "bytes", "width", "height"]
+NOT_A_LEAF = "not_a_leaf"
+FIELD_MANIFEST = "manifest.csv"
+FIELD_NOT_A_LEAF = "field_not_a_leaf.csv"  # the data stage's list of them, read by the ood stage
+FIELD_EXTENSIONS = IMAGE_EXTENSIONS | {".webp"}
+ORIGINS = ("lab", "field")
+
+
+@dataclass
+class FieldListing:
+    "The photos of one field folder: leaves with their class, photos that are not leaves, what was left out and why."
+
+    images: pd.DataFrame  # path, class
+    not_a_leaf: pd.DataFrame  # path
+    ignored: pd.DataFrame  # path, class, reason
+
+
+def _field_from_manifest(root: Path) -> FieldListing:
+    f = root / FIELD_MANIFEST
+    try:
+        m = pd.read_csv(f, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(
+            f"{f} is not a readable CSV ({e}): export the folder again (plant-disease field-export)"
+        ) from None
+    if missing := sorted({"path", "class"} - set(m.columns)):
+        raise DataError(
+            f"{f} lacks column(s) {missing}: a field folder's manifest.csv names each photo's path (relative to the "
+            "folder) and class, as plant-disease field-export writes it"
+        )
+    leaves, others, ignored = [], [], []
+    for r in m.to_dict("records"):
+        path, cls, verdict = str(root / r["path"]), r["class"].strip(), r.get("verdict", "").strip()
+        not_a_leaf = verdict == NOT_A_LEAF or (not cls and Path(r["path"]).parts[:1] == (NOT_A_LEAF,))
+        if not Path(path).is_file():
+            ignored.append((path, cls, f"listed in {f} but not in the folder"))
+        elif not_a_leaf:
+            others.append(path)
+        elif cls:
+            leaves.append((path, cls))
+        else:
+            why = (
+                f"no class in {FIELD_MANIFEST} (verdict {verdict or 'none'}): only confirmed or corrected photos train"
+            )
+            ignored.append((path, "", why))
+    return FieldListing(
+        pd.DataFrame(leaves, columns=["path", "class"]),
+        pd.DataFrame({"path": others}, dtype=object),
+        pd.DataFrame(ignored, columns=["path", "class", "reason"]),
+    )
+
+
+def find_field_images(folder: str | os.PathLike) -> FieldListing:
+    "The photos of one `data.field_sources` folder: from its `manifest.csv`, else its class and `not_a_leaf/` folders."
+    root = Path(os.path.expanduser(os.path.expandvars(str(folder))))
+    if not root.is_dir():
+        raise DataError(
+            f"data.field_sources: {folder} is not a folder; give a folder written by `plant-disease field-export "
+            "--out` or a folder of `<Crop>___<Disease>/` folders of field photos"
+        )
+    if (root / FIELD_MANIFEST).is_file():
+        listing = _field_from_manifest(root)
+    else:
+        leaves, ignored = [], []
+        for d in _class_dirs(root):
+            imgs, others = _files(d, FIELD_EXTENSIONS)
+            leaves += [(str(f), d.name) for f in imgs]
+            ignored += [(str(f), d.name, _not_an_image_name(f)) for f in others]
+        nal = _files(root / NOT_A_LEAF, FIELD_EXTENSIONS)[0] if (root / NOT_A_LEAF).is_dir() else []
+        listing = FieldListing(
+            pd.DataFrame(leaves, columns=["path", "class"]),
+            pd.DataFrame({"path": [str(f) for f in nal]}, dtype=object),
+            pd.DataFrame(ignored, columns=["path", "class", "reason"]),
+        )
+    if listing.images.empty and listing.not_a_leaf.empty:
+        warnings.warn(f"field folder {root} holds no photos (data.field_sources)")
+    return listing
+
+# %% ../nbs/01_data.ipynb #3880680d
+def split_with_origins(df: pd.DataFrame, fractions=(0.8, 0.1, 0.1), seed: int = 42) -> pd.Series:
+    "`stratified_split` of the lab rows and, on their own, of the field rows (needs `class`, `sha256`, `origin`)."
+    split = pd.Series("train", index=df.index, dtype=object)
+    lab = df["origin"] == "lab"
+    for part in (lab, ~lab):
+        if part.any():
+            split[part] = stratified_split(df[part], fractions, seed)
+    where = split[lab].groupby(df.loc[lab, "sha256"]).first()
+    same = ~lab & df["sha256"].isin(where.index)
+    split[same] = df.loc[same, "sha256"].map(where)
+    return split.rename("split")
+
+# %% ../nbs/01_data.ipynb #e077f82c
+def _as_png(path: str, sha256: str, dest: Path) -> str:
+    "A PNG copy (RGB) of the image at `path` in `dest`, named by its SHA-256: for formats TensorFlow cannot decode."
+    out = dest / f"{sha256}.png"
+    if not out.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as im:
+            im.convert("RGB").save(out.with_suffix(".tmp"), format="PNG")
+        out.with_suffix(".tmp").rename(out)
+    return str(out)
+
+
+def _field_photos(sources: list[str], classes: set[str], out_dir: Path, progress: bool):
+    "Verified field leaves (origin `field`), verified non-leaf photos, and what was left out and why."
+    leaves, others, ignored = [], [], []
+    for src in sources:
+        listing = find_field_images(src)
+        leaves.append(listing.images.assign(source=str(src)))
+        others.append(listing.not_a_leaf.assign(source=str(src)))
+        ignored.append(listing.ignored)
+    images = pd.concat(leaves, ignore_index=True).assign(origin="field")
+    unknown = ~images["class"].isin(classes)
+    ignored.append(
+        images[unknown][["path", "class"]].assign(
+            reason=lambda d: (
+                "class " + d["class"] + " is not among the lab data's classes (data.source, "
+                "data.classes): a class cannot be learnt from field photos alone"
+            )
+        )
+    )
+    good, bad = verify_images(images[~unknown].reset_index(drop=True), progress=progress, formats=ACCEPTED_FORMATS)
+    good_nal, bad_nal = verify_images(
+        pd.concat(others, ignore_index=True).assign(**{"class": ""}), progress=progress, formats=ACCEPTED_FORMATS
+    )
+    convert = ~good["format"].isin(["JPEG", "PNG"])
+    good.loc[convert, "path"] = [
+        _as_png(p, h, out_dir / "field_png") for p, h in zip(good.loc[convert, "path"], good.loc[convert, "sha256"])
+    ]
+    rejected = pd.concat(
+        [bad.drop(columns="source"), bad_nal.drop(columns="source"), *[i.assign(bytes=0, sha256="") for i in ignored]],
+        ignore_index=True,
+    )
+    return good.drop(columns="source"), good_nal[["path", "sha256", "source"]], rejected.assign(origin="field")
+
+# %% ../nbs/01_data.ipynb #4aa65241
+MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "bytes", "width", "height", "origin"]
 
 
 HOLDOUT = "holdout"  # the split of classes kept out of training (data.holdout_classes)
@@ -441,9 +592,14 @@ def pick_holdout(classes: list[str], holdout: int | list[str], seed: int = 42) -
 
 
 def _digest(df: pd.DataFrame) -> str:
-    return hashlib.sha256(df[["class", "split", "sha256"]].to_csv(index=False).encode()).hexdigest()
+    cols = ["class", "split", "sha256"] + (["origin"] if df["origin"].ne("lab").any() else [])  # lab-only: as before
+    return hashlib.sha256(df[cols].to_csv(index=False).encode()).hexdigest()
 
-# %% ../nbs/01_data.ipynb #1605df03
+
+def _split_counts_of(df: pd.DataFrame) -> dict:
+    return {k: int(v) for k, v in df["split"].value_counts().reindex([*SPLITS, HOLDOUT], fill_value=0).items()}
+
+# %% ../nbs/01_data.ipynb #3450cce4
 def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", progress: bool = False) -> Manifest:
     "Acquire, verify, filter and split the data; write manifest.csv, rejected.csv and manifest.json to `out_dir`."
     out_dir = Path(out_dir)
@@ -459,14 +615,21 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
             .sort_values(["class", "path"])
             .reset_index(drop=True)
         )
-    good, bad = verify_images(images, progress=progress)
-    rejected = pd.concat([bad, listing.ignored.assign(bytes=0, sha256="")], ignore_index=True)
+    good, bad = verify_images(images.assign(origin="lab"), progress=progress)
+    rejected = pd.concat([bad, listing.ignored.assign(bytes=0, sha256="", origin="lab")], ignore_index=True)
     if good.empty:
         raise DataError(f"no readable images in {root}: see {out_dir / 'rejected.csv'}")
-    good["split"] = stratified_split(good, params.split, params.seed)
+    not_a_leaf = pd.DataFrame(columns=["path", "sha256", "source"])
+    if params.field_sources:
+        field, not_a_leaf, field_rejected = _field_photos(params.field_sources, set(good["class"]), out_dir, progress)
+        good = pd.concat([good, field], ignore_index=True)
+        rejected = pd.concat([rejected, field_rejected], ignore_index=True)
+    good["split"] = split_with_origins(good, params.split, params.seed)
     held = pick_holdout(sorted(good["class"].unique()), params.holdout_classes, params.seed)
     good.loc[good["class"].isin(held), "split"] = HOLDOUT
+    good.loc[good["sha256"].isin(good.loc[good["split"] == HOLDOUT, "sha256"]), "split"] = HOLDOUT  # one SHA, one split
     df = good[MANIFEST_COLUMNS].sort_values(["class", "path"]).reset_index(drop=True)
+    n_twins = int((df["origin"].eq("field") & df["sha256"].isin(df.loc[df["origin"].eq("lab"), "sha256"])).sum())
     synthetic = (Path(root) / SYNTHETIC_MARKER).exists()
     summary = {
         "source": params.source,
@@ -484,16 +647,23 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
         },
         "holdout_classes": held,
         "n_holdout": int((df["split"] == HOLDOUT).sum()),
+        "origins": {o: _split_counts_of(g) for o, g in df.groupby("origin")},
+        "field_sources": [str(f) for f in params.field_sources],
+        "n_field": int(df["origin"].eq("field").sum()),
+        "n_field_rejected": int(rejected["origin"].eq("field").sum()),
+        "n_field_same_as_lab": n_twins,  # field photos byte-identical to a lab photo (in its split)
+        "n_field_not_a_leaf": len(not_a_leaf),
         "manifest_sha256": _digest(df),
     }
     if held:
         summary["n_classes"] -= len(held)  # the classes the model learns
     df.to_csv(out_dir / "manifest.csv", index=False)
     rejected.to_csv(out_dir / "rejected.csv", index=False)
+    not_a_leaf.sort_values("path").to_csv(out_dir / FIELD_NOT_A_LEAF, index=False)
     (out_dir / "manifest.json").write_text(json.dumps(summary, indent=2))
     return Manifest.from_rows(df, rejected, summary)
 
-# %% ../nbs/01_data.ipynb #3880680d
+# %% ../nbs/01_data.ipynb #2f8c8f84
 def load_manifest(out_dir: str | os.PathLike = "data") -> Manifest:
     "Read a manifest written by `build_manifest`."
     out_dir = Path(out_dir)
@@ -501,10 +671,20 @@ def load_manifest(out_dir: str | os.PathLike = "data") -> Manifest:
     if not f.exists():
         raise DataError(f"{f} not found: run the data stage first (plant-disease data)")
     df = pd.read_csv(f, keep_default_na=False)
-    missing = set(MANIFEST_COLUMNS) - set(df.columns)
+    missing = set(MANIFEST_COLUMNS) - set(df.columns) - {"origin"}
     if missing:
         raise DataError(f"{f} lacks columns {sorted(missing)}: rebuild it with the data stage")
+    if "origin" not in df.columns:  # written before field photos
+        df["origin"] = "lab"
     rej = out_dir / "rejected.csv"
     rejected = pd.read_csv(rej) if rej.exists() and rej.stat().st_size else pd.DataFrame()
     summary = json.loads((out_dir / "manifest.json").read_text()) if (out_dir / "manifest.json").exists() else {}
     return Manifest.from_rows(df, rejected, summary)
+
+
+def field_not_a_leaf(out_dir: str | os.PathLike = "data") -> pd.DataFrame:
+    "The field folders' `not_a_leaf` photos (path, sha256, source) listed by the data stage; empty if none."
+    f = Path(out_dir) / FIELD_NOT_A_LEAF
+    if not f.exists() or not f.stat().st_size:
+        return pd.DataFrame(columns=["path", "sha256", "source"])
+    return pd.read_csv(f, dtype=str, keep_default_na=False)

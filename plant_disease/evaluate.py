@@ -15,8 +15,8 @@ import pandas as pd
 from .config import EvaluateParams
 
 # %% auto #0
-__all__ = ['reliability_table', 'expected_calibration_error', 'compute_metrics', 'plot_confusion_matrix', 'plot_reliability',
-           'plot_per_class_f1', 'evaluate_predictions']
+__all__ = ['reliability_table', 'expected_calibration_error', 'compute_metrics', 'wilson_interval', 'origin_metrics',
+           'plot_confusion_matrix', 'plot_reliability', 'plot_per_class_f1', 'evaluate_predictions']
 
 # %% ../nbs/06_evaluate.ipynb #22154efa
 def _check(y_true, probs, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +120,40 @@ def compute_metrics(y_true, probs, classes: list[str], top_k: int = 3, bins: int
         c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
         for i, c in enumerate(classes)
     }
+    return out
+
+# %% ../nbs/06_evaluate.ipynb #9e2b0ea5
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    "Wilson score interval (95% for z=1.96) of a proportion `correct / n`; (0, 1) when n is 0."
+    if n < 0 or not 0 <= correct <= n:
+        raise ValueError(f"need 0 <= correct <= n, got correct={correct}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = correct / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def origin_metrics(y_true, probs, classes: list[str], origins) -> dict:
+    """Accuracy, macro F1 and count of the test photos of each origin (`lab`, `field`) and the field accuracy's
+    Wilson interval; empty when no photo is a field photo (nothing to tell apart)."""
+    y, probs = _check(y_true, probs, len(classes))
+    origins = np.asarray(origins, dtype=object)
+    if len(origins) != len(y):
+        raise ValueError(f"{len(origins)} origins but {len(y)} labels")
+    if unknown := sorted(set(origins) - {"lab", "field"}):
+        raise ValueError(f"origins must be 'lab' or 'field', got {unknown}")
+    if not (origins == "field").any():
+        return {}
+    out = {}
+    for origin in ("lab", "field"):
+        part = origins == origin
+        out[f"n_test_{origin}"] = int(part.sum())
+        if part.any():
+            m = compute_metrics(y[part], probs[part], classes)
+            out |= {f"accuracy_{origin}": m["accuracy"], f"f1_macro_{origin}": m["f1_macro"]}
+    n, k = out["n_test_field"], int((probs[origins == "field"].argmax(1) == y[origins == "field"]).sum())
+    out["accuracy_field_ci_low"], out["accuracy_field_ci_high"] = wilson_interval(k, n)
     return out
 
 # %% ../nbs/06_evaluate.ipynb #b011ff03
@@ -239,13 +273,17 @@ def evaluate_predictions(
     synthetic: bool = False,
     prefix: str = "",
     extra: dict | None = None,
+    origins=None,
 ) -> dict:
-    "Compute metrics; write metrics.json, classification_report.csv, confusion_matrix.csv, predictions.csv and figures."
+    """Compute metrics (per origin too, given `origins`: `lab`/`field` per photo); write metrics.json,
+    classification_report.csv, confusion_matrix.csv, predictions.csv and figures."""
     classes = [str(c) for c in classes]
     y, probs = _check(y_true, probs, len(classes))
     if paths is not None and len(paths) != len(y):
         raise ValueError(f"{len(paths)} paths but {len(y)} labels")
     m = compute_metrics(y, probs, classes, params.top_k, params.calibration_bins)
+    if origins is not None:
+        m |= origin_metrics(y, probs, classes, origins)
     out_dir = Path(out_dir)
     figs = out_dir / "figures"
     figs.mkdir(parents=True, exist_ok=True)
@@ -274,6 +312,8 @@ def evaluate_predictions(
     )
     if paths is not None:
         preds.insert(0, "path", [str(p) for p in paths])
+    if origins is not None:
+        preds["origin"] = list(origins)
     preds.to_csv(out_dir / f"{prefix}predictions.csv", index=False)
 
     plot_confusion_matrix(

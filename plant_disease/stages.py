@@ -135,21 +135,27 @@ def run_data(params: Params, dirs: Dirs):
 def data_headline(dirs: Dirs) -> str:
     s = _read(dirs.data / "manifest.json")
     splits = ", ".join(f"{k} {v}" for k, v in s["splits"].items())
+    field = s.get("origins", {}).get("field")
     return (
         f"{s['n_images']} images in {s['n_classes']} classes ({'SYNTHETIC' if s['synthetic'] else 'real'}), "
         f"split {splits}, {s['n_rejected']} file(s) rejected"
+        + (f"; {s['n_field']} of them field photos (test {field['test']})" if field else "")
+        + (f", {s['n_field_not_a_leaf']} not-a-leaf field photo(s) for ood" if s.get("n_field_not_a_leaf") else "")
     )
 
 
 def log_data(dirs: Dirs) -> None:
     import mlflow
+    from plant_disease.data import FIELD_NOT_A_LEAF
     from plant_disease.tracking import log_dict_metrics
 
     s = _read(dirs.data / "manifest.json")
-    counts = {k: s[k] for k in ("n_images", "n_rejected", "n_classes")}
-    log_dict_metrics({**counts, **{f"n_{k}": v for k, v in s["splits"].items()}}, prefix="data_")
-    for f in ("manifest.json", "rejected.csv", "manifest.csv"):
-        mlflow.log_artifact(str(dirs.data / f), "data")
+    counts = {k: s[k] for k in ("n_images", "n_rejected", "n_classes", "n_field", "n_field_not_a_leaf") if k in s}
+    field = {f"n_field_{k}": v for k, v in s.get("origins", {}).get("field", {}).items() if k in s["splits"]}
+    log_dict_metrics({**counts, **{f"n_{k}": v for k, v in s["splits"].items()}, **field}, prefix="data_")
+    for f in ("manifest.json", "rejected.csv", "manifest.csv", FIELD_NOT_A_LEAF):
+        if (dirs.data / f).exists():
+            mlflow.log_artifact(str(dirs.data / f), "data")
 
 
 DATA_STAGE = Stage(
@@ -218,14 +224,24 @@ def run_evaluate(params: Params, dirs: Dirs) -> dict:
     synthetic = bool(manifest.summary.get("synthetic"))
     probs = apply_temperature(raw, temperature)
     out = dirs.reports / "evaluate"
-    return evaluate_predictions(y, probs, card["classes"], out, params.evaluate, paths, synthetic, extra=extra)
+    origins = manifest.split("test")["origin"].tolist()  # predict_split keeps the manifest's order
+    return evaluate_predictions(
+        y, probs, card["classes"], out, params.evaluate, paths, synthetic, extra=extra, origins=origins
+    )
 
 
 def evaluate_headline(dirs: Dirs) -> str:
     m = _read(dirs.reports / "evaluate" / "metrics.json")
+    field = ""
+    if m.get("n_test_field"):  # the test split holds field photos (data.field_sources)
+        field = (
+            f"; field photos: accuracy {m['accuracy_field']:.3f} on {m['n_test_field']} "
+            f"(95% CI {m['accuracy_field_ci_low']:.2f}-{m['accuracy_field_ci_high']:.2f})"
+            + (f", lab photos {m['accuracy_lab']:.3f}" if m.get("n_test_lab") else "")
+        )
     return (
         f"accuracy {m['accuracy']:.3f}, macro F1 {m['f1_macro']:.3f}, ECE {m['ece']:.3f} "
-        f"(uncalibrated {m['ece_uncalibrated']:.3f}) on {m['n_test']} test images"
+        f"(uncalibrated {m['ece_uncalibrated']:.3f}) on {m['n_test']} test images{field}"
     )
 
 
