@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'PROJECT_ROOT', 'PACKAGE_DATA', 'MANAGEMENT_NOTES', 'SettingsError', 'ServingSettings', 'UploadProblem',
            'check_upload', 'problem_of', 'png_base64', 'answer_dict', 'log_row', 'migrate_log', 'open_prediction_log',
-           'open_feedback_log', 'open_photo_store', 'reference_of', 'unavailable', 'variant_drift']
+           'open_feedback_log', 'open_photo_store', 'lab_accuracy', 'reference_of', 'unavailable', 'variant_drift']
 
 # %% ../nbs/21_serving.ipynb #141d9d7c
 PROJECT_ROOT = Path(plant_disease.__file__).resolve().parents[1]
@@ -278,6 +278,20 @@ def open_photo_store(settings: ServingSettings):
         raise SettingsError(
             f"PD_PHOTO_STORE={settings.photo_store!r}: cannot open it ({type(e).__name__}: {e})"
         ) from None
+
+# %% ../nbs/21_serving.ipynb #429ece56
+def lab_accuracy(tracking_uri: str, model_name: str | None, model_version: str | None) -> float | None:
+    "The test accuracy the registry's gate recorded for `model_name` version `model_version`, or None."
+    if not model_name or not model_version or not str(model_version).isdigit():
+        return None
+    try:
+        from mlflow import MlflowClient
+
+        tags = MlflowClient(tracking_uri, tracking_uri).get_model_version(model_name, str(model_version)).tags
+        return float(tags["accuracy"]) if "accuracy" in tags else None
+    except Exception as e:
+        log.info("lab accuracy of %s version %s unavailable: %s", model_name, model_version, e)
+        return None
 
 # %% ../nbs/21_serving.ipynb #51484c5b
 def reference_of(metadata: dict | None) -> dict | None:
