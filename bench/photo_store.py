@@ -126,6 +126,7 @@ def main():
         "command": " ".join(["python bench/photo_store.py", *sys.argv[1:]]),
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}",
         "python": platform.python_version(),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # the machine may be shared: figures vary with its load
         "photo_bytes": len(base),
         "photo": "JPEG with EXIF orientation, make, date and GPS (stripped by the writer)",
         "paced_gap_ms": a.gap_ms,
