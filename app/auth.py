@@ -12,11 +12,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .config import Settings, get_settings
 
-SCOPES = ("predict", "admin")
+SCOPES = ("predict", "review", "admin")
 bearer = HTTPBearer(
     bearerFormat="JWT",
     auto_error=False,  # get_caller answers a missing token itself: 401, or anonymous with PD_REQUIRE_AUTH=false
-    description="JWT with scope `predict` (predictions) or `admin` (stats, tokens, and any task's result)",
+    description="JWT with scope `predict` (predictions), `review` (agronomists: verdicts on answers, POST /feedback) "
+    "or `admin` (stats, field accuracy, tokens, and any task's result)",
 )
 
 

@@ -1,16 +1,20 @@
-"""What a serving process holds: settings, the loaded models and the prediction log. The API builds one at start-up,
-each Celery worker process builds its own (models load once per process)."""
+"""What a serving process holds: settings, the loaded models, the prediction log, the reviewers' feedback log and
+(when PD_KEEP_PHOTOS is on) the photo store. The API builds one at start-up, each Celery worker process builds its own
+(models load once per process)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 
 from plant_disease.predlog import PredictionLog
-from plant_disease.serving import migrate_log, open_prediction_log
+from plant_disease.serving import migrate_log, open_feedback_log, open_photo_store, open_prediction_log
 
 from .config import Settings
 from .modelset import ModelSet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -18,6 +22,8 @@ class Runtime:
     settings: Settings
     models: ModelSet
     predlog: PredictionLog
+    feedback: object = None  # plant_disease.feedback.FeedbackLog
+    photos: object = None  # plant_disease.photostore.PhotoStore, or None: photos are not kept
     migrated: bool = False
 
     @classmethod
@@ -25,7 +31,8 @@ class Runtime:
         """Load and warm up the models (micro-batched when `batching`), open the prediction log (migrating its schema
         when `migrate`)."""
         predlog = open_prediction_log(settings.database_url, settings.spool_dir, migrate=False)
-        rt = cls(settings, ModelSet.load(settings, batching), predlog)
+        feedback = open_feedback_log(settings.database_url, settings.spool_dir)
+        rt = cls(settings, ModelSet.load(settings, batching), predlog, feedback, open_photo_store(settings))
         if migrate:
             rt.migrate()
         return rt
@@ -42,6 +49,18 @@ class Runtime:
 
         return DriftMonitor(self.models, self.predlog, self.settings.drift_window)
 
+    def keep_photo(self, data: bytes, sha256: str) -> None:
+        "Keep an answered photo when PD_KEEP_PHOTOS is on; never slows (it queues) nor fails a prediction."
+        if self.photos is None:
+            return
+        try:
+            self.photos.keep(data, sha256)
+        except Exception:  # PhotoStore.keep does not raise; this guards the prediction against a bug in it
+            log.exception("photo store: keeping %s failed", sha256)
+
     def close(self) -> None:
         self.models.close()
         self.predlog.close()
+        self.feedback.close()
+        if self.photos is not None:
+            self.photos.close()

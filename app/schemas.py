@@ -81,8 +81,43 @@ class TaskOut(BaseModel):
 
 class TokenIn(BaseModel):
     subject: str = Field(min_length=1, max_length=128, pattern=r"^[\w.@:-]+$")
-    scopes: list[Literal["predict", "admin"]] = ["predict"]
+    scopes: list[Literal["predict", "review", "admin"]] = ["predict"]
     ttl_s: int = Field(3600, ge=60, le=30 * 24 * 3600)
+
+
+class FeedbackIn(BaseModel):
+    "A reviewer's verdict on one answer."
+
+    request_id: str = Field(min_length=1, max_length=64, description="the `request_id` of the answer judged")
+    image_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="the photo's SHA-256 (the answer's `image_sha256`): required for "
+        "the photos of a batch, which share one request id",
+    )  # fmt: skip
+    verdict: Literal["confirmed", "corrected", "not_a_leaf", "unsure"] = Field(
+        description="confirmed: the answer is right; corrected: the photo shows `label`; not_a_leaf: no leaf at all"
+    )
+    label: str | None = Field(
+        None, max_length=128, examples=["Tomato___Late_blight"],
+        description="with `corrected`: the class the photo shows, one of the model's classes (folder names)",
+    )  # fmt: skip
+    note: str | None = Field(None, max_length=2000, description="what the reviewer saw")
+
+
+class FeedbackOut(BaseModel):
+    "A recorded verdict."
+
+    id: str
+    request_id: str
+    image_sha256: str | None
+    verdict: str
+    label: str | None = Field(
+        description="the class the photo shows (confirmed: the answer's; corrected: the reviewer's)"
+    )
+    reviewer: str
+    checked: bool = Field(
+        description="false (HTTP 202): the prediction log could not be read, so the verdict was kept without checking "
+        "it against its answer; it is written when the database returns and counts once its answer is found"
+    )
 
 
 class TokenOut(BaseModel):

@@ -107,6 +107,7 @@ def predict_task(
             )
         )
         return {"error": e.detail, "status_code": e.status}
+    rt.keep_photo(data, body["image_sha256"])
     ms = round(1000 * (time.perf_counter() - t), 2)
     rt.predlog.record(**log_record(body, request_id=request_id, caller=caller, route="async", latency_ms=ms, variant=v))
     log.info("prediction", extra={"variant": v.name, "label": body["label"], "ms": ms})

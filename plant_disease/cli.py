@@ -73,9 +73,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="keras, savedmodel, tflite_fp32, tflite_dynamic, tflite_int8, onnx "
         "(files written by `export` into --models-dir) or auto (the fastest within the accuracy limit)",
     )
+    fe = sub.add_parser(
+        "field-export",
+        help="write the reviewed photos (prediction log + photo store) as a PlantVillage-style folder for data.field_sources",
+    )
+    fe.add_argument("--out", type=Path, default=Path("data/field"), help="the folder to write (default: data/field)")
+    fe.add_argument(
+        "--database-url", help="the prediction log (default: PD_DATABASE_URL, else sqlite:///predictions.db)"
+    )
+    fe.add_argument("--photo-store", help="the photo store (default: PD_PHOTO_STORE, else ./photos)")
+    fe.add_argument("--since", help="only answers given since this date (ISO 8601, e.g. 2026-11-01)")
+    fe.add_argument("-v", "--verbose", action="store_true")
     return p
 
 # %% ../nbs/08_cli.ipynb #13b3d08a
+def _field_export(args) -> int:
+    from datetime import datetime, timezone
+
+    from plant_disease.field import export_from_log
+    from plant_disease.serving import PROJECT_ROOT, ServingSettings
+
+    s = ServingSettings.from_env()
+    url = args.database_url or s.database_url or f"sqlite:///{PROJECT_ROOT / 'predictions.db'}"
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ValueError(f"--since {args.since!r} is not an ISO 8601 date such as 2026-11-01") from None
+        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    r = export_from_log(url, args.photo_store or s.photo_store, args.out, s.spool_dir, since)
+    verdicts = ", ".join(f"{n} {v}" for v, n in sorted(r["by_verdict"].items())) or "none"
+    print(
+        f"field-export: {r['n_exported']} photo(s) in {args.out} ({verdicts}; {r['n_classes']} class(es)); "
+        f"{r['n_missing_photo']} reviewed answer(s) whose photo was not kept, {r['n_skipped_unsure']} unsure, "
+        f"{r['n_removed']} removed since the last export. Add {args.out} to data.field_sources and run dvc repro."
+    )
+    return 0
+
+
 def _predict(args, params: Params) -> int:
     from plant_disease.inference import InvalidImageError, Predictor
 
@@ -141,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_environment(verbose)
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.command)
+    if args.command == "field-export":
+        try:
+            return _field_export(args)
+        except Exception as e:  # a database that cannot be read, a bad option: one line, the traceback with -v
+            if args.verbose:
+                log.exception("failed")
+            print(f"plant-disease field-export: error: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+            return 2
     try:
         params = load_params(
             args.params if Path(args.params).exists() or args.params != "params.yaml" else None,

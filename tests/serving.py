@@ -345,6 +345,8 @@ def start_service(work: Path, shared: Path | None, database_url: str, **override
         "PD_MODEL_CACHE": str(work / "model-cache"),
         "PD_DATABASE_URL": database_url,
         "PD_SPOOL_DIR": str(work / "spool"),
+        "PD_KEEP_PHOTOS": "true",
+        "PD_PHOTO_STORE": str(work / "photos"),
         "PD_REDIS_URL": redis.url,
         "PD_JWT_SECRET": SECRET,
         "PD_RATE_LIMIT": "40/minute",

@@ -1,7 +1,7 @@
 """The API's routers, and the error answers each route documents (its `responses=`), all in one place: every status
 a route really answers with, with its body (`ErrorBody`, or `ValidationErrorBody` for 422) and headers."""
 
-from ..schemas import error_responses
+from ..schemas import FeedbackOut, error_responses
 
 STARTING = "the service is starting: models are not loaded yet"
 MODELS = error_responses(401, 403, 503, e503=STARTING)
@@ -49,6 +49,29 @@ RESULT = error_responses(
     e503="the service is starting, or the result store is unavailable (or not configured: PD_REDIS_URL)",
 )
 STATS = error_responses(
+    401, 403, 422, 503, e503="the service is starting, or the prediction-log database is unavailable"
+)
+FEEDBACK = {
+    **error_responses(
+        400,
+        401,
+        403,
+        404,
+        422,
+        429,
+        503,
+        e400="a verdict that does not fit its answer: a correction without `label` or to a class the model does not "
+        "have, a label with `not_a_leaf`/`unsure`, or a batch's request id without `image_sha256`",
+        e404="no answer with this request id (and photo) in the prediction log, or the upload was refused",
+        e422="a bad field: unknown verdict, a malformed SHA-256, a note over 2000 characters (a list of issues)",
+        e503=STARTING,
+    ),
+    202: {
+        "model": FeedbackOut,
+        "description": "kept unchecked: the prediction log could not be read (database down); written when it returns",
+    },
+}
+FEEDBACK_STATS = error_responses(
     401, 403, 422, 503, e503="the service is starting, or the prediction-log database is unavailable"
 )
 TOKENS = error_responses(

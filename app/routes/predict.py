@@ -68,6 +68,7 @@ def predict(
             )
         )
         raise HTTPException(e.status, e.detail) from None
+    rt.keep_photo(data, body["image_sha256"])
     ms = round(1000 * (time.perf_counter() - t), 2)
     rt.predlog.record(**log_record(body, request_id=rid, caller=caller.key, route="predict", latency_ms=ms, variant=v))
     return PredictionOut(**body, request_id=rid, latency_ms=ms)
@@ -93,6 +94,7 @@ def predict_batch(
     rid = request_id()
     items: list[BatchItem | None] = []
     good: list[tuple[int, np.ndarray, str]] = []
+    kept: dict[int, bytes] = {}
     total, ti = 0, time.perf_counter()
     for i, f in enumerate(files):
         data = read_upload(f, s.max_upload_bytes)
@@ -102,6 +104,7 @@ def predict_batch(
         try:
             good.append((i, v.predictor.preprocess(data).numpy(), hashlib.sha256(data).hexdigest()))
             items.append(None)
+            kept[i] = data
         except InvalidImageError as e:  # checked and decoded once, here; the model call below gets pixels
             err = upload_error(e)
             items.append(BatchItem(filename=f.filename, ok=False, error=err.detail, status_code=err.status))
@@ -109,6 +112,7 @@ def predict_batch(
     per_image_s = (time.perf_counter() - ti) / max(1, len(good))
     ms = round(1000 * (time.perf_counter() - t), 2)
     for (i, _, sha), p in zip(good, preds):
+        rt.keep_photo(kept[i], sha)
         INFERENCE_SECONDS.labels(v.name).observe(per_image_s)
         PREDICTIONS.labels(v.name, p.label).inc()
         body = answer_body(v, p, files[i].filename, sha, per_image_s)
