@@ -167,6 +167,15 @@ def _as_bytes(data) -> bytes:
 
 # %% ../nbs/22_photostore.ipynb #82c5532a
 _STOP = object()
+_fork_lock = threading.Lock()  # a fresh one in each forked child: a parent's thread may have held it at the fork
+
+
+def _new_fork_lock() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_fork_lock)
 _SPOOL_RE = re.compile(r"^photos-(?P<store>[0-9a-f]{8})-(?P<host>.+)-(?P<pid>\d+)(?:\.[0-9a-f]{12})?$")
 _TMP_RE = re.compile(r"^\.[0-9a-f]{64}\.[0-9a-f]+\.tmp$")
 _TMP_MAX_AGE = 3600.0  # a temporary file this old is a crash's leftover
@@ -290,14 +299,20 @@ class PhotoStore:
         sha = check_sha256(sha256)
         return f"{self.root}/{sha[:2]}/{sha}"
 
+    def _this_process(self) -> None:
+        "After a fork (Celery's prefork workers fork after start-up): a fresh queue, writer thread and filesystem."
+        if os.getpid() != self._pid:
+            with _fork_lock:
+                if os.getpid() != self._pid:
+                    self._start()
+
     # -- the caller's side
     def keep(self, data: bytes, sha256: str | None = None) -> str:
         """Queue photo `data` (the bytes as uploaded; `sha256` their SHA-256 if already known) and return its key;
         never blocks on, or raises for, the store."""
         data = _as_bytes(data)
         sha = hashlib.sha256(data).hexdigest() if sha256 is None else check_sha256(sha256)
-        if os.getpid() != self._pid:  # forked after creation: fresh queue and writer thread
-            self._start()
+        self._this_process()
         try:
             with self._lock:
                 if sha in self._pending:
@@ -348,11 +363,11 @@ class PhotoStore:
     def get(self, sha256: str) -> bytes | None:
         "The stored bytes of photo `sha256` (from the queue, the store or a spool), None if it is not kept."
         sha = check_sha256(sha256)
-        if os.getpid() == self._pid:
-            with self._lock:
-                data = self._pending.get(sha)
-            if data is not None:
-                return self._prepare(sha, data)[1]
+        self._this_process()
+        with self._lock:
+            data = self._pending.get(sha)
+        if data is not None:
+            return self._prepare(sha, data)[1]
         try:
             return self.fs.cat_file(self.path(sha))
         except FileNotFoundError:
@@ -372,14 +387,10 @@ class PhotoStore:
     def has(self, sha256: str) -> bool:
         "True if photo `sha256` is kept (in the queue, the store or a spool)."
         sha = check_sha256(sha256)
-        if os.getpid() == self._pid and sha in self._pending:
+        self._this_process()
+        if sha in self._pending or self._stored(sha):
             return True
-        try:
-            if self.fs.exists(self.path(sha)):
-                return True
-        except Exception:
-            pass
-        return bool(self._spooled_copies(sha)) or self._stored(sha)
+        return bool(self._spooled_copies(sha)) or self._stored(sha)  # (replayed between the two looks)
 
     def _stored(self, sha: str) -> bool:
         try:
@@ -395,6 +406,7 @@ class PhotoStore:
     @property
     def spooled(self) -> int:
         "Number of this process's photos waiting in the spool on disk."
+        self._this_process()
         return sum(1 for _ in self._spool_files())
 
     # -- the writer thread
@@ -523,6 +535,7 @@ class PhotoStore:
 
     def replay(self) -> int:
         "Write the spooled photos to the store; return how many were written (photos it had already are not)."
+        self._this_process()
         with self._replay_lock:
             written = 0
             try:
@@ -582,6 +595,7 @@ class PhotoStore:
     def prune(self) -> dict:
         """Delete the photos older than `max_age_days`, then the oldest until the total is at most `max_bytes`;
         return what was removed and what is kept."""
+        self._this_process()
         with self._prune_lock:
             photos = sorted(self._listing(), key=lambda p: (p[2], p[0]))
             old, size = [], []

@@ -30,12 +30,14 @@ def test_forked_worker_keeps_photos(tmp_path):
     ps = PhotoStore(root, tmp_path / "spool", retry_every=0.2)
     try:
         parent_sha = ps.keep(b"photo kept before the fork")
+        assert ps.flush(10)
         pid = os.fork()
         if pid == 0:  # the child: its thread was not forked with it
             ok = False
             try:
+                seen = ps.flush(10) and ps.get(parent_sha) == b"photo kept before the fork"  # the parent's
                 sha = ps.keep(b"photo kept by the forked worker")
-                ok = ps.flush(10) and stored(root, sha).read_bytes() == b"photo kept by the forked worker"
+                ok = seen and ps.flush(10) and stored(root, sha).read_bytes() == b"photo kept by the forked worker"
             finally:
                 os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
