@@ -256,8 +256,9 @@ class PhotoStore:
         self.spool_dir, self.storage_options = Path(spool_dir), dict(storage_options or {})
         self.max_bytes, self.max_age_days, self.keep_location = max_bytes, max_age_days, keep_location
         self.retry_every, self.prune_every, self.max_queue_bytes = retry_every, prune_every, max_queue_bytes
-        self._store_tag = hashlib.sha256(self.url.encode()).hexdigest()[:8]
         self._open_fs()
+        where = f"{self._protocol}://{self.root}"  # the same store however its URL is spelled (relative path, ...)
+        self._store_tag = hashlib.sha256(where.encode()).hexdigest()[:8]
         self._closed = False
         self._start()
         atexit.register(self.close)
@@ -268,7 +269,8 @@ class PhotoStore:
         except (ImportError, ValueError) as e:
             raise type(e)(f"photo store {self.url!r}: {e} (a plain path is a local folder)") from e
         self.root = root.rstrip("/") or root
-        self._local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self._protocol, self._local = protocols[0], "file" in protocols
 
     def _start(self) -> None:
         "(Re)start the per-process state: queue, spool folder, writer thread; claim orphaned spools."
