@@ -489,12 +489,12 @@ def split_with_origins(df: pd.DataFrame, fractions=(0.8, 0.1, 0.1), seed: int = 
     "`stratified_split` of the lab rows and, on their own, of the field rows (needs `class`, `sha256`, `origin`)."
     split = pd.Series("train", index=df.index, dtype=object)
     lab = df["origin"] == "lab"
-    for part in (lab, ~lab):
+    twin = ~lab & df["sha256"].isin(df.loc[lab, "sha256"])  # a field photo byte-identical to a lab photo
+    for part in (lab, ~lab & ~twin):
         if part.any():
             split[part] = stratified_split(df[part], fractions, seed)
     where = split[lab].groupby(df.loc[lab, "sha256"]).first()
-    same = ~lab & df["sha256"].isin(where.index)
-    split[same] = df.loc[same, "sha256"].map(where)
+    split[twin] = df.loc[twin, "sha256"].map(where)
     return split.rename("split")
 
 # %% ../nbs/01_data.ipynb #e077f82c

@@ -359,7 +359,7 @@ def _plot_ood_scores(s_in, s_out: dict, abstain: dict, d_in, d_out: dict, path: 
 
 def run_ood(params, dirs: Dirs) -> dict:
     "What the model answers to what is not a leaf it knows -> reports/ood/ (metrics.json, figures/scores.png)."
-    from plant_disease.data import load_manifest
+    from plant_disease.data import field_not_a_leaf, load_manifest
     from plant_disease.inference import Predictor
 
     pred = Predictor.from_dir(dirs.models)
@@ -377,6 +377,8 @@ def run_ood(params, dirs: Dirs) -> dict:
         "objects": list(object_images(op.n_objects, 256, op.seed)),
         "noise": list(noise_images(op.n_noise, 256, op.seed)),
     }
+    if len(not_leaves := field_not_a_leaf(dirs.data)):
+        sets = {"field_not_a_leaf": not_leaves["path"].tolist(), **sets}
     if len(m.holdout):
         sets = {"holdout_classes": m.holdout["path"].tolist(), **sets}
     out = {name: probs_in_chunks(pred, imgs) for name, imgs in sets.items()}
@@ -385,6 +387,12 @@ def run_ood(params, dirs: Dirs) -> dict:
         p_in, y, {k: v[0] for k, v in out.items()}, pred.abstain, d_in, d_out if d_in is not None else None
     )
     rep["holdout_classes"] = m.summary.get("holdout_classes", [])
+    field = (test["origin"] == "field").to_numpy()
+    if field.any():  # field test leaves answered unknown: what a user in the field meets
+        rejected = abstains(p_in, pred.abstain, d_in)
+        rep["false_rejection_field"] = round(float(rejected[field].mean()), 4)
+        rep["false_rejection_lab"] = round(float(rejected[~field].mean()), 4) if (~field).any() else None
+        rep["n_in_field"] = int(field.sum())
     mean_auroc = {k: round(float(np.mean(list(v.values()))), 4) for k, v in rep["auroc"].items()}
     rep["best_probability_score"] = max(SCORES, key=lambda k: mean_auroc[k])
     rep["mean_auroc"] = mean_auroc
@@ -412,6 +420,11 @@ def ood_headline(dirs: Dirs) -> str:
         f"false rejection {rep['false_rejection']:.1%} of {rep['n_in']} test leaves; answered unknown: {rejected}; "
         f"mean AUROC {best} {rep['mean_auroc'][best]:.3f}"
         + (f", domain {rep['mean_auroc']['domain']:.3f}" if "domain" in rep["mean_auroc"] else "")
+        + (
+            f"; {rep['false_rejection_field']:.1%} of {rep['n_in_field']} field test leaves answered unknown"
+            if rep.get("n_in_field")
+            else ""
+        )
     )
 
 
@@ -423,6 +436,7 @@ def log_ood(dirs: Dirs) -> None:
     log_dict_metrics(
         {
             "false_rejection": rep["false_rejection"],
+            "false_rejection_field": rep.get("false_rejection_field"),
             "accuracy_accepted": rep["accuracy_accepted"],
             **{f"rejection_{k}": v for k, v in rep["rejection"].items()},
             **{f"auroc_{s}_{k}": v for s, a in rep["auroc"].items() for k, v in a.items()},

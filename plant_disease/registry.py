@@ -52,7 +52,7 @@ def score_model(model_uri: str, manifest: Manifest, split: str = "test", top_k: 
         raise ValueError(f"the {split!r} split is empty: nothing to score the model on")
     import mlflow
 
-    from plant_disease.evaluate import compute_metrics
+    from plant_disease.evaluate import compute_metrics, origin_metrics
 
     model = mlflow.pyfunc.load_model(model_uri)
     classes = list(
@@ -77,16 +77,37 @@ def score_model(model_uri: str, manifest: Manifest, split: str = "test", top_k: 
             for t in json.loads(top):
                 probs[i, index[t["label"]]] = t["probability"]
     k = min(top_k, len(classes))
-    m = compute_metrics([index[c] for c in df["class"]], probs, classes, top_k=k)
-    return {
+    y = [index[c] for c in df["class"]]
+    m = compute_metrics(y, probs, classes, top_k=k)
+    out = {
         "accuracy": m["accuracy"],
         "f1_macro": m["f1_macro"],
         f"top{k}_accuracy": m[f"top{k}_accuracy"],
         "n": len(df),
         "n_errors": int(errors.sum()),
     }
+    if "origin" in df.columns:  # lab and field photos apart (empty when the split has no field photos)
+        out |= origin_metrics(y, probs, classes, df["origin"].tolist())
+    return out
 
 # %% ../nbs/10_registry.ipynb #fe9b8120
+def _field_check(new: dict, production: dict | None, params: RegisterParams) -> tuple[bool, str] | None:
+    "(passed, words) of the field-photo regression check; None when it does not apply."
+    limit = params.max_field_regression
+    if limit is None or production is None or not new.get("n_test_field") or not production.get("n_test_field"):
+        return None
+    new_acc, prod_acc, n = new["accuracy_field"], production["accuracy_field"], new["n_test_field"]
+    if new_acc + 1e-9 < prod_acc - limit:
+        return False, (
+            f"field accuracy {new_acc:.4f} trails production's {prod_acc:.4f} by more than max_field_regression "
+            f"{limit:.4f} (on the same {n} field test photos)"
+        )
+    return (
+        True,
+        f"field accuracy {new_acc:.4f} within max_field_regression {limit:.4f} of production's {prod_acc:.4f} ({n} photos)",
+    )
+
+
 def gate(new: dict, production: dict | None, params: RegisterParams) -> tuple[bool, str]:
     "Whether `new` metrics pass the thresholds and the allowed regression against `production`, and why."
     eps, fails = 1e-9, []
@@ -101,6 +122,9 @@ def gate(new: dict, production: dict | None, params: RegisterParams) -> tuple[bo
                     f"{name} {new[key]:.4f} trails production's {production[key]:.4f} by more than "
                     f"max_regression {params.max_regression:.4f}"
                 )
+    field = _field_check(new, production, params)
+    if field is not None and not field[0]:
+        fails.append(field[1])
     if fails:
         return False, "; ".join(fails)
     vs = (
@@ -111,7 +135,7 @@ def gate(new: dict, production: dict | None, params: RegisterParams) -> tuple[bo
     )
     return True, (
         f"accuracy {new['accuracy']:.4f} >= {params.min_accuracy:.4f} and macro F1 {new['f1_macro']:.4f} "
-        f">= {params.min_f1_macro:.4f}, {vs}"
+        f">= {params.min_f1_macro:.4f}, {vs}" + (f"; {field[1]}" if field else "")
     )
 
 # %% ../nbs/10_registry.ipynb #dd91b830
@@ -169,6 +193,12 @@ def register_and_gate(
         "production_accuracy": prod["accuracy"] if prod else "none",
         "production_f1_macro": prod["f1_macro"] if prod else "none",
     }
+    if new.get("n_test_field"):
+        tags |= {
+            "accuracy_field": new["accuracy_field"],
+            "n_test_field": new["n_test_field"],
+            "production_accuracy_field": prod.get("accuracy_field", "none") if prod else "none",
+        }
     for k, v in tags.items():
         client.set_model_version_tag(name, version, k, str(v))
     aliases = {a: int(v) for a, v in client.get_registered_model(name).aliases.items()}
@@ -185,6 +215,7 @@ def register_and_gate(
             "min_accuracy": params.min_accuracy,
             "min_f1_macro": params.min_f1_macro,
             "max_regression": params.max_regression,
+            "max_field_regression": params.max_field_regression,
         },
         "aliases": dict(sorted(aliases.items())),
     }
@@ -479,10 +510,11 @@ def run_register(params, dirs: Dirs) -> dict:
 
 def register_headline(dirs: Dirs) -> str:
     g = json.loads((dirs.reports / "gate.json").read_text())
-    prod = g["aliases"].get("production")
+    prod, m = g["aliases"].get("production"), g["metrics"]
+    field = f", field accuracy {m['accuracy_field']:.3f} on {m['n_test_field']}" if m.get("n_test_field") else ""
     return (
-        f"gate {g['decision']} for version {g['version']} of {g['model_name']} (accuracy {g['metrics']['accuracy']:.3f}, "
-        f"macro F1 {g['metrics']['f1_macro']:.3f}); production: {f'version {prod}' if prod else 'none'}"
+        f"gate {g['decision']} for version {g['version']} of {g['model_name']} (accuracy {m['accuracy']:.3f}, "
+        f"macro F1 {m['f1_macro']:.3f}{field}); production: {f'version {prod}' if prod else 'none'}"
     )
 
 
