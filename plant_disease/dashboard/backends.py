@@ -15,7 +15,8 @@ import uuid
 from pathlib import Path
 
 from .settings import TOP_K, VARIANT, DashboardSettings
-from .words import DiagnosisError, check_upload, diagnosis_error
+from .words import DiagnosisError, ReviewError, check_upload, diagnosis_error
+from ..feedback import feedback_row
 from ..serving import PROJECT_ROOT, answer_dict, log_row
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,16 @@ class DashboardStartError(RuntimeError):
 
 
 class LibraryBackend:
-    "Diagnoses in this process with `Predictor.explain`; records answers and refusals in `predlog` when given."
+    """Diagnoses in this process with `Predictor.explain`; records answers and refusals in `predlog`, verdicts in
+    `feedbacklog` and keeps the answered photos in `photos` (a `PhotoStore`), each when given."""
 
     kind = "library"
 
-    def __init__(self, settings: DashboardSettings, predlog=None):
+    def __init__(self, settings: DashboardSettings, predlog=None, feedbacklog=None, photos=None):
         from plant_disease.registry import RegistryError, load_served_model
 
-        self.source, self.predlog = settings.model, predlog
+        self.source, self.predlog, self.feedbacklog, self.photos = settings.model, predlog, feedbacklog, photos
+        self.reviewer = settings.reviewer_name()
         try:
             m = load_served_model(
                 settings.model, settings.model_cache, settings.registry_uri(), PROJECT_ROOT, top_k=TOP_K
@@ -62,6 +65,11 @@ class LibraryBackend:
                 "model_version": self.model_version,
             }
         ]
+
+    @property
+    def classes(self) -> list[str]:
+        "The classes of the model answering."
+        return list(self.predictor.classes)
 
     def _record(self, answer: dict | None, **fields) -> None:
         "Write the prediction log's row (`serving.log_row`) for an answer or a refusal; never fails a diagnosis."
@@ -97,7 +105,38 @@ class LibraryBackend:
         ms = round(1000 * (time.perf_counter() - t), 2)
         answer = {"request_id": rid, **body, "latency_ms": ms, "queued_ms": None}
         self._record(answer, request_id=rid, latency_ms=ms)
+        self._keep(data, sha)
         return answer
+
+    def _keep(self, data: bytes, sha: str) -> None:
+        "Keep an answered photo in the photo store, if there is one; never fails a diagnosis."
+        if self.photos is None:
+            return
+        try:
+            self.photos.keep(data, sha)
+        except Exception:
+            log.exception("photo store: keep failed")
+
+    def feedback(
+        self, answer: dict, verdict: str, label: str | None = None, note: str | None = None, classes=None
+    ) -> dict:
+        """Record a verdict on `answer` (an answer dict or a prediction-log row) in the feedback log; return the row.
+        `classes`: those of the model that answered (default: this backend's model)."""
+        if self.feedbacklog is None:
+            raise ReviewError(
+                "Verdicts are kept in the prediction log's database, and this dashboard has none: set PD_DATABASE_URL "
+                "and reload the page."
+            )
+        row = feedback_row(
+            answer,
+            verdict,
+            label or None,
+            self.classes if classes is None else classes,
+            self.reviewer,
+            note,
+            source="dashboard",
+        )
+        return {**row, "id": self.feedbacklog.record(**row)}
 
 # %% ../../nbs/13c_dashboard_backends.ipynb #73b49aae
 def _detail(r) -> str:
@@ -157,6 +196,35 @@ class ApiBackend:
     def describe(self) -> list[dict]:
         "The service's variants (`GET /models`)."
         return self._call("GET", "/models")
+
+    def feedback(
+        self, answer: dict, verdict: str, label: str | None = None, note: str | None = None, classes=None
+    ) -> dict:
+        """Post a verdict on `answer` to the service (`POST /feedback`); return what was recorded. The service checks
+        the verdict against its log and the model's classes (`classes` is not used)."""
+        body = {
+            "request_id": answer["request_id"],
+            "image_sha256": answer.get("image_sha256"),
+            "verdict": verdict,
+            "label": label or None,
+            "note": note or None,
+        }
+        try:
+            out = self._call("POST", "/feedback", json=body)
+        except DiagnosisError as e:
+            if e.status in (401, 403):
+                raise ReviewError(
+                    "The verdict was not recorded: the dashboard's token (PD_API_TOKEN) may not record verdicts. Ask "
+                    f"the operator for a token with the `review` scope (HTTP {e.status}: {e.detail}).",
+                    e.detail,
+                    e.status,
+                ) from None
+            if e.status is not None and e.status < 500:
+                raise ReviewError(
+                    f"The verdict was not recorded: {e.detail} (HTTP {e.status}).", e.detail, e.status
+                ) from None
+            raise ReviewError(f"The verdict was not recorded. {e}", e.detail, e.status) from None
+        return {**body, **(out if isinstance(out, dict) else {})}
 
 # %% ../../nbs/13c_dashboard_backends.ipynb #1bd331a7
 def registry_metadata(name: str, version: str, tracking_uri: str | None = None) -> dict:

@@ -19,9 +19,9 @@ from ..eda import label_words
 from ..serving import variant_drift
 
 # %% auto #0
-__all__ = ['fig_png', 'answered', 'chart_top_k', 'variant_colours', 'chart_disease_frequency', 'chart_predictions_over_time',
-           'chart_confidence', 'chart_latency', 'summarise', 'served_models', 'drift_rows', 'thumbnail', 'scaled_png',
-           'confusion_png', 'per_class_png']
+__all__ = ['FIELD_FREQ', 'FIELD_STEP', 'fig_png', 'answered', 'chart_top_k', 'variant_colours', 'chart_disease_frequency',
+           'chart_predictions_over_time', 'chart_confidence', 'chart_latency', 'summarise', 'served_models',
+           'drift_rows', 'chart_field_accuracy', 'thumbnail', 'scaled_png', 'confusion_png', 'per_class_png']
 
 # %% ../../nbs/13d_dashboard_charts.ipynb #0b5d14fe
 def fig_png(fig: Figure) -> bytes:
@@ -232,6 +232,43 @@ def drift_rows(predlog, models: list[tuple], reference_for, window: int = 500) -
         | variant_drift(predlog, v, n, ver, reference_for(n, ver), window)
         for v, n, ver in models
     ]
+
+# %% ../../nbs/13d_dashboard_charts.ipynb #fdc8611c
+FIELD_FREQ = {"h": "hour", "D": "day", "W": "week"}  # the periods of field accuracy (`field.field_accuracy`'s freq)
+FIELD_STEP = {"h": "1h", "D": "1D", "W": "7D"}
+
+
+def chart_field_accuracy(
+    over_time: pd.DataFrame, lab: dict | None = None, colours: dict | None = None, freq: str = "D"
+) -> Figure:
+    """Field accuracy per period and variant with its interval (`over_time`: `field.field_accuracy` by variant and
+    `freq`); `lab`: `{variant: (label, lab test accuracy)}` drawn as dashed lines."""
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = _fig(7.5, 3.4)
+    title = f"Field accuracy per {FIELD_FREQ.get(freq, freq)} (reviewed answers, 95% interval)"
+    d = over_time.dropna(subset=["accuracy"]) if len(over_time) else over_time
+    if d.empty:
+        return _nothing(ax, title, "No reviewed answers in this window")
+    d = d.assign(variant=d["variant"].fillna("unknown").astype(str), period=pd.to_datetime(d["period"]))
+    colours = {**{v: f"C{i}" for i, v in enumerate(sorted(d["variant"].unique()))}, **(colours or {})}
+    for v, g in d.groupby("variant"):
+        acc = g["accuracy"].astype(float).to_numpy()
+        err = np.clip([acc - g["ci_low"].astype(float), g["ci_high"].astype(float) - acc], 0, None)
+        ax.errorbar(g["period"], acc, yerr=err, fmt="-o", ms=4, capsize=4, color=colours[v], label=f"{v} (field)")
+        for t, a, n in zip(g["period"], acc, g["n"]):
+            ax.annotate(f"n={int(n)}", (t, a), textcoords="offset points", xytext=(4, 6), fontsize=7, color="0.3")
+    for v, (name, a) in (lab or {}).items():
+        if a is not None:
+            ax.axhline(a, ls="--", lw=1, color=colours.get(v, "0.4"), label=f"{name} lab test {a:.0%}")
+    ax.set(ylim=(0, 1.08), ylabel="right", xlabel="answered (UTC)", title=title)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.legend(fontsize=8, loc="lower left")
+    _time_axis(ax)
+    if d["period"].nunique() == 1:  # one period: a readable span around it
+        t = d["period"].iloc[0]
+        ax.set_xlim(t - pd.Timedelta(FIELD_STEP.get(freq, "1D")), t + pd.Timedelta(FIELD_STEP.get(freq, "1D")))
+    return fig
 
 # %% ../../nbs/13d_dashboard_charts.ipynb #e70d4fb7
 def thumbnail(data: bytes, size: int = 320) -> bytes | None:

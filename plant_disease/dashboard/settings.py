@@ -5,6 +5,7 @@
 # %% ../../nbs/13a_dashboard_settings.ipynb #521bf964
 from __future__ import annotations
 
+import getpass
 import os
 import re
 from pathlib import Path
@@ -38,6 +39,7 @@ class DashboardSettings(ServingSettings):
     min_confidence: float = Field(0.6, ge=0, le=1, validation_alias="PD_DASHBOARD_MIN_CONFIDENCE")
     notes: Path | None = Field(None, validation_alias="PD_DASHBOARD_NOTES")
     max_upload_mb: float = Field(50.0, gt=0, le=1024, validation_alias="PD_DASHBOARD_MAX_UPLOAD_MB")
+    reviewer: str | None = Field(None, max_length=128, validation_alias="PD_DASHBOARD_REVIEWER")
     api_url: str | None = None
     api_token: SecretStr | None = None
 
@@ -65,6 +67,15 @@ class DashboardSettings(ServingSettings):
     def notes_path(self) -> Path:
         "The management notes file: `PD_DASHBOARD_NOTES`, else the package's own."
         return self.notes or MANAGEMENT_NOTES
+
+    def reviewer_name(self) -> str:
+        "Who records the verdicts of this dashboard (library backend): `PD_DASHBOARD_REVIEWER`, else the OS user."
+        if self.reviewer:
+            return self.reviewer
+        try:
+            return getpass.getuser()
+        except Exception:  # no user name in this environment (a container without one)
+            return "dashboard"
 
 
 ENV_VARS = {f: DashboardSettings.env_name(f) for f in DashboardSettings.model_fields}  # field -> variable

@@ -19,12 +19,14 @@ from .backends import ApiBackend, LibraryBackend, local_card, registry_metadata
 from plant_disease.dashboard.charts import (
     chart_confidence,
     chart_disease_frequency,
+    chart_field_accuracy,
     chart_latency,
     chart_predictions_over_time,
     chart_top_k,
     confusion_png,
     drift_rows,
     fig_png,
+    variant_colours,
     per_class_png,
     scaled_png,
     served_models,
@@ -36,20 +38,43 @@ from plant_disease.dashboard.fragments import (
     answer_html,
     drift_html,
     error_html,
+    field_html,
     meta_html,
     model_card_html,
     notes_html,
+    recorded_html,
+    review_item_html,
+    verdict_problem_html,
 )
-from .settings import DashboardSettings, load_notes
-from .words import DiagnosisError, verdict
+from .settings import DashboardConfigError, DashboardSettings, load_notes
+from plant_disease.dashboard.words import (
+    PICK_CLASS,
+    VERDICT_BUTTONS,
+    DiagnosisError,
+    ReviewError,
+    class_choices,
+    verdict,
+)
 from ..eda import label_words
+from ..feedback import FeedbackError
+from ..field import field_accuracy, field_summary, review_queue, reviewed
 from ..images import ACCEPTED_FORMATS, formats_words
-from ..serving import PROJECT_ROOT, open_prediction_log, reference_of
+from ..ood import UNKNOWN
+from plant_disease.serving import (
+    PROJECT_ROOT,
+    SettingsError,
+    lab_accuracy,
+    open_feedback_log,
+    open_photo_store,
+    open_prediction_log,
+    reference_of,
+)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ACCEPT', 'WINDOWS', 'auto_freq', 'Dashboard']
+__all__ = ['log', 'ACCEPT', 'WINDOWS', 'FIELD_PERIODS', 'REVIEW_PAGE', 'REVIEW_WINDOW', 'field_period', 'auto_freq', 'Dashboard',
+           'VerdictBox']
 
 # %% ../../nbs/13f_dashboard_widgets.ipynb #96fce64d
 _esc = html.escape
@@ -65,6 +90,17 @@ WINDOWS = {
     "Last 30 days": (timedelta(days=30), "1D"),
     "Everything": (None, None),
 }
+FIELD_PERIODS = {"Last hour": "h", "Last 24 hours": "h", "Last 7 days": "D", "Last 30 days": "D", "Everything": None}
+REVIEW_PAGE = 20  # answers shown in the Review tab at a time
+REVIEW_WINDOW = timedelta(days=90)  # the Review tab's queue: the answers of this long
+
+
+def field_period(reviewed_df: pd.DataFrame) -> str:
+    "The period of field accuracy over time for the span of the reviewed answers: hour, day or week."
+    if reviewed_df.empty:
+        return "D"
+    span = reviewed_df["answered_at"].max() - reviewed_df["answered_at"].min()
+    return "h" if span <= pd.Timedelta("2D") else "D" if span <= pd.Timedelta("90D") else "W"
 
 
 def auto_freq(df: pd.DataFrame) -> str:
@@ -84,12 +120,16 @@ def auto_freq(df: pd.DataFrame) -> str:
 
 
 class Dashboard:
-    "The dashboard's widgets: Diagnose, Analytics and Model tabs over one backend."
+    """The dashboard's widgets: Diagnose, Review, Analytics and Model tabs over one backend; the reviewers' verdicts
+    are read from `feedbacklog`, the kept photos from `photos` (a `PhotoStore`)."""
 
-    def __init__(self, settings: DashboardSettings, backend, notes: dict, predlog=None):
+    def __init__(self, settings: DashboardSettings, backend, notes: dict, predlog=None, feedbacklog=None, photos=None):
         import ipywidgets as W
 
         self.settings, self.backend, self.notes, self.predlog = settings, backend, notes, predlog
+        self.feedbacklog, self.photos = feedbacklog, photos
+        self._metadata: dict[tuple, dict | str] = {}
+        self._lab: dict[tuple, float] = {}
         self.batches = 0  # uploads diagnosed so far (the status carries it as data-batch, for scripts and tests)
         models = backend.describe() if backend.kind == "library" else []
         served = (
@@ -118,6 +158,15 @@ class Dashboard:
         self.results.add_class("pd-results")
         self.upload.observe(self._on_upload, "value")
         diagnose = W.VBox([self.upload, self.status, self.results])
+        # Review
+        self.refresh_review = W.Button(description="Refresh", icon="refresh")
+        self.refresh_review.add_class("pd-review-refresh")
+        self.review_status = W.HTML()
+        self.review_status.add_class("pd-review-status")
+        self.review_items = W.VBox()
+        self.review_items.add_class("pd-review")
+        self.refresh_review.on_click(lambda _: self.render_review())
+        review = W.VBox([self.refresh_review, self.review_status, self.review_items])
         # Analytics
         self.window = W.Dropdown(options=list(WINDOWS), value="Last 24 hours", description="Window")
         self.window.add_class("pd-window")
@@ -126,7 +175,10 @@ class Dashboard:
         self.summary.add_class("pd-summary")
         self.drift = W.HTML()
         self.drift.add_class("pd-drift")
-        self._references: dict[tuple, dict | str] = {}
+        self.field = W.HTML()
+        self.field.add_class("pd-field")
+        self.field_chart = W.Image(format="png", layout=W.Layout(width="100%", max_width="760px"))
+        self.field_chart.add_class("pd-chart-field")
         self.charts = {
             k: W.Image(format="png", layout=W.Layout(width="100%"))
             for k in ("frequency", "time", "confidence", "latency")
@@ -138,31 +190,52 @@ class Dashboard:
         )
         self.window.observe(lambda _: self.render_analytics(), "value")
         self.refresh_analytics.on_click(lambda _: self.render_analytics())
-        analytics = W.VBox([W.HBox([self.window, self.refresh_analytics]), self.summary, self.drift, self.chart_grid])
+        analytics = W.VBox(
+            [
+                W.HBox([self.window, self.refresh_analytics]),
+                self.summary,
+                self.field,
+                self.field_chart,
+                self.drift,
+                self.chart_grid,
+            ]
+        )
         # Model
         self.refresh_model = W.Button(description="Refresh", icon="refresh")
         self.model_box = W.VBox()
         self.model_box.add_class("pd-model")
         self.refresh_model.on_click(lambda _: self.render_model())
         model = W.VBox([self.refresh_model, self.model_box])
-        self.tabs = W.Tab(children=[diagnose, analytics, model], titles=("Diagnose", "Analytics", "Model"))
+        self.tabs = W.Tab(
+            children=[diagnose, review, analytics, model], titles=("Diagnose", "Review", "Analytics", "Model")
+        )
         self.tabs.observe(self._on_tab, "selected_index")
         self.widget = W.VBox([self.header, self.tabs])
         self.widget.add_class("pd-dashboard")
 
     @classmethod
     def from_settings(cls, settings: DashboardSettings) -> "Dashboard":
-        "Load notes, open the prediction log (if `PD_DATABASE_URL`), start the backend."
+        """Load notes, open the prediction and feedback logs (if `PD_DATABASE_URL`) and the photo store (if
+        `PD_KEEP_PHOTOS`), start the backend."""
         notes = load_notes(settings.notes_path())
-        predlog = (
-            open_prediction_log(settings.database_url, settings.spool_dir, migrate=settings.backend == "library")
-            if settings.database_url
-            else None
+        predlog = feedbacklog = None
+        if settings.database_url:
+            predlog = open_prediction_log(
+                settings.database_url, settings.spool_dir, migrate=settings.backend == "library"
+            )
+            feedbacklog = open_feedback_log(settings.database_url, settings.spool_dir)
+        try:
+            photos = open_photo_store(settings)
+        except SettingsError as e:
+            raise DashboardConfigError(f"dashboard settings: {e}") from None
+        backend = (
+            LibraryBackend(settings, predlog, feedbacklog, photos)
+            if settings.backend == "library"
+            else ApiBackend(settings)
         )
-        backend = LibraryBackend(settings, predlog) if settings.backend == "library" else ApiBackend(settings)
         if backend.kind == "library" and (none := [c for c in backend.predictor.classes if c not in notes]):
             log.warning("no management notes for %d class(es) of the model: %s", len(none), ", ".join(none[:5]))
-        return cls(settings, backend, notes, predlog)
+        return cls(settings, backend, notes, predlog, feedbacklog, photos)
 
     # -- Diagnose
     def _on_upload(self, change) -> None:
@@ -247,16 +320,191 @@ class Dashboard:
                 W.HBox(pics, layout=W.Layout(flex_flow="row wrap")),
                 W.HTML(notes_html(answer["label"], self.notes, v["sure"], v["unknown"])),
                 W.HTML(meta_html(answer, len(data))),
+                self.verdict_box(answer, ("confirmed", "corrected", "not_a_leaf")),
             ]
         )
         card.add_class("pd-result")
         return card
 
+    # -- Verdicts
+    def can_record(self) -> bool:
+        "Whether verdicts can be recorded: through the service (api), or in the prediction log's database (library)."
+        return self.backend.kind == "api" or self.feedbacklog is not None
+
+    def verdict_box(self, answer: dict, verdicts, done=None):
+        "The verdict buttons of an answer (or a line saying why there are none)."
+        import ipywidgets as W
+
+        if not self.can_record():
+            w = W.HTML(
+                '<div class="pd-muted pd-verdict-off">To confirm or correct answers, the dashboard needs the prediction '
+                "log's database: set PD_DATABASE_URL.</div>"
+            )
+            w.add_class("pd-verdict")
+            return w
+        classes = self.classes_for(answer)
+        return VerdictBox(
+            answer.get("label"),
+            classes,
+            lambda v, label, note: self.record_verdict(answer, v, label, note, classes),
+            verdicts,
+            done,
+        ).widget
+
+    def record_verdict(
+        self, answer: dict, verdict: str, label: str | None = None, note: str | None = None, classes=None
+    ) -> dict:
+        """Record a verdict on `answer` through the backend; the recorded row, with `pending` when it waits for the
+        database. Raises `FeedbackError` or `ReviewError` (a sentence) when it cannot be recorded."""
+        row = self.backend.feedback(answer, verdict, label, note, classes=classes)
+        if self.backend.kind == "library":
+            written = self.feedbacklog.flush(5)  # in the database (or spooled) before the Review tab reads it
+            return {**row, "pending": not written or not self.feedbacklog.healthy}
+        return {**row, "pending": row.get("checked") is False}
+
+    def metadata_for(self, model_name: str | None, model_version: str | None) -> dict | str:
+        """The classes.json of a model version that answered, or why it cannot be read (remembered for the
+        dashboard's lifetime, except a registry or service that did not answer)."""
+        key = (model_name, model_version)
+        if key in self._metadata:
+            return self._metadata[key]
+        try:
+            if model_name is None:
+                out = "the log does not name the model"
+            elif self.backend.kind == "library" and key == (self.backend.model_name, self.backend.model_version):
+                out = self.backend.predictor.metadata
+            elif model_name.startswith("local:"):
+                src = next(
+                    (
+                        m.get("source")
+                        for m in (self.backend.describe() if self.backend.kind == "api" else [])
+                        if (m.get("model_name"), str(m.get("model_version"))) == key
+                    ),
+                    None,
+                )
+                folder = None if src is None else (Path(src) if Path(src).is_absolute() else PROJECT_ROOT / src)
+                if folder is not None and (folder / "classes.json").is_file():
+                    out = json.loads((folder / "classes.json").read_text())
+                else:
+                    out = "a model folder this dashboard cannot read"
+            else:
+                out = registry_metadata(model_name, str(model_version), self.settings.registry_uri())
+        except Exception as e:  # registry or service down: try again next time
+            return f"its classes.json cannot be read ({type(e).__name__})"
+        self._metadata[key] = out
+        return out
+
+    def classes_for(self, answer: dict) -> list[str]:
+        """The classes a reviewer may correct `answer` to: those of the model that answered (the library backend's
+        own, or its classes.json), else the labels the answer ranked (its top-k)."""
+        key = (answer.get("model_name"), None if answer.get("model_version") is None else str(answer["model_version"]))
+        if self.backend.kind == "library" and key == (self.backend.model_name, str(self.backend.model_version)):
+            return self.backend.classes
+        meta = self.metadata_for(*key)
+        if isinstance(meta, dict) and meta.get("classes"):
+            return list(meta["classes"])
+        top = answer.get("top_k") or []
+        if isinstance(top, str):
+            top = json.loads(top)
+        return [t["label"] for t in top if t.get("label") not in (None, UNKNOWN)]
+
+    def lab_for(self, model_name: str | None, model_version: str | None) -> float | None:
+        "The lab test accuracy the registry recorded for a model version (`serving.lab_accuracy`), or None."
+        key = (model_name, model_version)
+        if key not in self._lab:
+            a = lab_accuracy(self.settings.registry_uri(), model_name, model_version)
+            if a is None:
+                return None  # not registered, or the registry did not answer: asked again next time
+            self._lab[key] = a
+        return self._lab[key]
+
+    # -- Review
+    def render_review(self, limit: int = REVIEW_PAGE) -> pd.DataFrame | None:
+        """List the answers of the last `REVIEW_WINDOW` that most need an expert and have no verdict yet
+        (`field.review_queue`), at most `limit`, each with its photo (when kept) and the verdict buttons."""
+        if self.predlog is None or self.feedbacklog is None:
+            self.review_status.value = (
+                '<div class="pd-unsure-box">The Review tab reads the answers and the verdicts in the prediction '
+                "log's database: set PD_DATABASE_URL and reload the page.</div>"
+            )
+            self.review_items.children = ()
+            return None
+        self.review_status.value = '<span class="pd-muted">Reading the prediction log…</span>'
+        since = datetime.now(timezone.utc) - REVIEW_WINDOW
+        try:
+            self.predlog.flush(5)  # this dashboard's latest answers first
+            queue = review_queue(self.predlog.frame(since=since), self.feedbacklog.frame(since=since), limit=10**9)
+        except Exception as e:
+            log.warning("review queue: the prediction log cannot be read (%s: %s)", type(e).__name__, e)
+            self.review_status.value = (
+                '<div class="pd-unsure-box">The prediction log cannot be read right now '
+                f"({_esc(type(e).__name__)}): try Refresh later.</div>"
+            )
+            self.review_items.children = ()
+            return None
+        shown = queue.head(limit)
+        items = []
+        for row in shown.to_dict("records"):
+            items.append(self._review_item(row))
+        self.review_items.children = tuple(items)
+        n, days = len(queue), REVIEW_WINDOW.days
+        self.review_status.value = (
+            f'<div class="pd-review-done" data-waiting="{n}"><b class="pd-review-count">{n}</b> answer'
+            f"{'s' * (n != 1)} of the last {days} days wait{'s' * (n == 1)} for an expert"
+            + (f"; the {len(shown)} that most need one first" if n > len(shown) else "")
+            + " (unknown answers, then answers the variants disagree on, then the least confident). The "
+            "latest verdict on a photo counts.</div>"
+            + ("" if self.photos is not None else '<div class="pd-muted">Photos are not kept (PD_KEEP_PHOTOS).</div>')
+        )
+        return shown
+
+    def _review_item(self, row: dict):
+        import ipywidgets as W
+
+        data = None
+        if self.photos is not None and row.get("image_sha256"):
+            try:
+                data = self.photos.get(row["image_sha256"])
+            except Exception as e:
+                log.warning("photo store: reading %s failed (%s)", row["image_sha256"], e)
+        th = thumbnail(data) if data else None
+        if th is not None:
+            photo = W.Image(value=th, format="jpeg", layout=W.Layout(width="200px"))
+            photo.add_class("pd-review-photo")
+        else:
+            photo = W.HTML('<div class="pd-muted" style="width: 200px">photo not kept</div>')
+            photo.add_class("pd-no-photo")
+        facts = W.HTML(review_item_html(row))
+        item = W.VBox()
+
+        def done(recorded):  # the item leaves the queue: what was recorded stays on the page until the next refresh
+            item.add_class("pd-reviewed")
+            item.children = (
+                W.HTML(review_item_html(row)),
+                W.HTML(
+                    recorded_html(
+                        recorded["verdict"],
+                        row.get("label"),
+                        recorded.get("label") if recorded["verdict"] == "corrected" else None,
+                        recorded.get("pending", False),
+                    )
+                ),
+            )
+
+        box = self.verdict_box(row, ("confirmed", "corrected", "not_a_leaf", "unsure"), done)
+        item.children = (W.HBox([photo, W.VBox([facts, box])], layout=W.Layout(align_items="flex-start")),)
+        item.add_class("pd-review-item")
+        item.add_class(f"pd-reason-{row.get('reason')}")
+        return item
+
     # -- Analytics and Model, rendered when their tab is opened
     def _on_tab(self, change) -> None:
-        if change["new"] == 1:
+        tab = self.tabs.titles[change["new"]]
+        if tab == "Review":
+            self.render_review()
+        elif tab == "Analytics":
             self.render_analytics()
-        elif change["new"] == 2:
+        elif tab == "Model":
             self.render_model()
 
     def render_analytics(self) -> dict | None:
@@ -268,6 +516,7 @@ class Dashboard:
             )
             self.drift.value = ""
             self.chart_grid.layout.display = "none"
+            self.field.value, self.field_chart.layout.display = "", "none"
             return None
         span, freq = WINDOWS[self.window.value]
         end = datetime.now(timezone.utc)
@@ -283,6 +532,7 @@ class Dashboard:
             )
             self.drift.value = ""
             self.chart_grid.layout.display = "none"
+            self.field.value, self.field_chart.layout.display = "", "none"
             return None
         freq = freq or auto_freq(df)
         end = None if start is None else end
@@ -295,6 +545,7 @@ class Dashboard:
             self.charts[k].value = fig_png(fig)
         self.chart_grid.layout.display = None
         self.render_drift(df)
+        self.render_field(df, start)
         s = summarise(df)  # the summary comes last: when it shows, the charts and the drift panel are there
         ms = lambda x: "–" if x is None else f"{x:.0f}"
         per = "".join(
@@ -314,40 +565,48 @@ class Dashboard:
         )
         return s
 
-    def reference_for(self, model_name: str | None, model_version: str | None) -> dict | str:
-        "The validation profile of a model version, or why there is none (remembered for the dashboard's lifetime)."
-        key = (model_name, model_version)
-        if key in self._references:
-            return self._references[key]
-        meta, why = None, None
+    def render_field(self, df: pd.DataFrame, start: datetime | None = None) -> dict | None:
+        """The field accuracy panel and chart for the answers in `df` (the Analytics window), judged by the verdicts
+        in the feedback log (`field.field_summary`, as the service's `GET /feedback/stats`); the summary."""
+        if self.feedbacklog is None:
+            self.field.value = (
+                "<h4>Field accuracy</h4><div class='pd-muted'>Field accuracy reads the reviewers' verdicts in the "
+                "prediction log's database: set PD_DATABASE_URL.</div>"
+            )
+            self.field_chart.layout.display = "none"
+            return None
         try:
-            if model_name is None:
-                why = "the log does not name the model"
-            elif self.backend.kind == "library" and key == (self.backend.model_name, self.backend.model_version):
-                meta = self.backend.predictor.metadata
-            elif model_name.startswith("local:"):
-                src = next(
-                    (
-                        m.get("source")
-                        for m in (self.backend.describe() if self.backend.kind == "api" else [])
-                        if (m.get("model_name"), str(m.get("model_version"))) == key
-                    ),
-                    None,
-                )
-                folder = None if src is None else (Path(src) if Path(src).is_absolute() else PROJECT_ROOT / src)
-                if folder is not None and (folder / "classes.json").is_file():
-                    meta = json.loads((folder / "classes.json").read_text())
-                else:
-                    why = "a model folder this dashboard cannot read"
-            else:
-                meta = registry_metadata(model_name, str(model_version), self.settings.registry_uri())
-        except Exception as e:  # registry or service down: try again on the next refresh
-            return f"its classes.json cannot be read ({type(e).__name__})"
-        ref = reference_of(meta) if why is None else None
-        self._references[key] = out = (
-            ref if ref is not None else (why or "the model has no validation profile (trained before drift monitoring)")
-        )
-        return out
+            fb = self.feedbacklog.frame(since=start)
+        except Exception as e:
+            log.warning("field accuracy: the feedback log cannot be read (%s: %s)", type(e).__name__, e)
+            self.field.value = (
+                "<h4>Field accuracy</h4><div class='pd-unsure-box'>The reviewers' verdicts cannot be read right now "
+                f"({_esc(type(e).__name__)}): try Refresh later.</div>"
+            )
+            self.field_chart.layout.display = "none"
+            return None
+        rev = reviewed(df, fb)
+        period = FIELD_PERIODS[self.window.value] or field_period(rev)
+        versions = {(n, None if v is None else str(v)) for _, n, v in served_models(df)}
+        lab = {v: a for n, v in versions if (a := self.lab_for(n, v)) is not None}
+        s = field_summary(df, fb, lab, period)
+        counted = rev[rev["counts"].astype(bool)]
+        lines = {}  # variant -> (its latest model version, lab accuracy)
+        for r in counted.sort_values("answered_at").drop_duplicates("variant", keep="last").to_dict("records"):
+            if (a := lab.get(str(r["model_version"]))) is not None:
+                lines[str(r["variant"])] = (f"{r['model_name']} v{r['model_version']}", a)
+        over_time = field_accuracy(rev, by="variant", freq=period)
+        self.field_chart.value = fig_png(chart_field_accuracy(over_time, lines, variant_colours(df), period))
+        self.field_chart.layout.display = None
+        self.field.value = field_html(s, self.window.value.lower())
+        return s
+
+    def reference_for(self, model_name: str | None, model_version: str | None) -> dict | str:
+        "The validation profile of a model version, or why there is none."
+        meta = self.metadata_for(model_name, model_version)
+        if isinstance(meta, str):
+            return meta
+        return reference_of(meta) or "the model has no validation profile (trained before drift monitoring)"
 
     def render_drift(self, df: pd.DataFrame) -> list[dict]:
         "The drift panel for the models that answered in `df` (the Analytics window)."
@@ -435,3 +694,70 @@ class Dashboard:
                 kids.append(im)
         self.model_box.children = tuple(kids)
         return cards
+
+# %% ../../nbs/13f_dashboard_widgets.ipynb #173acaa7
+class VerdictBox:
+    """The verdict buttons of an answer that `said` a class: `record(verdict, label, note)` records one and returns
+    the row (or raises `FeedbackError`/`ReviewError`); `done(row)` is called after each recorded verdict."""
+
+    def __init__(self, said: str | None, classes, record, verdicts=("confirmed", "corrected", "not_a_leaf"), done=None):
+        import ipywidgets as W
+
+        self.said, self._record, self._done = said, record, done
+        self.picker = W.Dropdown(
+            options=[("the class it shows…", "")] + class_choices(classes), value="", layout=W.Layout(width="auto")
+        )
+        self.picker.add_class("pd-correct-class")
+        self.note = W.Text(placeholder="Note (optional): what you saw", layout=W.Layout(width="420px"))
+        self.note.add_class("pd-note")
+        self.buttons = {}
+        for v in verdicts:
+            b = W.Button(description=VERDICT_BUTTONS[v], layout=W.Layout(width="auto"))
+            b.add_class(f"pd-verdict-{v.replace('_', '-')}")
+            b.on_click(lambda _, v=v: self.press(v))
+            self.buttons[v] = b
+        self.message = W.HTML()
+        self.message.add_class("pd-verdict-message")
+        row = [self.buttons[v] for v in verdicts if v != "corrected"]
+        if "corrected" in self.buttons:
+            row[1:1] = [self.picker, self.buttons["corrected"]]
+        self.widget = W.VBox(
+            [
+                W.HTML("<b>Your verdict</b> <span class='pd-muted'>(it measures the model in the field)</span>"),
+                W.HBox(row, layout=W.Layout(flex_flow="row wrap", align_items="center")),
+                self.note,
+                self.message,
+            ]
+        )
+        self.widget.add_class("pd-verdict")
+
+    def press(self, verdict: str) -> dict | None:
+        "Record `verdict` (corrected: to the picked class); the recorded row, or None (the box says why)."
+        label = (self.picker.value or None) if verdict == "corrected" else None
+        if verdict == "corrected" and label is None:
+            self.message.value = verdict_problem_html(PICK_CLASS)
+            return None
+        for b in self.buttons.values():
+            b.disabled = True
+        try:
+            row = self._record(verdict, label, self.note.value.strip() or None)
+        except FeedbackError as e:
+            self.message.value = verdict_problem_html(f"The verdict was not recorded: {e}")
+            return None
+        except ReviewError as e:
+            self.message.value = verdict_problem_html(str(e))
+            return None
+        except Exception as e:
+            log.exception("recording a verdict failed")
+            self.message.value = verdict_problem_html(
+                f"Something went wrong: the verdict was not recorded ({type(e).__name__}). Try again, or tell the "
+                "operator."
+            )
+            return None
+        finally:
+            for b in self.buttons.values():
+                b.disabled = False
+        self.message.value = recorded_html(verdict, self.said, label, row.get("pending", False))
+        if self._done is not None:
+            self._done(row)
+        return row

@@ -16,7 +16,8 @@ from ..serving import check_upload as check_bytes
 
 # %% auto #0
 __all__ = ['EMPTY', 'NOT_AN_IMAGE', 'DAMAGED', 'P', 'SENTENCES', 'NOT_SURE', 'UNKNOWN_HEADLINE', 'UNKNOWN_ADVICE', 'DRIFT_WORDS',
-           'DiagnosisError', 'plain_reason', 'diagnosis_error', 'check_upload', 'verdict', 'answer_words']
+           'VERDICT_BUTTONS', 'REASON_WORDS', 'PICK_CLASS', 'DiagnosisError', 'plain_reason', 'diagnosis_error',
+           'check_upload', 'verdict', 'answer_words', 'ReviewError', 'class_choices', 'recorded_words']
 
 # %% ../../nbs/13b_dashboard_words.ipynb #2b1100c0
 class DiagnosisError(ValueError):
@@ -121,3 +122,38 @@ DRIFT_WORDS = {
     "too_few": "too few answers",
     "unavailable": "unavailable",
 }
+
+# %% ../../nbs/13b_dashboard_words.ipynb #91942d70
+class ReviewError(ValueError):
+    """A verdict the dashboard could not record: `str(e)` says why in plain words, `detail` the technical reason,
+    `status` the service's HTTP status (api backend)."""
+
+    def __init__(self, message: str, detail: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.detail, self.status = detail, status
+
+
+VERDICT_BUTTONS = {"confirmed": "Confirm", "corrected": "Correct", "not_a_leaf": "Not a leaf", "unsure": "Unsure"}
+REASON_WORDS = {
+    "unknown": "answered unknown",
+    "disagreement": "the variants answered this photo differently",
+    "low_confidence": "low confidence",
+}
+PICK_CLASS = "Choose the class the photo shows in the list, then press Correct."
+
+
+def class_choices(classes) -> list[tuple[str, str]]:
+    "The class picker's options: `(class in words, label)` for each class of the model, sorted by the words."
+    return sorted(((label_words(c), c) for c in dict.fromkeys(classes) if c != UNKNOWN), key=lambda x: x[0].lower())
+
+
+def recorded_words(verdict: str, said: str | None, label: str | None = None) -> str:
+    "What a card says once `verdict` on an answer that `said` a class (corrected: to `label`) is recorded."
+    said_w = answer_words(said) if said else "the answer"
+    what = {
+        "confirmed": f"you confirmed the answer, {said_w}.",
+        "corrected": f"you corrected {said_w} to {answer_words(label) if label else '?'}.",
+        "not_a_leaf": "the photo is not a leaf (it is left out of field accuracy).",
+        "unsure": "unsure (left out of field accuracy).",
+    }[verdict]
+    return f"Recorded: {what} The latest verdict counts: press another button to change it."
