@@ -65,7 +65,7 @@ predictions = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("request_id", sa.String(64), index=True),
     sa.Column("filename", sa.String(255)),
-    sa.Column("image_sha256", sa.String(64)),
+    sa.Column("image_sha256", sa.String(64), index=True),
     sa.Column("class_id", sa.Integer),
     sa.Column("label", sa.String(128)),
     sa.Column("confidence", sa.Float),
