@@ -3,7 +3,7 @@ evaluate, with lab and field test photos scored apart, and the `not_a_leaf` phot
 
 Stand-in field photos: lab photos of the shared sample (ones the lab manifest does not use) altered by the
 robustness corruptions a field photo suffers (a cluttered background, blur, dim light), written as the folder
-`plant-disease field-export` writes (`make_field_folder`: swap it for the real export to test the whole loop).
+`plant-disease field-export` writes it (`make_field_folder`: answered, kept, reviewed, exported, through the library).
 """
 
 import hashlib
@@ -77,25 +77,57 @@ def add_to_export(folder: Path, data: bytes, cls: str, verdict: str, predicted: 
 
 
 def make_field_folder(dest: Path, photos: dict[str, list[Path]], not_a_leaf: list[bytes], seed: int = 0) -> Path:
-    """A field-export folder (manifest.csv, `<Class>/<sha256>.jpg`, `not_a_leaf/`, export.json) of stand-in field
-    photos: each lab photo in `photos` (class -> files) under one of CORRUPTIONS in turn; every other one
-    `corrected` (the model had answered another class), the rest `confirmed`."""
+    """The field-export folder of stand-in field photos, made by the loop itself: each lab photo in `photos` (class ->
+    files), under one of CORRUPTIONS in turn, is answered (prediction log), kept (photo store) and reviewed (a verdict
+    checked by `feedback_row`, in the feedback log) in a SQLite log; every other one `corrected` (the model had
+    answered another class), the rest `confirmed`; the `not_a_leaf` photos answered as a leaf and marked so. Then
+    `plant-disease field-export` writes `dest` from the log and the store."""
+    import os
+    import uuid
+
+    from plant_disease.cli import main
+    from plant_disease.feedback import FeedbackLog, feedback_row
+    from plant_disease.photostore import PhotoStore
+    from plant_disease.predlog import PredictionLog, upgrade
+
     rng = np.random.default_rng(seed)
-    dest.mkdir(parents=True)
-    verdicts = {"confirmed": 0, "corrected": 0, NOT_A_LEAF: 0}
-    for cls, files in photos.items():
-        for i, f in enumerate(files):
-            kind, severity = CORRUPTIONS[i % len(CORRUPTIONS)]
-            image = corrupt(np.asarray(Image.open(f).convert("RGB")), kind, severity, rng)
-            verdict = "corrected" if i % 2 else "confirmed"
-            other = next(c for c in photos if c != cls)
-            add_to_export(dest, _jpeg(image), cls, verdict, predicted=other if verdict == "corrected" else cls)
-            verdicts[verdict] += 1
-    for data in not_a_leaf:
-        add_to_export(dest, data, "", NOT_A_LEAF, predicted=next(iter(photos)))
-        verdicts[NOT_A_LEAF] += 1
-    summary = {"exported": verdicts, "n_skipped_unsure": 0, "n_missing_photo": 0, "model_versions": ["1"]}
-    (dest / "export.json").write_text(json.dumps(summary | {"created_at": datetime.now(timezone.utc).isoformat()}))
+    work = dest.parent / f"{dest.name}-service"
+    work.mkdir(parents=True)
+    url = f"sqlite:///{work / 'predictions.db'}"
+    upgrade(url)
+    store = PhotoStore(str(work / "photos"), work / "spool" / "photos")
+    classes = list(photos)
+    with PredictionLog(url, work / "spool") as plog, FeedbackLog(url, work / "spool") as flog:
+
+        def review(data: bytes, answered: str, verdict: str, label: str | None) -> None:
+            answer = {"request_id": uuid.uuid4().hex, "image_sha256": store.keep(data), "label": answered}
+            plog.record(**answer, confidence=0.5, variant="A", model_name="plant-disease", model_version="1")
+            flog.record(**feedback_row(answer, verdict, label, classes, "agronomist@example.org", source="dashboard"))
+
+        for cls, files in photos.items():
+            for i, f in enumerate(files):
+                kind, severity = CORRUPTIONS[i % len(CORRUPTIONS)]
+                image = corrupt(np.asarray(Image.open(f).convert("RGB")), kind, severity, rng)
+                other = next(c for c in classes if c != cls)
+                if i % 2:
+                    review(_jpeg(image), other, "corrected", cls)
+                else:
+                    review(_jpeg(image), cls, "confirmed", None)
+        for data in not_a_leaf:
+            review(data, classes[0], NOT_A_LEAF, None)
+    assert store.flush(30)
+    store.close()
+    env = os.environ.get("PD_SPOOL_DIR")
+    os.environ["PD_SPOOL_DIR"] = str(work / "spool")
+    try:
+        assert (
+            main(["field-export", "--out", str(dest), "--database-url", url, "--photo-store", str(work / "photos")])
+            == 0
+        )
+    finally:
+        os.environ.pop("PD_SPOOL_DIR") if env is None else os.environ.__setitem__("PD_SPOOL_DIR", env)
+    exported = json.loads((dest / "export.json").read_text())
+    assert exported["n_exported"] == sum(map(len, photos.values())) + len(not_a_leaf), exported
     return dest
 
 
@@ -109,8 +141,8 @@ def field_run(shared, tmp_path_factory, _tracking):
     raw = {
         "profile": ["cpu"],
         "data": {"source": str(shared / "plantvillage"), "classes": CLASSES, "max_per_class": MAX_PER_CLASS},
-        "pipeline": {"image_size": 32, "batch_size": 16},
-        "model": {"backbone": "mobilenetv2", "weights": "none", "dense_units": 16},
+        "pipeline": {"image_size": 48, "batch_size": 16},
+        "model": {"weights": "none"},  # the cpu profile's compact ResNet-18, from scratch
         "train": {"one_cycle": {"epochs": 2, "progressive": []}, "verbose": 0},
         "ood": {"n_objects": 8, "n_noise": 8},
     }
