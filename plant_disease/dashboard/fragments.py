@@ -234,7 +234,8 @@ def review_item_html(row: dict) -> str:
     return (
         f'<div><span class="pd-label">{_esc(answer_words(row["label"]))}</span> <code class="pd-raw-label">'
         f"{_esc(str(row['label']))}</code></div>"
-        f'<div>Lowest confidence <b class="pd-review-confidence">{pct}</b> · <span class="pd-review-reason" '
+        f"<div>{'Lowest confidence' if (row.get('n_answers') or 1) > 1 else 'Confidence'} <b "
+        f'class="pd-review-confidence">{pct}</b> · <span class="pd-review-reason" '
         f'data-reason="{_esc(reason)}">{_esc(why)}</span></div>'
         f'<div class="pd-meta pd-muted">{" · ".join(facts)}</div>'
     )

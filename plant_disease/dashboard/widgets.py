@@ -131,6 +131,7 @@ class Dashboard:
         self._metadata: dict[tuple, dict | str] = {}
         self._lab: dict[tuple, float] = {}
         self.batches = 0  # uploads diagnosed so far (the status carries it as data-batch, for scripts and tests)
+        self.renders = 0  # Analytics drawn so far (the summary carries it as data-render)
         models = backend.describe() if backend.kind == "library" else []
         served = (
             f"model {_esc(models[0]['model_name'])} version {_esc(str(models[0]['model_version']))}"
@@ -171,6 +172,7 @@ class Dashboard:
         self.window = W.Dropdown(options=list(WINDOWS), value="Last 24 hours", description="Window")
         self.window.add_class("pd-window")
         self.refresh_analytics = W.Button(description="Refresh", icon="refresh")
+        self.refresh_analytics.add_class("pd-analytics-refresh")
         self.summary = W.HTML()
         self.summary.add_class("pd-summary")
         self.drift = W.HTML()
@@ -518,11 +520,13 @@ class Dashboard:
             self.chart_grid.layout.display = "none"
             self.field.value, self.field_chart.layout.display = "", "none"
             return None
+        self.renders += 1
         span, freq = WINDOWS[self.window.value]
         end = datetime.now(timezone.utc)
         start = None if span is None else end - span
         self.summary.value = '<span class="pd-muted">Reading the prediction log…</span>'
         try:
+            self.predlog.flush(5)  # this dashboard's latest answers too
             df = self.predlog.frame(since=start)
         except Exception as e:
             log.exception("prediction log unreadable")
@@ -554,7 +558,8 @@ class Dashboard:
             for v, x in s["variants"].items()
         )
         self.summary.value = (
-            f'<div><b class="pd-count">{s["answered"]}</b> answered and <b>{s["refused"]}</b> refused photos in '
+            f'<div class="pd-analytics-done" data-render="{self.renders}"><b class="pd-count">{s["answered"]}</b> '
+            f"answered and <b>{s['refused']}</b> refused photos in "
             f"{_esc(self.window.value.lower())} (times in UTC).</div>"
             + (
                 f"<table class='pd-table'><tr><th>variant</th><th>answered</th><th>mean confidence</th>"
