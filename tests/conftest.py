@@ -50,6 +50,9 @@ def params_file(tmp_path) -> Path:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     "Under `--dist loadgroup`, a test file is one group (module fixtures run once) unless it names a group itself."
+    # pytest stays below 9 (settings.ini, constraints.txt): with pytest 9.2 and pytest-xdist 3.8 `loadgroup` groups
+    # nothing (xdist appends `@group` to `item._nodeid`, pytest 9 builds `nodeid` from `item._id`), so every module
+    # fixture would run once per worker: the real-photo training and the service twice.
     for item in items:
         if not any(True for _ in item.iter_markers("xdist_group")):
             item.add_marker(pytest.mark.xdist_group(Path(item.fspath).stem))
