@@ -24,6 +24,8 @@ from pathlib import Path
 import fsspec
 import piexif
 
+from .predlog import drained
+
 log = logging.getLogger(__name__)
 
 # %% auto #0
@@ -335,14 +337,7 @@ class PhotoStore:
         "Wait until every queued photo is in the store or spooled; True if the queue drained in time."
         if os.getpid() != self._pid:
             return True  # nothing was queued in this process
-        deadline, q = time.monotonic() + timeout, self._queue
-        with q.all_tasks_done:
-            while q.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                q.all_tasks_done.wait(left)
-        return True
+        return drained(self._queue, timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         "Write or spool what is queued and stop the writer thread; idempotent."

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'metadata', 'predictions', 'FIELDS', 'UTCDateTime', 'PGDialect_pyodbc', 'make_engine', 'make_row',
-           'spool_pattern', 'SpooledLog', 'PredictionLog', 'migrations_dir', 'upgrade']
+           'spool_pattern', 'drained', 'SpooledLog', 'PredictionLog', 'migrations_dir', 'upgrade']
 
 # %% ../nbs/12_predlog.ipynb #4aa4f777
 class UTCDateTime(sa.TypeDecorator):
@@ -239,6 +239,18 @@ def _alive(pid: int) -> bool:
     return True
 
 # %% ../nbs/12_predlog.ipynb #eb57f584
+def drained(q: queue.Queue, timeout: float) -> bool:
+    "Wait until every item put on `q` is done (`task_done`); True if that happened within `timeout` seconds."
+    deadline = time.monotonic() + timeout
+    with q.all_tasks_done:
+        while q.unfinished_tasks:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            q.all_tasks_done.wait(left)
+    return True
+
+
 _STOP = object()
 _REFUSED = (sa.exc.IntegrityError, sa.exc.DataError)  # the row's data, not the database's state, is the problem
 
@@ -302,14 +314,7 @@ class SpooledLog:
 
     def flush(self, timeout: float = 30.0) -> bool:
         "Wait until every queued record is in the database or spooled; True if the queue drained in time."
-        deadline, q = time.monotonic() + timeout, self._queue
-        with q.all_tasks_done:
-            while q.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                q.all_tasks_done.wait(left)
-        return True
+        return drained(self._queue, timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         "Drain the queue, stop the writer thread and release the connections; idempotent."
