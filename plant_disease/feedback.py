@@ -130,7 +130,8 @@ def feedback_row(
     source: str = "api",
 ) -> dict:
     """The `feedback` row of a verdict on `answer` (a prediction-log row): `label` is required for `corrected` (one of
-    `classes`), optional for `confirmed` (it must then be the answer's), and not allowed otherwise."""
+    `classes`; a correction to the answer's own class is recorded as `confirmed`), optional for `confirmed` (it must
+    then be the answer's), and not allowed otherwise."""
     if verdict not in VERDICTS:
         raise FeedbackError("bad_verdict", f"verdict {verdict!r}: choose one of {', '.join(VERDICTS)}")
     said = answer.get("label")
@@ -144,6 +145,8 @@ def feedback_row(
                 f"{label!r} is not a class of the model that answered ({len(classes)} classes)"
                 + (f": did you mean {', '.join(near)}?" if near else ": see GET /models for its classes"),
             )
+        if label == said:
+            verdict = "confirmed"  # the reviewer picked the class the model answered
     elif verdict == "confirmed":
         if label and label != said:
             raise FeedbackError(
