@@ -128,8 +128,9 @@ def field_accuracy(
     if d.empty:
         return pd.DataFrame(columns=cols)
     if freq:
+        per = {"MS": "M"}.get(freq, freq)  # the offset alias the API takes for a month, as a period alias
         d = d.assign(
-            period=pd.to_datetime(d.answered_at, utc=True).dt.tz_localize(None).dt.to_period(freq).dt.start_time
+            period=pd.to_datetime(d.answered_at, utc=True).dt.tz_localize(None).dt.to_period(per).dt.start_time
         )
     keys = by + (["period"] if freq else [])
     if not keys:

@@ -669,8 +669,9 @@ def test_openapi_declares_the_bearer_scheme_and_each_routes_errors(service):
     assert schemes[scheme]["bearerFormat"] == "JWT"
     ops = {(m.upper(), p): op for p, item in doc["paths"].items() for m, op in item.items()}
     public = {("GET", "/health"), ("GET", "/ready")}
-    rate_limited = {("POST", "/predict"), ("POST", "/predict/batch"), ("POST", "/predict/async")}
+    rate_limited = {("POST", "/predict"), ("POST", "/predict/batch"), ("POST", "/predict/async"), ("POST", "/feedback")}
     need_runtime = rate_limited | {("GET", "/models"), ("GET", "/result/{task_id}"), ("GET", "/stats")}
+    need_runtime |= {("GET", "/feedback/stats")}
     assert public | need_runtime | {("POST", "/tokens")} == set(ops), sorted(ops)
     for key, op in ops.items():
         codes = set(op["responses"])
@@ -680,7 +681,7 @@ def test_openapi_declares_the_bearer_scheme_and_each_routes_errors(service):
         assert op["security"] == [{scheme: []}], key
         assert {"401", "403"} <= codes and ("429" in codes) == (key in rate_limited), (key, codes)
         assert ("503" in codes) == (key in need_runtime), (key, codes)
-        for code in codes - {"200", "202"}:
+        for code in codes - {"200", "201", "202"}:
             body = op["responses"][code]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
             assert body == ("ValidationErrorBody" if code == "422" else "ErrorBody"), (key, code, body)
         assert op["responses"]["401"]["headers"]["WWW-Authenticate"]["required"], key
