@@ -4,17 +4,14 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import cached_property
 
 from plant_disease.predlog import PredictionLog
-from plant_disease.serving import migrate_log, open_feedback_log, open_photo_store, open_prediction_log
+from plant_disease.serving import keep_photo, migrate_log, open_feedback_log, open_photo_store, open_prediction_log
 
 from .config import Settings
 from .modelset import ModelSet
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,13 +47,8 @@ class Runtime:
         return DriftMonitor(self.models, self.predlog, self.settings.drift_window)
 
     def keep_photo(self, data: bytes, sha256: str) -> None:
-        "Keep an answered photo when PD_KEEP_PHOTOS is on; never slows (it queues) nor fails a prediction."
-        if self.photos is None:
-            return
-        try:
-            self.photos.keep(data, sha256)
-        except Exception:  # PhotoStore.keep does not raise; this guards the prediction against a bug in it
-            log.exception("photo store: keeping %s failed", sha256)
+        "Keep an answered photo when PD_KEEP_PHOTOS is on (`serving.keep_photo`: never slows nor fails a prediction)."
+        keep_photo(self.photos, data, sha256)
 
     def close(self) -> None:
         self.models.close()

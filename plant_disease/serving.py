@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'PROJECT_ROOT', 'PACKAGE_DATA', 'MANAGEMENT_NOTES', 'SettingsError', 'ServingSettings', 'UploadProblem',
            'check_upload', 'problem_of', 'png_base64', 'answer_dict', 'log_row', 'migrate_log', 'open_prediction_log',
-           'open_feedback_log', 'open_photo_store', 'lab_accuracy', 'reference_of', 'unavailable', 'variant_drift']
+           'open_feedback_log', 'keep_photo', 'open_photo_store', 'lab_accuracy', 'reference_of', 'unavailable',
+           'variant_drift']
 
 # %% ../nbs/21_serving.ipynb #141d9d7c
 PROJECT_ROOT = Path(plant_disease.__file__).resolve().parents[1]
@@ -258,6 +259,16 @@ def open_feedback_log(url: str, spool_dir: str | os.PathLike):
     from plant_disease.feedback import FeedbackLog
 
     return FeedbackLog(url, spool_dir)
+
+
+def keep_photo(store, data: bytes, sha256: str) -> None:
+    "Keep an answered photo in `store` (a `PhotoStore`, or None: photos are not kept); never slows nor fails an answer."
+    if store is None:
+        return
+    try:
+        store.keep(data, sha256)
+    except Exception:  # PhotoStore.keep queues and does not raise; this guards the answer against a bug in it
+        log.exception("photo store: keeping %s failed", sha256)
 
 
 def open_photo_store(settings: ServingSettings):

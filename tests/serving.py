@@ -53,6 +53,16 @@ def chromium():
             browser.close()
 
 
+def wait_until(cond, timeout: float, step: float = 0.05) -> bool:
+    "Poll `cond` every `step` seconds until it is true or `timeout` seconds have passed; its last value."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

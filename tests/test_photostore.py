@@ -4,19 +4,10 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from plant_disease.photostore import PhotoStore
-
-
-def wait_until(cond, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
+from serving import wait_until
 
 
 def stored(root: Path, sha: str) -> Path:

@@ -18,6 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from pg import postgres  # noqa: F401  (fixture)
+from serving import wait_until
 import plant_disease.feedback  # noqa: F401  (its table joins `metadata`: the migrations must create it too)
 from plant_disease.predlog import PredictionLog, _append, make_row, metadata, migrations_dir, upgrade
 
@@ -26,15 +27,6 @@ HEAD = sorted(
     for p in (Path(__file__).resolve().parents[1] / "plant_disease" / "migrations" / "versions").glob("0*.py")
 )[-1]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait_until(cond, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 def revision(url: str) -> list:

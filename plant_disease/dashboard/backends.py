@@ -17,7 +17,7 @@ from pathlib import Path
 from .settings import TOP_K, VARIANT, DashboardSettings
 from .words import DiagnosisError, ReviewError, check_upload, diagnosis_error
 from ..feedback import feedback_row
-from ..serving import PROJECT_ROOT, answer_dict, log_row
+from ..serving import PROJECT_ROOT, answer_dict, keep_photo, log_row
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +105,8 @@ class LibraryBackend:
         ms = round(1000 * (time.perf_counter() - t), 2)
         answer = {"request_id": rid, **body, "latency_ms": ms, "queued_ms": None}
         self._record(answer, request_id=rid, latency_ms=ms)
-        self._keep(data, sha)
+        keep_photo(self.photos, data, sha)
         return answer
-
-    def _keep(self, data: bytes, sha: str) -> None:
-        "Keep an answered photo in the photo store, if there is one; never fails a diagnosis."
-        if self.photos is None:
-            return
-        try:
-            self.photos.keep(data, sha)
-        except Exception:
-            log.exception("photo store: keep failed")
 
     def feedback(
         self, answer: dict, verdict: str, label: str | None = None, note: str | None = None, classes=None
