@@ -124,8 +124,20 @@ class AugmentParams(_Strict):
 class ModelParams(_Strict):
     "Backbone, its weights and the classification head."
 
-    backbone: Literal["resnet50", "efficientnetb0", "mobilenetv2", "mobilenetv3small", "resnet18slim"] = "resnet50"
-    weights: str = Field("imagenet", description="`imagenet`, `none`, or a path to a backbone `.weights.h5` file")
+    backbone: Literal[
+        "resnet50",
+        "efficientnetb0",
+        "mobilenetv2",
+        "mobilenetv3small",
+        "resnet18slim",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ] = "resnet50"
+    weights: str = Field(
+        "imagenet",
+        description="`imagenet` (offline for efficientnet_lite*), `none`, or a path to a backbone `.weights.h5` file",
+    )
     dense_units: int = Field(
         256, ge=0, description="hidden layer of the head; 0: the classifier sits on the pooled features"
     )
@@ -140,7 +152,9 @@ class StageParams(_Strict):
 
     epochs: int = Field(ge=0)
     lr: float = Field(gt=0, le=1)
-    unfreeze_last: int | Literal["all"] = 0
+    unfreeze_last: int | Literal["all"] | Annotated[str, Field(pattern=r"^\d+ blocks?$")] = Field(
+        0, description="the last N backbone layers, `all`, or `'N blocks'`: the last N blocks and the top, whole"
+    )
 
 
 class OneCycleParams(_Strict):

