@@ -197,9 +197,14 @@ def _convert(variant: int, src: Path, sha: str, dst: Path) -> None:
     left = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
     if left:
         raise WeightsUnavailableError(f"{src}: {len(left)} checkpoint entries fit no layer (e.g. {left[0]}); {fix}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".weights.h5")
-    os.close(fd)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".weights.h5")
+        os.close(fd)
+    except OSError as e:
+        raise WeightsUnavailableError(
+            f"cannot keep the converted weights in {dst.parent} ({e.strerror}): set PD_WEIGHTS_CACHE to a writable folder"
+        ) from None
     try:
         model.save_weights(tmp)
         digest = _sha256(Path(tmp))
