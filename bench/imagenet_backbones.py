@@ -68,10 +68,6 @@ def photos(size: int, n: int) -> np.ndarray:
     return np.resize(np.stack([keras.ops.convert_to_numpy(o) for o in out]), (n, size, size, 3)).astype(np.float32)
 
 
-def _size(p: Path) -> int:
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", type=int, nargs="+", default=[0, 1, 2])
@@ -87,7 +83,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from plant_disease.config import ModelParams
-    from plant_disease.export import export_onnx, export_savedmodel, export_tflite
+    from plant_disease.export import _size, export_onnx, export_savedmodel, export_tflite
     from plant_disease.efficientnet_lite import EfficientNetLite
     from plant_disease.model import build_model
     from plant_disease.runtimes import LiteRTRuntime, OnnxRuntime, load_runtime
