@@ -96,7 +96,7 @@ BACKBONES = {
     "efficientnet_lite1": (partial(EfficientNetLite, 1), "lite"),
     "efficientnet_lite2": (partial(EfficientNetLite, 2), "lite"),
 }
-OFFLINE_IMAGENET = {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}  # any input size, no download
+OFFLINE_IMAGENET = {k for k, (fn, _) in BACKBONES.items() if getattr(fn, "func", None) is EfficientNetLite}  # any size
 HEAD_PREFIX = "head_"
 
 
@@ -216,7 +216,7 @@ def _unfrozen(model: keras.Model, unfreeze_last: int | str) -> list[layers.Layer
         blocks = [g for g in groups if g[0] not in ("stem", "top")]
         if n > len(blocks):
             raise ModelError(f"unfreeze_last: {model.name} has {len(blocks)} blocks, not {n}")
-        chosen = [g for g in blocks[len(blocks) - n :]] + [g for g in groups if g[0] == "top"] if n else []
+        chosen = (blocks[len(blocks) - n :] + [g for g in groups if g[0] == "top"]) if n else []
         return [l for _, ls in chosen for l in ls]
     return bb[-int(unfreeze_last) :] if int(unfreeze_last) > 0 else []
 
