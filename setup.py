@@ -25,11 +25,16 @@ setuptools.setup(
     author_email=cfg["author_email"],
     license="Apache-2.0",
     url=cfg["git_url"],
-    packages=setuptools.find_packages(include=["plant_disease", "plant_disease.*"]),
+    # the library, the service (app/: the API, its worker and dashboard) and the helpers tests/ and bench/ share
+    # (testkit/: a clean copy of the repo, params, free ports, processes, PostgreSQL, the running service)
+    packages=setuptools.find_packages(include=["plant_disease", "plant_disease.*", "app", "app.*", "testkit",
+                                               "testkit.*"]),
     include_package_data=True,
-    # an installed library migrates its prediction log and shows the management notes without a checkout
+    # an installed library migrates its prediction log and shows the management notes without a checkout;
+    # the service reads its web page from app/static/ (next to its code); the rest are app/'s own settings and notebook
     package_data={"plant_disease": ["management_notes.yaml", "migrations/*.py", "migrations/*.mako",
-                                    "migrations/versions/*.py"]},
+                                    "migrations/versions/*.py"],
+                  "app": ["static/*", "alembic.ini", "dashboard.ipynb", "voila.json"]},
     python_requires=">=" + cfg["min_python"],
     install_requires=requirements,
     extras_require={"serve": (serve := shlex.split(cfg.get("serve_requirements", ""))),

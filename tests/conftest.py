@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the service package `app/` (run from the project root, not installed)
 
 
 def shared_data() -> Path | None:
