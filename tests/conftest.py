@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def postgres_server():
     "A private PostgreSQL server for the prediction log, reached through pyodbc and psqlODBC."
-    from pg import PostgresServer
+    from testkit.pg import PostgresServer
 
     with PostgresServer() as pg:
         yield pg
@@ -70,7 +70,7 @@ def postgres_server():
 def service(tmp_path_factory, postgres_server):
     """The real service (tests marked `xdist_group("service")` share one): two tiny trained models, A/B,
     a private Redis, a Celery worker, uvicorn on 127.0.0.1, the prediction log in PostgreSQL via ODBC."""
-    from serving import start_service
+    from testkit.service import start_service
 
     svc = start_service(tmp_path_factory.mktemp("service"), shared_data(), postgres_server.odbc_url)
     yield svc

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving import chromium, free_port, wait_for
+from testkit.processes import free_port, wait_for
+from testkit.service import chromium
 
 pytestmark = pytest.mark.xdist_group("service")
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serving import chromium, free_port, register, run, wait_for
+from testkit.processes import free_port, run, wait_for
+from testkit.service import chromium, register
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports" / "dashboard"

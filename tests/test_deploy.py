@@ -9,7 +9,6 @@ import os
 import pwd
 import re
 import shlex
-import socket
 import string
 import subprocess
 import time
@@ -20,6 +19,8 @@ import httpx
 import pytest
 import yaml
 
+from testkit.processes import free_port
+
 pytestmark = pytest.mark.xdist_group("service")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +30,6 @@ COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 NGINX = Path(os.environ.get("NGINX_BIN", "/usr/sbin/nginx"))
 SUBJECT = "deploy-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def render_template(text: str, **env) -> str:

@@ -8,8 +8,6 @@ so DVC has git for diffs and experiments. The real run uses the CPU profile on t
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import ROOT, shared_data
+from conftest import shared_data
 from plant_disease.stages import pipeline_stages
+from testkit.processes import free_port
+from testkit.repo import clean_copy, set_params
 
 BIN = Path(sys.executable).parent
 
@@ -33,33 +32,6 @@ def sh(*cmd, cwd, env=None, check=True, timeout=1800):
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} exited {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return r
-
-
-def clean_copy(dest: Path) -> Path:
-    "What a clone of this work tree would hold, as a new git repo with one commit."
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    for cmd in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "clean copy"],
-    ):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
-    return dest
-
-
-def set_params(repo: Path, **groups):
-    f = repo / "params.yaml"
-    p = yaml.safe_load(f.read_text())
-    for k, v in groups.items():
-        p[k] = {**p.get(k, {}), **v} if isinstance(v, dict) else v
-    f.write_text(yaml.safe_dump(p, sort_keys=False))
 
 
 def commit(repo: Path, msg: str):
@@ -272,12 +244,6 @@ def test_bad_inputs_name_the_stage_and_keep_outputs(repo):
     r = sh("plant-disease", "stage", "data", "--set", f"data.source={repo / 'missing'}", cwd=repo, check=False)
     assert r.returncode == 2 and "stage data" in r.stderr and "does not exist" in r.stderr, r.stderr
     assert (repo / "data" / "manifest.csv").read_bytes() == manifest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_pipeline_against_a_real_mlflow_server(tmp_path):

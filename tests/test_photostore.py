@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from plant_disease.photostore import PhotoStore
-from serving import wait_until
+from testkit.processes import wait_until
 
 
 def stored(root: Path, sha: str) -> Path:

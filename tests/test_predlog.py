@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from pg import postgres  # noqa: F401  (fixture)
-from serving import wait_until
+from testkit.pg import postgres  # noqa: F401  (fixture)
+from testkit.processes import wait_until
 import plant_disease.feedback  # noqa: F401  (its table joins `metadata`: the migrations must create it too)
 from plant_disease.predlog import PredictionLog, _append, make_row, metadata, migrations_dir, upgrade
 

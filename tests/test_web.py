@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving import chromium
+from testkit.service import chromium
 
 pytestmark = pytest.mark.xdist_group("service")
 

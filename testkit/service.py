@@ -1,5 +1,6 @@
 """The real service for the tests: two tiny models trained here (ResNet50 and EfficientNetB0; one served from an
-MLflow registry alias, one from its folder), a private Redis server, a Celery worker and uvicorn on 127.0.0.1."""
+MLflow registry alias, one from its folder), a private Redis server, a Celery worker and uvicorn on 127.0.0.1
+(`start_service`); the API alone over a SQLite log for the benchmarks (`start_api`); headless Chromium (`chromium`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from testkit.processes import Redis, free_port, run, wait_for
+from testkit.repo import ROOT
+
 SECRET = "test-secret-for-ci-only-0123456789abcdef"
 BIN = Path(sys.executable).parent
 
@@ -51,79 +53,6 @@ def chromium():
             yield browser
         finally:
             browser.close()
-
-
-def wait_until(cond, timeout: float, step: float = 0.05) -> bool:
-    "Poll `cond` every `step` seconds until it is true or `timeout` seconds have passed; its last value."
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
-    "Poll `check()` until it returns something truthy; fail with the process's log if it dies or time runs out."
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited {proc.returncode}\n{log.read_text()[-4000:] if log else ''}")
-        try:
-            if v := check():
-                return v
-        except Exception:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{what} not ready after {timeout} s\n{log.read_text()[-4000:] if log else ''}")
-
-
-class Redis:
-    "A private redis-server on a free port (Debian's redis-server), no persistence."
-
-    def __init__(self, workdir: Path):
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise FileNotFoundError("redis-server not installed (apt-get install redis-server)")
-        self.port, self.log = free_port(), workdir / "redis.log"
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        import redis
-
-        wait_for(lambda: redis.Redis(port=self.port).ping(), 20, "redis-server", self.proc, self.log)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 900) -> str:
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r.stdout
 
 
 def _source(shared: Path | None) -> list[str]:
@@ -362,7 +291,6 @@ def start_service(work: Path, shared: Path | None, database_url: str, **override
         "PD_RATE_LIMIT": "40/minute",
         "PD_ANONYMOUS_RATE_LIMIT": "10/minute",
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PYTHONPATH": str(ROOT),
         **overrides,
     }
     port = free_port()
@@ -419,3 +347,43 @@ def start_service(work: Path, shared: Path | None, database_url: str, **override
         redis,
         {"models": models},
     )
+
+
+def start_api(
+    work: Path, settings: dict, log_name: str = "api.log", timeout_s: float = 300
+) -> tuple[subprocess.Popen, str]:
+    """`python -m app` on a free local port with `settings` (`PD_*` variables) over a private SQLite log, no auth, no
+    rate limit, no Redis; returns the process and its URL once `/ready` answers 200."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PD_REQUIRE_AUTH": "false",
+        "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute",
+        "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}",
+        "PD_SPOOL_DIR": str(work / "spool"),
+        "PD_MODEL_CACHE": str(work / "cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **settings,
+    }
+    env.pop("PD_REDIS_URL", None)
+    log = (work / log_name).open("w")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    t = time.time()
+    while time.time() - t < timeout_s:
+        if p.poll() is not None:
+            raise SystemExit(f"the API exited {p.returncode}: see {log.name}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return p, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    p.kill()
+    raise SystemExit(f"the API did not become ready in {timeout_s:.0f} s: see {log.name}")

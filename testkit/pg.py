@@ -1,6 +1,6 @@
 """A private, throwaway PostgreSQL 15 cluster for tests, reached through pyodbc + psqlODBC.
 
-    from pg import postgres            # module-scoped pytest fixture
+    from testkit.pg import postgres    # module-scoped pytest fixture
     def test_x(postgres): ... postgres.odbc_url ... postgres.stop(); postgres.start()
 
 The cluster lives in a temp dir owned by `postgres` (initdb refuses to run as root, so when we are root the
@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from testkit.processes import free_port
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 ODBC_DRIVER = os.environ.get("PG_ODBC_DRIVER", "PostgreSQL Unicode")
@@ -42,12 +43,6 @@ def _missing() -> str | None:
         if not shutil.which("runuser"):
             return "running as root but `runuser` is missing"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresServer:
@@ -94,7 +89,7 @@ class PostgresServer:
             pw = pwd.getpwnam("postgres")
             os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
         os.chmod(self.tmp, 0o700)
-        self.port = _free_port()
+        self.port = free_port()
         self._run(
             PG_BIN / "initdb",
             "-D",
