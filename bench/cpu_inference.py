@@ -24,39 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from testkit.machine import cpu_name, latency, throughput
+
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def latency(fn, x: np.ndarray, n: int, warmup: int = 5) -> dict:
-    "Batch-1 latency over n images of x (cycled)."
-    for i in range(warmup):
-        fn(x[i % len(x)][None])
-    ts = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(x[i % len(x)][None])
-        ts.append(1000 * (time.perf_counter() - t))
-    return {"p50_ms": round(float(np.percentile(ts, 50)), 2), "p99_ms": round(float(np.percentile(ts, 99)), 2)}
-
-
-def throughput(fn, x: np.ndarray, batch: int, batches: int) -> float:
-    xb = np.resize(x, (batch, *x.shape[1:])).astype(np.float32)
-    fn(xb)
-    t = time.perf_counter()
-    for _ in range(batches):
-        fn(xb)
-    return round(batch * batches / (time.perf_counter() - t), 1)
 
 
 def main(argv=None) -> int:
@@ -75,7 +46,6 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_inference.json")
     a = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     import keras
     import tensorflow as tf
     from plant_disease.config import ExportParams, ModelParams

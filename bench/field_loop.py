@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from testkit.load import load_photos, percentiles, sync_load
+from testkit.service import start_api
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from serve_latency import load_photos, percentiles, sync_load  # noqa: E402
-from serve_runtime import start_api  # noqa: E402
 
 
 def feedback_latency(url: str, photos: list[bytes], classes: list[str], n: int) -> dict:

@@ -29,7 +29,6 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 CORRUPTIONS = (("background", 3), ("blur", 3), ("brightness", 3))
 
 

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from testkit.machine import cpu_name, latency, matmul_peak_gflops, throughput
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from cpu_inference import cpu_name, latency, throughput  # noqa: E402
-from time_to_accuracy import matmul_peak_gflops  # noqa: E402
 
 SIMD = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
@@ -78,7 +77,6 @@ def main(argv=None) -> int:
     ap.add_argument("--representative", type=int, default=64, help="full-int8 calibration images")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_imagenet_backbones.json")
     a = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     import keras
     import tensorflow as tf
 

@@ -26,10 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+from testkit.repo import clean_copy, set_params
+from testkit.service import start_api
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
-from serve_runtime import start_api  # noqa: E402
-from test_dvc_pipeline import clean_copy, set_params  # noqa: E402
 
 
 def clean_clone(dest: Path) -> Path:

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,54 +22,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from testkit.load import load_photos, sync_load
+from testkit.service import start_api
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from serve_latency import load_photos, sync_load  # noqa: E402
-
-
-def start_api(
-    work: Path, settings: dict, log_name: str = "api.log", timeout_s: float = 300
-) -> tuple[subprocess.Popen, str]:
-    """`python -m app` on a free local port with `settings` (`PD_*` variables) over a private SQLite log, no auth, no
-    rate limit, no Redis; returns the process and its URL once `/ready` answers 200."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PD_REQUIRE_AUTH": "false",
-        "PD_ANONYMOUS_RATE_LIMIT": "1000000/minute",
-        "PD_DATABASE_URL": f"sqlite:///{work / 'predictions.db'}",
-        "PD_SPOOL_DIR": str(work / "spool"),
-        "PD_MODEL_CACHE": str(work / "cache"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PYTHONPATH": str(ROOT),
-        **settings,
-    }
-    env.pop("PD_REDIS_URL", None)
-    log = (work / log_name).open("w")
-    p = subprocess.Popen(
-        [sys.executable, "-m", "app", "--port", str(port), "--log-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    t = time.time()
-    while time.time() - t < timeout_s:
-        if p.poll() is not None:
-            raise SystemExit(f"the API exited {p.returncode}: see {log.name}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return p, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    p.kill()
-    raise SystemExit(f"the API did not become ready in {timeout_s:.0f} s: see {log.name}")
 
 
 def raw_latency(model_dir: Path, runtime: str, photos: list[bytes], n: int = 100) -> dict:

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from testkit.machine import matmul_peak_gflops
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [str(Path(sys.executable).parent / "plant-disease")]  # the user's entry point, from this environment
 
@@ -78,23 +80,6 @@ RECIPES: dict[str, tuple[str, str, list[str]]] = {
 # What issue 14 measured for `cpu_before` on this sample and machine (37 minutes of training; not rerun by default).
 BEFORE = {"minutes": 37.0, "test_accuracy": 0.442, "test_f1_macro": 0.395}
 THRESHOLDS = (0.80, 0.90, 0.95)
-
-
-def matmul_peak_gflops(n: int = 2048, reps: int = 20) -> dict:
-    "Measured float32 (and bfloat16) GFLOP/s of an n x n matmul: the machine's practical peak."
-    import tensorflow as tf
-
-    out = {}
-    for dt in (tf.float32, tf.bfloat16):
-        a = tf.cast(tf.random.normal((n, n)), dt)
-        f = tf.function(lambda x: tf.matmul(x, x))
-        f(a).numpy()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            r = f(a)
-        r.numpy()
-        out[dt.name] = round(2 * n**3 * reps / (time.perf_counter() - t0) / 1e9, 1)
-    return out
 
 
 def forward_gflops(models_dir: Path, sizes: list[int]) -> dict[int, float]:
