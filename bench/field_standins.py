@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     from plant_disease.photostore import PhotoStore
     from plant_disease.predlog import PredictionLog, upgrade
     from plant_disease.robustness import corrupt
-    from plant_disease.stages import Dirs, run_in_process
+    from plant_disease.stages import Dirs
+    from plant_disease.stages.runner import run_in_process
 
     work = a.work or Path(tempfile.mkdtemp(prefix="bench-field-standins-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ __all__ = ['log', 'QUIET_ENV', 'EXPECTED_ERRORS', 'build_parser', 'main']
 # %% ../nbs/08_cli.ipynb #203a895f
 def build_parser() -> argparse.ArgumentParser:
     "The `plant-disease` argument parser: one command per stage unit, `run`, `stage`, `params` and `predict`."
-    from plant_disease.stages import pipeline_stages
+    from plant_disease.stages.runner import pipeline_stages
 
     stages = pipeline_stages()
     common = argparse.ArgumentParser(add_help=False)
@@ -170,7 +170,8 @@ EXPECTED_ERRORS = (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSE
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `plant-disease` command."
-    from plant_disease.stages import Dirs, pipeline_stages, quietly, run_in_process, run_stage
+    from plant_disease.stages import Dirs
+    from plant_disease.stages.runner import pipeline_stages, quietly, run_in_process, run_stage
 
     argv = sys.argv[1:] if argv is None else argv
     verbose = bool({"-v", "--verbose"} & set(argv))

@@ -18,11 +18,10 @@ from .config import ExportParams
 from .data import Manifest
 from .runtimes import EXPORT_REPORT, RUNTIME_FILES, LiteRTRuntime, load_runtime, time_runtime
 from .calibration import apply_temperature
-from .ood import fit_threshold, ood_score
+from .abstention import fit_threshold, ood_score
 
 # %% auto #0
-__all__ = ['EXPORT_STAGE', 'export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'batched', 'calibrate_int8',
-           'export_model', 'run_export', 'export_headline', 'log_export']
+__all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'batched', 'calibrate_int8', 'export_model']
 
 # %% ../nbs/15_export.ipynb #6ebc5808
 def export_savedmodel(model, path: str | os.PathLike) -> Path:
@@ -278,60 +277,3 @@ def export_model(
     report["fastest_within_limit"] = min(ok, key=lambda k: ok[k]["batch1_ms"])
     (out / EXPORT_REPORT).write_text(json.dumps(report, indent=2))
     return report
-
-# %% ../nbs/15_export.ipynb #b85bd965
-from .stages import Dirs, Stage, first_test_image
-
-
-def run_export(params, dirs: Dirs) -> dict:
-    "The trained model in the edge formats of `params.export`, each checked on the test split -> exported/."
-    import logging
-
-    from plant_disease.data import load_manifest
-
-    tf_log = logging.getLogger("tensorflow")  # its INFO line per SavedModel ("Assets written to <tmp>"), twice
-    tf_log.setLevel(logging.WARNING)
-    tf_log.propagate = False  # its own handler prints; the root one (added by a library's logging.info) would too
-    report = export_model(dirs.models, dirs.export, load_manifest(dirs.data), params.export)
-    dirs.reports.mkdir(parents=True, exist_ok=True)
-    (dirs.reports / "export.json").write_text(json.dumps(report, indent=2))
-    return report
-
-
-def export_headline(dirs: Dirs) -> str:
-    rep = json.loads((dirs.export / EXPORT_REPORT).read_text())
-    return f"{', '.join(rep['formats'])}; fastest within the accuracy limit here: {rep['fastest_within_limit']}"
-
-
-_LOGGED = ("accuracy", "accuracy_drop", "agreement", "size_bytes", "batch1_ms")
-
-
-def log_export(dirs: Dirs) -> None:
-    import mlflow
-    from plant_disease.modellog import log_models
-    from plant_disease.tracking import log_dict_metrics
-
-    rep = json.loads((dirs.export / EXPORT_REPORT).read_text())
-    numbers = {f"{fmt}_{k}": v for fmt, r in rep["formats"].items() for k, v in r.items() if k in _LOGGED}
-    log_dict_metrics(numbers, prefix="export_")
-    mlflow.set_tag("fastest_within_limit", rep["fastest_within_limit"])
-    mlflow.log_artifact(str(dirs.export / EXPORT_REPORT), "export")
-    train_run = json.loads((dirs.models / "mlflow_run.json").read_text())["run_id"]
-    uri = log_models(
-        dirs.export,
-        run_id=train_run,
-        name="model_all_formats",
-        keras_flavour=False,
-        input_example_image=first_test_image(dirs.data),
-    )
-    (dirs.export / "mlflow_run.json").write_text(json.dumps({"run_id": train_run, "model_uri": uri}, indent=2))
-
-
-EXPORT_STAGE = Stage(
-    "export",
-    "write the edge formats (LiteRT int8, ONNX, ...) with their measured accuracy",
-    ("export", "tracking"),
-    run_export,
-    export_headline,
-    log_export,
-)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from .ood import UNKNOWN
+from .abstention import UNKNOWN
 from .predlog import SpooledLog, UTCDateTime, _utc, metadata, predictions
 
 # %% auto #0

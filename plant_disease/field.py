@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from .ood import UNKNOWN
+from .abstention import UNKNOWN
 
 log = logging.getLogger(__name__)
 

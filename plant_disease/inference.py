@@ -19,7 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 from .calibration import apply_temperature
-from .ood import ADVICE, UNKNOWN, abstains, domain_score, image_descriptors, ood_score
+from .abstention import ADVICE, UNKNOWN, abstains, domain_score, image_descriptors, ood_score
 from .data import parse_label
 from .images import ACCEPTED_FORMATS, ImageProblem, check_image
 from .model import HEAD_PREFIX
@@ -27,7 +27,7 @@ from .pipeline import decode_and_resize
 from .runtimes import EXPORT_REPORT, KerasRuntime, Runtime, select_runtime
 
 # %% auto #0
-__all__ = ['DEFAULT_MAX_PIXELS', 'Prediction', 'InvalidImageError', 'Predictor', 'gradcam', 'overlay_heatmap']
+__all__ = ['DEFAULT_MAX_PIXELS', 'Prediction', 'InvalidImageError', 'Predictor', 'gradcam', 'overlay_heatmap', 'probs_in_chunks']
 
 # %% ../nbs/07_inference.ipynb #9751f00d
 @dataclass
@@ -305,3 +305,14 @@ def _warm_up(self: Predictor, explain: bool = True) -> float:
 
 
 Predictor.warm_up = _warm_up
+
+# %% ../nbs/07_inference.ipynb #2485ac3c
+def probs_in_chunks(pred, images: list, chunk: int = 64):
+    "Calibrated probabilities and domain scores of images (paths or arrays) through a `Predictor`, `chunk` at a time."
+    probs, dom = [], []
+    for i in range(0, len(images), chunk):
+        p, x = pred._forward(images[i : i + chunk])
+        probs.append(p)
+        d = pred.domain_scores(x)
+        dom.append(d if d is not None else np.zeros(len(p)))
+    return np.concatenate(probs), (np.concatenate(dom) if pred.domain else None)

@@ -28,9 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'UNREADABLE', 'REGISTER_STAGE', 'score_model', 'gate', 'register_and_gate', 'RegistryError', 'parse_model_uri',
-           'fetch_model', 'ServedModel', 'load_served_model', 'model_card', 'run_register', 'register_headline',
-           'log_register']
+__all__ = ['log', 'UNREADABLE', 'score_model', 'gate', 'register_and_gate', 'RegistryError', 'parse_model_uri', 'fetch_model',
+           'ServedModel', 'load_served_model', 'model_card']
 
 # %% ../nbs/10_registry.ipynb #a1bd319e
 def __getattr__(name: str):
@@ -490,48 +489,3 @@ def model_card(
                 missing.append(f"{what}: no {path} in {where}")
     card["missing"] = missing
     return card
-
-# %% ../nbs/10_registry.ipynb #e9b9616f
-from .stages import Dirs, Stage
-
-
-def run_register(params, dirs: Dirs) -> dict:
-    "Register the pipeline's model as a new version and apply the quality gate -> reports/gate.json."
-    from plant_disease.data import load_manifest
-    from plant_disease.tracking import setup_tracking
-
-    info = next((f for f in (dirs.export / "mlflow_run.json", dirs.models / "mlflow_run.json") if f.exists()), None)
-    if info is None:
-        raise FileNotFoundError(f"{dirs.models / 'mlflow_run.json'} not found: run the train stage first")
-    setup_tracking(params.tracking)
-    uri = json.loads(info.read_text())["model_uri"]
-    return register_and_gate(uri, params.register, load_manifest(dirs.data), dirs.reports / "gate.json")
-
-
-def register_headline(dirs: Dirs) -> str:
-    g = json.loads((dirs.reports / "gate.json").read_text())
-    prod, m = g["aliases"].get("production"), g["metrics"]
-    field = f", field accuracy {m['accuracy_field']:.3f} on {m['n_test_field']}" if m.get("n_test_field") else ""
-    return (
-        f"gate {g['decision']} for version {g['version']} of {g['model_name']} (accuracy {m['accuracy']:.3f}, "
-        f"macro F1 {m['f1_macro']:.3f}{field}); production: {f'version {prod}' if prod else 'none'}"
-    )
-
-
-def log_register(dirs: Dirs) -> None:
-    import mlflow
-
-    g = json.loads((dirs.reports / "gate.json").read_text())
-    mlflow.set_tags({"gate_decision": g["decision"], "registered_version": str(g["version"])})
-    mlflow.log_artifact(str(dirs.reports / "gate.json"))
-
-
-REGISTER_STAGE = Stage(
-    "register",
-    "register the model and apply the quality gate (MLflow)",
-    ("tracking", "register"),
-    run_register,
-    register_headline,
-    log_register,
-    command=False,
-)

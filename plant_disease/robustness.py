@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter
 
+from .abstention import abstains
+from .ood import noise_images, object_images
+
 # %% auto #0
-__all__ = ['CORRUPTIONS', 'ROBUSTNESS_STAGE', 'leaf_mask', 'corrupt', 'robustness_table', 'summarise', 'plot_robustness',
-           'run_robustness', 'robustness_headline', 'log_robustness']
+__all__ = ['CORRUPTIONS', 'leaf_mask', 'corrupt', 'robustness_table', 'summarise', 'plot_robustness']
 
 # %% ../nbs/19_robustness.ipynb #f7ca0d92
 CORRUPTIONS = ("blur", "jpeg", "noise", "brightness", "contrast", "background", "rotation", "crop")
@@ -40,8 +42,6 @@ def leaf_mask(im: Image.Image) -> np.ndarray:
 
 def _clutter(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     "A cluttered background: a random crop of a bundled photo (building, flower, portrait...) or coloured blotches."
-    from plant_disease.ood import noise_images, object_images
-
     side = max(size)
     pick = (
         object_images(1, side, int(rng.integers(1 << 31)))
@@ -100,8 +100,6 @@ def robustness_table(
 ) -> pd.DataFrame:
     """Accuracy (and share answered unknown) of `predict` on `images` clean and under each corruption and severity.
     `predict` returns probabilities, or (probabilities, domain scores) for the full abstention rule."""
-    from plant_disease.ood import abstains
-
     y = np.asarray(y)
 
     def row(kind, sev, batch):
@@ -177,83 +175,3 @@ def plot_robustness(tables: dict[str, pd.DataFrame], path: str | Path, synthetic
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
-
-# %% ../nbs/19_robustness.ipynb #52f155e5
-import json
-
-from .stages import Dirs, Stage
-
-
-def _twin_dir(dirs: Dirs) -> Path:
-    return Path(str(dirs.models).rstrip("/") + "_twin")
-
-
-def run_robustness(params, dirs: Dirs) -> dict:
-    "Accuracy under corruptions of the test split, for the model and its augmentation twin -> reports/robustness/."
-    from plant_disease.data import load_manifest
-    from plant_disease.inference import Predictor
-    from plant_disease.ood import probs_in_chunks
-    from plant_disease.train import train
-
-    rp, m = params.robustness, load_manifest(dirs.data)
-    test = m.split("test")
-    if rp.max_images and len(test) > rp.max_images:
-        test = test.sample(rp.max_images, random_state=rp.seed).sort_index()
-    d = dirs.reports / "robustness"
-    (d / "figures").mkdir(parents=True, exist_ok=True)
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in test["path"]]
-    models = {("augmentation on" if params.augment.enabled else "augmentation off"): dirs.models}
-    if rp.twin:  # the same data and schedule, augmentation toggled
-        twin_aug = params.augment.model_copy(update={"enabled": False}) if params.augment.enabled else rp.heavy_augment
-        print(f"robustness: training the twin ({'no' if params.augment.enabled else 'heavy'} augmentation)", flush=True)
-        train(params.model_copy(update={"augment": twin_aug}), m, _twin_dir(dirs), d / "twin")
-        models["heavy augmentation" if not params.augment.enabled else "augmentation off (twin)"] = _twin_dir(dirs)
-    else:
-        for p in (_twin_dir(dirs), d / "twin"):
-            p.mkdir(parents=True, exist_ok=True)
-            (p / "README.txt").write_text("robustness.twin is false: no augmentation twin was trained.\n")
-    tables = {}
-    for name, md in models.items():
-        pred = Predictor.from_dir(md)
-        y = test["class"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
-        probs = lambda batch, pred=pred: probs_in_chunks(pred, batch)  # noqa: E731
-        t = robustness_table(probs, images, y, rp.corruptions, rp.severities, pred.abstain, rp.seed)
-        tables[name] = t.assign(model=name)
-    table = pd.concat(tables.values(), ignore_index=True)
-    table.to_csv(d / "robustness.csv", index=False)
-    wide = table.pivot_table(index=["corruption", "severity"], columns="model", values="accuracy", sort=False)
-    (d / "robustness.md").write_text(wide.reset_index().to_markdown(index=False, floatfmt=".3f") + "\n")
-    metrics = {"n_test": len(test), "models": {name: summarise(t) for name, t in tables.items()}}
-    (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_robustness(tables, d / "figures" / "robustness.png", bool(m.summary.get("synthetic")))
-    return metrics
-
-
-def robustness_headline(dirs: Dirs) -> str:
-    rep = json.loads((dirs.reports / "robustness" / "metrics.json").read_text())
-    return "; ".join(
-        f"{name}: clean {s['clean_accuracy']:.3f}, corrupted {s['corrupted_accuracy']:.3f}"
-        for name, s in rep["models"].items()
-    )
-
-
-def log_robustness(dirs: Dirs) -> None:
-    import mlflow
-    from plant_disease.tracking import log_dict_metrics
-
-    rep = json.loads((dirs.reports / "robustness" / "metrics.json").read_text())
-    for i, (name, summary) in enumerate(rep["models"].items()):
-        role = "model" if i == 0 else "twin"
-        log_dict_metrics(summary, prefix=f"robustness_{role}_")
-        mlflow.set_tag(f"robustness_{role}", name)
-    mlflow.log_artifacts(str(dirs.reports / "robustness"), "robustness")
-
-
-ROBUSTNESS_STAGE = Stage(
-    "robustness",
-    "accuracy under field-like corruptions (trains an augmentation twin)",
-    ("pipeline", "augment", "model", "train", "abstain", "robustness", "tracking"),
-    run_robustness,
-    robustness_headline,
-    log_robustness,
-)

@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import plant_disease
 from .images import ACCEPTED_FORMATS, ImageProblem, check_image
-from .ood import UNKNOWN, drift_report
+from .abstention import UNKNOWN
+from .ood import drift_report
 from .predlog import PredictionLog, upgrade
 
 log = logging.getLogger(__name__)

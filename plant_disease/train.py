@@ -20,15 +20,15 @@ import pandas as pd
 
 from .calibration import apply_temperature, calibration_report, fit_temperature
 from .distribute import is_chief, make_strategy, shard_by_data, strategy_info
-from plant_disease.ood import (
+from plant_disease.abstention import (
     abstains,
     domain_score,
     fit_domain,
     fit_threshold,
     image_descriptors,
     ood_score,
-    reference_profile,
 )
+from .ood import reference_profile
 from .config import Params, flatten_params
 from .data import Manifest
 from .model import at_size, build_model, set_trainable

@@ -154,7 +154,8 @@ os.environ["MLFLOW_TRACKING_URI"] = {tracking_uri!r}
 from plant_disease.config import RegisterParams, parse_params
 from plant_disease.data import load_manifest
 from plant_disease.registry import register_and_gate
-from plant_disease.stages import Dirs, get_stage
+from plant_disease.stages import Dirs
+from plant_disease.stages.runner import get_stage
 from plant_disease.tracking import stage_run
 work, models, reports = Path({str(work)!r}), Path({str(model_dir)!r}), Path({str(reports_dir)!r})
 params = parse_params({{"tracking": {{"experiment": "service-tests"}}}})

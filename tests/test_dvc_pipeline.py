@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from conftest import shared_data
-from plant_disease.stages import pipeline_stages
+from plant_disease.stages.runner import pipeline_stages
 from testkit.processes import free_port
 from testkit.repo import clean_copy, set_params
 

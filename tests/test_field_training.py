@@ -22,7 +22,8 @@ from plant_disease.config import parse_params
 from plant_disease.data import FIELD_MANIFEST, NOT_A_LEAF, load_manifest
 from plant_disease.ood import non_leaf_photo
 from plant_disease.robustness import corrupt
-from plant_disease.stages import Dirs, run_in_process, run_stage
+from plant_disease.stages import Dirs
+from plant_disease.stages.runner import run_in_process, run_stage
 
 CLASSES = ["Tomato___Early_blight", "Tomato___Leaf_Mold", "Tomato___healthy"]
 MAX_PER_CLASS = 30  # lab photos per class

@@ -59,7 +59,7 @@ from ..eda import label_words
 from ..feedback import FeedbackError
 from ..field import field_accuracy, field_summary, review_queue, reviewed
 from ..images import ACCEPTED_FORMATS, formats_words
-from ..ood import UNKNOWN
+from ..abstention import UNKNOWN
 from plant_disease.serving import (
     PROJECT_ROOT,
     SettingsError,

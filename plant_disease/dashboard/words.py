@@ -10,7 +10,7 @@ import numpy as np
 from ..data import parse_label
 from ..images import ImageProblem, formats_words
 from ..eda import label_words
-from ..ood import ADVICE, UNKNOWN
+from ..abstention import ADVICE, UNKNOWN
 from ..serving import UploadProblem, problem_of
 from ..serving import check_upload as check_bytes
 
