@@ -32,7 +32,7 @@ setuptools.setup(
     include_package_data=True,
     # an installed library migrates its prediction log and shows the management notes without a checkout;
     # the service reads its web page from app/static/ (next to its code); the rest are app/'s own settings and notebook
-    package_data={"plant_disease": ["management_notes.yaml", "migrations/*.py", "migrations/*.mako",
+    package_data={"plant_disease": ["management_notes.yaml", "profiles.yaml", "migrations/*.py", "migrations/*.mako",
                                     "migrations/versions/*.py"],
                   "app": ["static/*", "alembic.ini", "dashboard.ipynb", "voila.json"]},
     python_requires=">=" + cfg["min_python"],

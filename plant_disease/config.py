@@ -366,45 +366,14 @@ class Params(_Strict):
         return self.model.weights.lower() == "none"
 
 # %% ../nbs/00_config.ipynb #1c6929aa
-PROFILES: dict[str, dict[str, Any]] = {
-    "plantvillage": {"data": {"classes": "all"}},
-    "tomato": {"data": {"classes": "tomato"}},
-    "cpu": {
-        "pipeline": {
-            "image_size": 128,
-            "batch_size": 32,
-            "mixed_precision": False,
-            "xla": False,
-            "cache": True,
-            "shuffle_buffer": 10_000,
-            "imbalance": "none",
-        },
-        "model": {"backbone": "resnet18slim", "weights": "none", "bn_momentum": 0.9, "dense_units": 0, "dropout": 0.2},
-        "augment": {
-            "enabled": True,
-            "crop_scale": 0.5,
-            "rotation": 0.0,
-            "zoom": 0.0,
-            "translation": 0.0,
-            "contrast": 0.2,
-            "brightness": 0.15,
-        },
-        "train": {
-            "schedule": "one_cycle",
-            "one_cycle": {"epochs": 40, "lr": 3e-3, "warmup_epochs": 1, "progressive": [[96, 15]]},
-            "optimizer": "adamw",
-            "weight_decay": 0.02,
-            "label_smoothing": 0.1,
-        },
-    },
-    "gpu": {
-        "pipeline": {"image_size": 224, "batch_size": 64, "mixed_precision": True, "xla": True},
-        "train": {
-            "stage1": {"epochs": 10, "lr": 1e-4, "unfreeze_last": 0},
-            "stage2": {"epochs": 10, "lr": 5e-5, "unfreeze_last": 50},
-        },
-    },
-}
+def _read_profiles() -> dict[str, dict[str, Any]]:
+    "The profiles of `plant_disease/profiles.yaml` (package data: an installed library has them too)."
+    from importlib.resources import files
+
+    return yaml.safe_load((files("plant_disease") / "profiles.yaml").read_text())
+
+
+PROFILES: dict[str, dict[str, Any]] = _read_profiles()
 
 # %% ../nbs/00_config.ipynb #a1e0bb8a
 def deep_merge(base: dict, over: dict) -> dict:
