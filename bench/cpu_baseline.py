@@ -1,4 +1,4 @@
-"""CPU baseline: input pipeline throughput, train step time per stage, single-image predict latency.
+"""CPU baseline: input pipeline throughput, train step time per training phase, single-image predict latency.
 
 Usage: python bench/cpu_baseline.py [--data DIR] [--image-size 64] [--backbone resnet50] [--out reports/bench_cpu.json]
 DIR defaults to $PLANT_DISEASE_SHARED_DATA/plantvillage (the real sample), else a generated synthetic set.
@@ -61,9 +61,9 @@ def main():
     model = build_model(len(classes), a.image_size, ModelParams(backbone=a.backbone, weights="none"))
     ds = make_dataset(train["path"], y, pp, None).repeat().take(12).cache()
     list(ds)  # decode once, so the step time is the model's
-    for stage, unfreeze, train_bn in [
-        ("stage1_head_only", 0, False),
-        ("stage2_last50", 50, False),
+    for phase, unfreeze, train_bn in [
+        ("phase1_head_only", 0, False),
+        ("phase2_last50", 50, False),
         ("from_scratch_all", "all", True),
     ]:
         set_trainable(model, unfreeze, train_bn)
@@ -72,8 +72,8 @@ def main():
         t0 = time.perf_counter()
         model.fit(ds.skip(2), epochs=1, verbose=0)
         dt = time.perf_counter() - t0
-        res[f"train_step_ms_{stage}"] = round(dt / 10 * 1000, 1)
-        res[f"train_img_s_{stage}"] = round(10 * a.batch_size / dt, 1)
+        res[f"train_step_ms_{phase}"] = round(dt / 10 * 1000, 1)
+        res[f"train_img_s_{phase}"] = round(10 * a.batch_size / dt, 1)
 
     pred = Predictor(model, classes)
     imgs = [Path(p).read_bytes() for p in m.split("test")["path"].head(50)]

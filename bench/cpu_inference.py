@@ -71,11 +71,13 @@ def main(argv=None) -> int:
     else:
         src, manifest = a.model_dir, load_manifest(a.data_dir)
         card, summary = json.loads((src / "classes.json").read_text()), manifest.summary
-        stages = ", ".join(f"{s_['epochs_run']} epoch(s)" for s_ in card.get("stages", []))
+        fits = ", ".join(
+            f"{s_['epochs_run']} epoch(s)" for s_ in card.get("fits", card.get("stages", []))
+        )  # older cards: stages
         data_desc = (
             f"{card.get('backbone')} at {card.get('image_size')} px, weights {card.get('weights')}, "
             f"{len(card['classes'])} classes, "
-            f"trained {stages} on {summary.get('n_images')} {'SYNTHETIC' if summary.get('synthetic') else 'real'} images "
+            f"trained {fits} on {summary.get('n_images')} {'SYNTHETIC' if summary.get('synthetic') else 'real'} images "
             f"({a.model_dir}, test split of {a.data_dir}/manifest.csv)"
         )
     out = work / "exported"

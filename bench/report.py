@@ -201,7 +201,7 @@ def main() -> int:
     else:
         lines += [
             "Not measured yet: no GPU machine was lent to the sessions that built this (the project's device tool "
-            "reported `not_drawn`). What to run when one is: the two-stage schedule on the real 28-class sample at 224 px, "
+            "reported `not_drawn`). What to run when one is: the two-phase schedule on the real 28-class sample at 224 px, "
             "ResNet50 with `weights: none`, mixed precision, started through the user's entry point "
             "(`plant-disease run --profile plantvillage,gpu --set model.weights=none ...`).",
             "",

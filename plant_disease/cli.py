@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="overrides",
         action="append",
         metavar="KEY=VALUE",
-        help="override a parameter, e.g. train.stage1.lr=0.001",
+        help="override a parameter, e.g. train.phase1.lr=0.001",
     )
     common.add_argument("--data-dir", default="data")
     common.add_argument("--models-dir", default="models")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PROFILES', 'DataParams', 'EdaParams', 'PipelineParams', 'AugmentParams', 'ModelParams', 'StageParams',
+__all__ = ['log', 'PROFILES', 'DataParams', 'EdaParams', 'PipelineParams', 'AugmentParams', 'ModelParams', 'PhaseParams',
            'OneCycleParams', 'TrainParams', 'EvaluateParams', 'TrackingParams', 'RegisterParams', 'ExportParams',
            'AbstainParams', 'OodParams', 'RobustnessParams', 'Params', 'deep_merge', 'ConfigError', 'parse_params',
            'load_params', 'parse_overrides', 'flatten_params']
@@ -147,8 +147,8 @@ class ModelParams(_Strict):
     )
 
 
-class StageParams(_Strict):
-    "One stage of the two-stage schedule."
+class PhaseParams(_Strict):
+    "One phase of the two-phase schedule."
 
     epochs: int = Field(ge=0)
     lr: float = Field(gt=0, le=1)
@@ -158,7 +158,7 @@ class StageParams(_Strict):
 
 
 class OneCycleParams(_Strict):
-    "One stage that trains every layer: linear warm-up to `lr`, then cosine decay to zero (from-scratch training)."
+    "One phase that trains every layer: linear warm-up to `lr`, then cosine decay to zero (from-scratch training)."
 
     epochs: int = Field(30, ge=1)
     lr: float = Field(3e-3, gt=0, le=1, description="peak learning rate, reached after the warm-up")
@@ -180,21 +180,24 @@ class OneCycleParams(_Strict):
         return self
 
 
-class TrainParams(_Strict):
-    "The training schedule (two-stage transfer learning, or one cycle from scratch), optimizer and callbacks."
+_RENAMED = {"stage1": "phase1", "stage2": "phase2"}  # "stage" names a pipeline stage only
 
-    schedule: Literal["two_stage", "one_cycle"] = Field(
-        "two_stage",
-        description="`two_stage`: head, then the last "
-        "layers of a pretrained backbone (stage1, stage2); `one_cycle`: every layer at once with a warm-up and cosine "
+
+class TrainParams(_Strict):
+    "The training schedule (two-phase transfer learning, or one cycle from scratch), optimizer and callbacks."
+
+    schedule: Literal["two_phase", "one_cycle"] = Field(
+        "two_phase",
+        description="`two_phase`: head, then the last "
+        "layers of a pretrained backbone (phase1, phase2); `one_cycle`: every layer at once with a warm-up and cosine "
         "decay (one_cycle), the recipe for a backbone without pretrained weights",
     )
     one_cycle: OneCycleParams = OneCycleParams()
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = Field(0.0, ge=0, lt=1, description="decoupled weight decay (adamw, sgd)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    stage1: StageParams = StageParams(epochs=10, lr=1e-4, unfreeze_last=0)
-    stage2: StageParams = StageParams(epochs=10, lr=5e-5, unfreeze_last=50)
+    phase1: PhaseParams = PhaseParams(epochs=10, lr=1e-4, unfreeze_last=0)
+    phase2: PhaseParams = PhaseParams(epochs=10, lr=5e-5, unfreeze_last=50)
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     early_stopping_patience: int = Field(10, ge=1)
     reduce_lr_factor: float = Field(0.3, gt=0, lt=1)
@@ -214,6 +217,21 @@ class TrainParams(_Strict):
         description="`mirrored` without GPUs: split the CPU into this many "
         "logical devices (tests and CPU-only rehearsals; 0 or 1: one device)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw):
+        "Keys from before the training phases were called phases: say what they are called now."
+        if isinstance(raw, dict):
+            old = {f"train.{k}": f"train.{_RENAMED[k]}" for k in raw if k in _RENAMED}
+            if raw.get("schedule") == "two_stage":
+                old["train.schedule=two_stage"] = "train.schedule=two_phase"
+            if old:
+                raise ValueError(
+                    "renamed (a training phase is not a pipeline stage): "
+                    + ", ".join(f"{a} is now {b}" for a, b in old.items())
+                )
+        return raw
 
 
 class EvaluateParams(_Strict):
@@ -478,7 +496,7 @@ def parse_overrides(items: list[str] | None) -> dict:
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.stage1.lr=0.001")
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.phase1.lr=0.001")
         key, val = item.split("=", 1)
         node = out
         *parents, last = key.strip().split(".")

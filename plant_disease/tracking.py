@@ -168,12 +168,12 @@ def _is_number(v) -> bool:
 
 
 def log_history(history: pd.DataFrame, run_id: str | None = None) -> int:
-    "Per-epoch metrics (both stages) as `epoch_<column>` with `step=epoch`; returns how many values were logged."
+    "Per-epoch metrics (both training phases) as `epoch_<column>` with `step=epoch`; returns how many values were logged."
     rid, now = _run_id(run_id), int(time.time() * 1000)
     h = history.reset_index(drop=True)
     steps = h["epoch"].astype(int) if "epoch" in h else pd.Series(range(len(h)))
-    if "stage" in h and not pd.api.types.is_numeric_dtype(h["stage"]):
-        h = h.assign(stage=pd.to_numeric(h["stage"].astype(str).str.extract(r"(\d+)")[0], errors="coerce"))
+    if "phase" in h and not pd.api.types.is_numeric_dtype(h["phase"]):
+        h = h.assign(phase=pd.to_numeric(h["phase"].astype(str).str.extract(r"(\d+)")[0], errors="coerce"))
     cols = [c for c in h.columns if c != "epoch" and pd.api.types.is_numeric_dtype(h[c])]
     metrics = [Metric(f"epoch_{c}", float(v), now, int(s)) for c in cols for v, s in zip(h[c], steps) if _is_number(v)]
     MlflowClient().log_batch(rid, metrics=metrics)

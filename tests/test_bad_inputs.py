@@ -70,7 +70,7 @@ def test_params_typo_is_named_and_earlier_outputs_survive(messy_tree, tmp_path, 
     "setting, message",
     [
         ("pipeline.batch_size=lots", "pipeline.batch_size: Input should be a valid integer"),
-        ("train.stage1.lr=-1", "train.stage1.lr: Input should be greater than 0"),
+        ("train.phase1.lr=-1", "train.phase1.lr: Input should be greater than 0"),
         (
             "model.backbone=vgg",
             "model.backbone: Input should be 'resnet50', 'efficientnetb0', 'mobilenetv2', 'mobilenetv3small', "

@@ -1,5 +1,5 @@
 """EfficientNet-Lite with its ImageNet weights, offline: the ImageNet classifier through full-int8 LiteRT, and the
-backbone through every path of the pipeline (two-stage training with block freezing, every export format, Grad-CAM,
+backbone through every path of the pipeline (two-phase training with block freezing, every export format, Grad-CAM,
 the runtimes, the registry and its pyfunc)."""
 
 import json
@@ -71,7 +71,7 @@ def test_full_int8_imagenet_classifier_keeps_its_answers(tmp_path):
 
 @pytest.fixture(scope="module")
 def lite_run(tmp_path_factory):
-    """A tiny two-stage run of Lite0 from its ImageNet weights on synthetic leaves, through the pipeline's own stage
+    """A tiny two-phase run of Lite0 from its ImageNet weights on synthetic leaves, through the pipeline's own stage
     notebooks (tracked in MLflow): data, train, export (every format), register."""
     work = tmp_path_factory.mktemp("lite")
     (work / "params.yaml").write_text((ROOT / "params.yaml").read_text())
@@ -84,9 +84,9 @@ def lite_run(tmp_path_factory):
         "model.backbone=efficientnet_lite0",
         "model.weights=imagenet",
         "model.dense_units=0",
-        "train.schedule=two_stage",
-        "train.stage1={epochs: 1, lr: 0.003, unfreeze_last: 0}",
-        "train.stage2={epochs: 1, lr: 0.0003, unfreeze_last: 2 blocks}",
+        "train.schedule=two_phase",
+        "train.phase1={epochs: 1, lr: 0.003, unfreeze_last: 0}",
+        "train.phase2={epochs: 1, lr: 0.0003, unfreeze_last: 2 blocks}",
         "export.formats=[savedmodel, tflite_fp32, tflite_dynamic, tflite_int8, onnx]",
         "export.representative_images=[16]",
         "register.min_accuracy=0",
@@ -109,10 +109,10 @@ def lite_run(tmp_path_factory):
 def test_two_stage_training_unfreezes_whole_blocks(lite_run):
     work, runs = lite_run
     out = runs["train"].stdout
-    assert "stage 1: 1 epoch(s) at 64 px, lr 0.003, unfrozen backbone layers: 0" in out, out[-2000:]
-    # stage 2: block 14 (10 layers: three convolutions, their BatchNorm and ReLU6 but the last, drop-connect, the
+    assert "phase 1: 1 epoch(s) at 64 px, lr 0.003, unfrozen backbone layers: 0" in out, out[-2000:]
+    # phase 2: block 14 (10 layers: three convolutions, their BatchNorm and ReLU6 but the last, drop-connect, the
     # residual Add), block 15 (8: no residual, 192 -> 320 channels) and the top (conv_head, bn1, ReLU6)
-    assert "stage 2: 1 epoch(s) at 64 px, lr 0.0003, unfrozen backbone layers: 21" in out, out[-2000:]
+    assert "phase 2: 1 epoch(s) at 64 px, lr 0.0003, unfrozen backbone layers: 21" in out, out[-2000:]
     card = json.loads((work / "models" / "classes.json").read_text())
     assert card["backbone"] == "efficientnet_lite0" and card["image_size"] == 64
     gate = json.loads((work / "reports" / "gate.json").read_text())
@@ -163,9 +163,9 @@ def test_mirrored_training_starts_from_the_imagenet_weights(lite_run):
         "model.backbone=efficientnet_lite0",
         "model.weights=imagenet",
         "model.dense_units=0",
-        "train.schedule=two_stage",
-        "train.stage1={epochs: 1, lr: 0.003, unfreeze_last: 0}",
-        "train.stage2={epochs: 0, lr: 0.0003, unfreeze_last: 0}",
+        "train.schedule=two_phase",
+        "train.phase1={epochs: 1, lr: 0.003, unfreeze_last: 0}",
+        "train.phase2={epochs: 0, lr: 0.0003, unfreeze_last: 0}",
         "train.distribute=mirrored",
         "train.logical_cpus=2",
     ]
@@ -180,5 +180,5 @@ def test_mirrored_training_starts_from_the_imagenet_weights(lite_run):
 
     trained = keras.saving.load_model(work / "models" / "mirrored" / "model.keras", compile=False)
     ref = EfficientNetLite(0, weights="imagenet")
-    for name in ("conv_stem", "blocks_15_project_conv", "conv_head"):  # frozen in stage 1: still ImageNet's
+    for name in ("conv_stem", "blocks_15_project_conv", "conv_head"):  # frozen in phase 1: still ImageNet's
         np.testing.assert_array_equal(trained.get_layer(name).get_weights()[0], ref.get_layer(name).get_weights()[0])

@@ -74,7 +74,7 @@ def test_cpu_profile_reaches_the_floor_on_real_photos(real):
     assert metrics["n_test"] >= 200 and metrics["synthetic"] is False
     assert metrics["accuracy"] >= FLOOR_ACCURACY and metrics["f1_macro"] >= FLOOR_F1, metrics
     hist = pd.read_csv(real / "reports" / "train" / "history.csv")
-    assert hist["stage"].eq(1).all() and len(hist) == FLOOR_EPOCHS
+    assert hist["phase"].eq(1).all() and len(hist) == FLOOR_EPOCHS
     assert hist["image_size"].tolist() == [96] * FLOOR_SMALL + [128] * (FLOOR_EPOCHS - FLOOR_SMALL)
     assert (real / "reports" / "evaluate" / "figures" / "confusion_matrix.png").exists()
 

@@ -45,9 +45,9 @@ def log_train(dirs: Dirs) -> None:
     rep = dirs.reports / "train"
     log_history(pd.read_csv(rep / "history.csv"))
     summary = read_json(rep / "train_summary.json")
-    for s in summary["stages"]:
+    for s in summary["fits"]:
         log_dict_metrics(
-            {k: s[k] for k in ("seconds", "images_per_second", "epochs_run")}, prefix=f"train_stage{s['stage']}_"
+            {k: s[k] for k in ("seconds", "images_per_second", "epochs_run")}, prefix=f"train_phase{s['phase']}_"
         )
     if summary.get("calibration"):
         log_dict_metrics(summary["calibration"], prefix="val_calibration_")
