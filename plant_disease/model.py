@@ -20,7 +20,7 @@ from .efficientnet_lite import INPUT_MEAN, INPUT_STD, EfficientNetLite, WeightsU
 # %% auto #0
 __all__ = ['BACKBONES', 'OFFLINE_IMAGENET', 'HEAD_PREFIX', 'BLOCK_NAME', 'BackbonePreprocess', 'ResNet18Slim', 'ModelError',
            'build_model', 'backbone_layers', 'backbone_model', 'save_backbone_weights', 'load_backbone_weights',
-           'backbone_blocks', 'set_trainable', 'at_size']
+           'backbone_blocks', 'unfrozen_layers', 'set_trainable', 'at_size']
 
 # %% ../nbs/04_model.ipynb #9e39ceb7
 @keras.saving.register_keras_serializable(package="plant_disease")
@@ -203,7 +203,8 @@ def backbone_blocks(model: keras.Model) -> list[tuple[str, list[layers.Layer]]]:
     return groups
 
 
-def _unfrozen(model: keras.Model, unfreeze_last: int | str) -> list[layers.Layer]:
+def unfrozen_layers(model: keras.Model, unfreeze_last: int | str) -> list[layers.Layer]:
+    "The backbone layers `unfreeze_last` (a number of layers, `all` or `N blocks`) names, in order."
     bb = backbone_layers(model)
     if unfreeze_last == "all":
         return bb
@@ -226,7 +227,7 @@ def set_trainable(model: keras.Model, unfreeze_last: int | str = 0, train_bn: bo
     blocks and the top, whole); the head always trains."""
     model.trainable = True
     bb = backbone_layers(model)
-    chosen = _unfrozen(model, unfreeze_last)
+    chosen = unfrozen_layers(model, unfreeze_last)
     chosen_ids = {id(l) for l in chosen}
     for l in bb:
         l.trainable = id(l) in chosen_ids and (train_bn or not isinstance(l, layers.BatchNormalization))
