@@ -106,7 +106,7 @@ def lite_run(tmp_path_factory):
             os.environ["MLFLOW_TRACKING_URI"] = old
 
 
-def test_two_stage_training_unfreezes_whole_blocks(lite_run):
+def test_two_phase_training_unfreezes_whole_blocks(lite_run):
     work, runs = lite_run
     out = runs["train"].stdout
     assert "phase 1: 1 epoch(s) at 64 px, lr 0.003, unfrozen backbone layers: 0" in out, out[-2000:]
