@@ -198,6 +198,14 @@ class TrainParams(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     phase1: PhaseParams = PhaseParams(epochs=10, lr=1e-4, unfreeze_last=0)
     phase2: PhaseParams = PhaseParams(epochs=10, lr=5e-5, unfreeze_last=50)
+    cache_views: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="two_phase: run each phase's frozen bottom once, over this many views of each training photo "
+        "(the photo, then augmented copies) and the validation photos, and train the top on the cached activations "
+        "(notebook 05b); 0: the whole network runs every epoch",
+    )
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     early_stopping_patience: int = Field(10, ge=1)
     reduce_lr_factor: float = Field(0.3, gt=0, lt=1)
@@ -217,6 +225,15 @@ class TrainParams(_Strict):
         description="`mirrored` without GPUs: split the CPU into this many "
         "logical devices (tests and CPU-only rehearsals; 0 or 1: one device)",
     )
+
+    @model_validator(mode="after")
+    def _cache_needs_two_phases(self):
+        if self.cache_views and (self.schedule != "two_phase" or self.distribute != "none"):
+            raise ValueError(
+                "train.cache_views caches the frozen part of a two-phase schedule on one device: set "
+                "train.schedule=two_phase and train.distribute=none, or train.cache_views=0"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'MIN_DOMAIN_IMAGES', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy', 'make_optimizer',
            'one_cycle_schedule', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors',
-           'sync_batchnorm', 'Fit', 'plan_fits', 'train', 'plot_history', 'predict_split']
+           'sync_batchnorm', 'Fit', 'plan_fits', 'fit_on_cache', 'train', 'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 class EpochClock(keras.callbacks.Callback):
@@ -274,6 +274,75 @@ def plan_fits(params: Params) -> list[Fit]:
         if st.epochs
     ]
 
+# %% ../nbs/05_train.ipynb #525ad6c2
+def _batches_of(batches, n: int):
+    "The (images, labels) batches of `batches`, cut to `n` images in all."
+    left = n
+    for x, y in batches:
+        if left <= 0:
+            return
+        yield x[:left], y[:left]
+        left -= len(y)
+
+
+def fit_on_cache(
+    model: keras.Model,
+    fit: Fit,
+    params: Params,
+    manifest: Manifest,
+    data,
+    callbacks_for,
+    initial_epoch: int,
+    cache_dir: Path,
+    ckpt: Path,
+):
+    """One phase of the two-phase schedule with its frozen bottom run once: returns (the `fit` history, what the
+    cache held: seconds and bytes). `callbacks_for(checkpoint)` gives the phase's callbacks; the best epoch, if it
+    beats the checkpoint, ends up in `ckpt` (the whole model's weights) and in the model."""
+    from plant_disease.activation_cache import CachedBatches, cache_activations, cut_point, split_model
+    from plant_disease.pipeline import make_dataset
+
+    t0, pp, views = time.perf_counter(), params.pipeline, params.train.cache_views
+    bottom, top = split_model(model, cut_point(model, fit.unfreeze))
+    train_df, val_df = manifest.split("train"), manifest.split("val")
+    index = {c: i for i, c in enumerate(manifest.classes)}
+    n, steps = len(train_df), math.ceil(len(train_df) / pp.batch_size)
+    plain = make_dataset(train_df["path"], train_df["class"].map(index).to_numpy(), pp, tag="train")
+    augmented = [data.train_batches().take(steps + 1) for _ in range(views - 1)]
+    folder = Path(tempfile.mkdtemp(prefix=f"phase{fit.phase}-", dir=cache_dir))
+    try:
+        train = cache_activations(
+            bottom, (b for v in [plain, *augmented] for b in _batches_of(v, n)), n * views, folder / "train"
+        )
+        val = cache_activations(bottom, data.val, len(val_df), folder / "val") if data.val is not None else None
+        cached = {
+            "cache_seconds": round(time.perf_counter() - t0, 2),
+            "cache_bytes": train.nbytes + (val.nbytes if val else 0),
+        }
+        print(
+            f"phase {fit.phase}: cached {len(train)} training views and {len(val) if val else 0} validation photos at "
+            f"{tuple(bottom.output.shape[1:])} ({cached['cache_bytes'] / 2**20:.0f} MiB) in {cached['cache_seconds']:.0f} s"
+        )
+        compile_model(top, fit.lr, 3, False, params)
+        top_ckpt = ckpt.with_name(f"best_phase{fit.phase}_top.weights.h5")
+        top_ckpt.unlink(missing_ok=True)
+        h = top.fit(
+            CachedBatches(train, pp.batch_size, seed=params.train.seed),
+            validation_data=CachedBatches(val, pp.batch_size, shuffle=False) if val is not None else None,
+            epochs=initial_epoch + fit.epochs,
+            initial_epoch=initial_epoch,
+            class_weight=data.class_weight,
+            callbacks=callbacks_for(top_ckpt),
+            verbose=params.train.verbose,
+        )
+        if top_ckpt.exists():  # this phase beat the ones before: the whole model's best weights
+            top.load_weights(top_ckpt)
+            model.save_weights(ckpt)
+            top_ckpt.unlink()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return h, cached
+
 # %% ../nbs/05_train.ipynb #6a6e98ae
 def train(
     params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train"
@@ -307,6 +376,7 @@ def train(
     ckpt.unlink(missing_ok=True)
     steps = data.steps_per_epoch or math.ceil(data.n_train / pp.batch_size)
     histories, fits, best, epoch, start, clock = [], [], None, 0, time.perf_counter(), None
+    cache_root = Path(tempfile.mkdtemp(prefix="plant-disease-cache-")) if params.train.cache_views else None
     for k, ph in enumerate(plan):
         first_of_phase = k == 0 or plan[k - 1].phase != ph.phase
         if first_of_phase:  # one_cycle compiles once: its schedule runs across the resizing phases
@@ -329,21 +399,24 @@ def train(
             + f", unfrozen backbone layers: {sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}"
         )
         clock = EpochClock(start, ph.image_size, clock.val_seconds if clock else 0.0)
-        cbs = make_callbacks(
-            params, ckpt, monitor, best, out / f"history_phase{ph.phase}.csv", clock, append=not first_of_phase
+        callbacks_for = lambda checkpoint: make_callbacks(  # noqa: E731
+            params, checkpoint, monitor, best, out / f"history_phase{ph.phase}.csv", clock, append=not first_of_phase
         )
-        t0 = time.perf_counter()
-        h = model.fit(
-            shard_by_data(data.train_batches(ph.image_size)),
-            validation_data=data.val,
-            shuffle=False,
-            epochs=epoch + ph.epochs,
-            initial_epoch=epoch,
-            steps_per_epoch=data.steps_per_epoch,
-            class_weight=data.class_weight,
-            callbacks=cbs,
-            verbose=params.train.verbose,
-        )
+        t0, cached = time.perf_counter(), {}
+        if params.train.cache_views:  # the frozen bottom once, the top on its cached activations (notebook 05b)
+            h, cached = fit_on_cache(model, ph, params, manifest, data, callbacks_for, epoch, cache_root, ckpt)
+        else:
+            h = model.fit(
+                shard_by_data(data.train_batches(ph.image_size)),
+                validation_data=data.val,
+                shuffle=False,
+                epochs=epoch + ph.epochs,
+                initial_epoch=epoch,
+                steps_per_epoch=data.steps_per_epoch,
+                class_weight=data.class_weight,
+                callbacks=callbacks_for(ckpt),
+                verbose=params.train.verbose,
+            )
         secs = time.perf_counter() - t0
         hist = pd.DataFrame(h.history).assign(phase=ph.phase, epoch=h.epoch)
         histories.append(hist)
@@ -360,9 +433,12 @@ def train(
                 "trainable_params": sizes["trainable_params"],
                 "images_per_second": round(len(h.epoch) * steps * pp.batch_size / secs, 1),  # incl. validation time
                 f"best_{monitor}": phase_best,
+                **cached,
             }
         )
         best = phase_best if best is None else better(best, phase_best)
+    if cache_root is not None:
+        shutil.rmtree(cache_root, ignore_errors=True)
     if ckpt.exists():
         model.load_weights(ckpt)  # the best epoch of the whole schedule
     if flexible:
