@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import os
 import re
 import subprocess
@@ -29,10 +28,8 @@ from .register import REGISTER_STAGE
 from .robustness import ROBUSTNESS_STAGE
 from .train import TRAIN_STAGE
 
-log = logging.getLogger(__name__)
-
 # %% auto #0
-__all__ = ['log', 'PROFILE_GROUPS', 'PIPELINE_NOTEBOOKS', 'pipeline_stages', 'get_stage', 'injected_params', 'run_in_process',
+__all__ = ['PROFILE_GROUPS', 'PIPELINE_NOTEBOOKS', 'pipeline_stages', 'get_stage', 'injected_params', 'run_in_process',
            'execute_stage_notebook', 'quietly', 'run_stage']
 
 # %% ../../nbs/11i_stage_runner.ipynb #9b13127e
@@ -193,8 +190,6 @@ def run_stage(name: str, params: Params, root: str | Path = ".", dirs: Dirs = Di
     with quietly(verbose):  # `scratch` may load TensorFlow (a multi-worker run): its C++ start-up lines
         helper = stage.scratch(params)
     if helper:  # it helps the chief (a multi-worker run), which alone writes and logs (notebook 20)
-        import tempfile
-
         scratch = Dirs(dirs.data, dirs.models, Path(tempfile.mkdtemp(prefix="plant-disease-worker-")), dirs.export)
         return execute_stage_notebook(name, params, root, scratch, verbose)
     setup_tracking(params.tracking, root)  # fails fast (TrackingError) if the server is unreachable
