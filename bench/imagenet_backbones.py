@@ -26,23 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from testkit.machine import cpu_name, latency, matmul_peak_gflops, throughput
+from testkit.machine import cpu_name, latency, matmul_peak_gflops, throughput, vector_extensions
 
 ROOT = Path(__file__).resolve().parents[1]
-
-SIMD = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-
-
-def vector_extensions() -> list[str]:
-    "The SIMD extensions this CPU reports (x86 flags of /proc/cpuinfo)."
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in SIMD if f in flags] or sorted(flags)[:12]
-    except OSError:
-        pass
-    return []
 
 
 def leaf_photos() -> list[Path]:

@@ -155,6 +155,11 @@ class PhaseParams(_Strict):
     unfreeze_last: int | Literal["all"] | Annotated[str, Field(pattern=r"^\d+ blocks?$")] = Field(
         0, description="the last N backbone layers, `all`, or `'N blocks'`: the last N blocks and the top, whole"
     )
+    decay: Literal["plateau", "cosine"] = Field(
+        "plateau",
+        description="`plateau`: the rate drops by train.reduce_lr_factor when the monitored metric stalls "
+        "(ReduceLROnPlateau); `cosine`: it decays from `lr` to 0 over the phase's epochs",
+    )
 
 
 class OneCycleParams(_Strict):

@@ -13,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -31,7 +32,7 @@ from plant_disease.abstention import (
 from .ood import reference_profile
 from .config import Params, flatten_params
 from .data import Manifest
-from .model import at_size, build_model, set_trainable
+from .model import at_size, build_model, set_trainable, unfrozen_layers
 from .pipeline import configure_devices, make_datasets
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'MIN_DOMAIN_IMAGES', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy', 'make_optimizer',
            'one_cycle_schedule', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors',
-           'sync_batchnorm', 'Fit', 'plan_fits', 'fit_on_cache', 'train', 'plot_history', 'predict_split']
+           'sync_batchnorm', 'Fit', 'plan_fits', 'ViewCache', 'earliest_cut', 'cache_views', 'fit_on_cache', 'train',
+           'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 class EpochClock(keras.callbacks.Callback):
@@ -74,20 +76,29 @@ def make_callbacks(
     csv: Path,
     clock: EpochClock | None = None,
     append: bool = False,
+    reduce_lr: bool = True,
 ) -> list:
     """Best-weights checkpoint, CSV logger (after the clock, so its columns are logged) and, for the two-phase
-    schedule, EarlyStopping and ReduceLROnPlateau (a one-cycle schedule sets the learning rate itself)."""
+    schedule, EarlyStopping and (`reduce_lr`) ReduceLROnPlateau (a one-cycle schedule or a phase's cosine decay
+    sets the learning rate itself)."""
     t = params.train
     cbs = [] if clock is None else [clock]
     if t.schedule == "two_phase":
-        cbs += [
+        cbs.append(
             keras.callbacks.EarlyStopping(
                 monitor=monitor, patience=t.early_stopping_patience, restore_best_weights=True, verbose=1
-            ),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience, min_lr=t.min_lr, verbose=1
-            ),
-        ]
+            )
+        )
+        if reduce_lr:
+            cbs.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor=monitor,
+                    factor=t.reduce_lr_factor,
+                    patience=t.reduce_lr_patience,
+                    min_lr=t.min_lr,
+                    verbose=1,
+                )
+            )
     return cbs + [
         keras.callbacks.ModelCheckpoint(
             ckpt, monitor=monitor, save_best_only=True, save_weights_only=True, initial_value_threshold=best_so_far
@@ -259,6 +270,13 @@ class Fit:
     image_size: int
     unfreeze: int | str
     lr: float  # the phase's rate (two_phase) or the peak of the cycle (one_cycle)
+    decay: str = "plateau"  # two_phase: `plateau` (ReduceLROnPlateau) or `cosine` (to 0 over the phase)
+
+    def rate(self, steps_per_epoch: int):
+        "The phase's learning rate: a number, or its cosine decay over the phase's steps."
+        if self.decay == "cosine":
+            return keras.optimizers.schedules.CosineDecay(self.lr, max(steps_per_epoch * self.epochs, 1))
+        return self.lr
 
 
 def plan_fits(params: Params) -> list[Fit]:
@@ -269,7 +287,7 @@ def plan_fits(params: Params) -> list[Fit]:
         sizes = [*oc.progressive, (size, oc.epochs - sum(e for _, e in oc.progressive))]
         return [Fit(1, e, s, "all", oc.lr) for s, e in sizes]
     return [
-        Fit(i, st.epochs, size, "all" if params.from_scratch else st.unfreeze_last, st.lr)
+        Fit(i, st.epochs, size, "all" if params.from_scratch else st.unfreeze_last, st.lr, st.decay)
         for i, st in enumerate([t.phase1, t.phase2], start=1)
         if st.epochs
     ]
@@ -285,50 +303,94 @@ def _batches_of(batches, n: int):
         left -= len(y)
 
 
-def fit_on_cache(
-    model: keras.Model,
-    fit: Fit,
-    params: Params,
-    manifest: Manifest,
-    data,
-    callbacks_for,
-    initial_epoch: int,
-    cache_dir: Path,
-    ckpt: Path,
-):
-    """One phase of the two-phase schedule with its frozen bottom run once: returns (the `fit` history, what the
-    cache held: seconds and bytes). `callbacks_for(checkpoint)` gives the phase's callbacks; the best epoch, if it
-    beats the checkpoint, ends up in `ckpt` (the whole model's weights) and in the model."""
-    from plant_disease.activation_cache import CachedBatches, cache_activations, cut_point, split_model
+@dataclass
+class ViewCache:
+    "The activations at `cut` of the training views and the validation photos, cached once for a whole schedule."
+
+    cut: Any  # a tensor of the model: where its frozen bottom ends
+    train: Any  # ActivationCache: `cache_views` views of each training photo
+    val: Any  # ActivationCache of the validation photos, or None
+    seconds: float
+
+    @property
+    def nbytes(self) -> int:
+        return self.train.nbytes + (self.val.nbytes if self.val is not None else 0)
+
+
+def earliest_cut(model: keras.Model, plan: list[Fit]):
+    "Where the frozen bottom of the phase that trains the most layers ends: its cache serves every phase."
+    from plant_disease.activation_cache import cut_point
+
+    widest = max(plan, key=lambda f: len(unfrozen_layers(model, f.unfreeze)))
+    return cut_point(model, widest.unfreeze)
+
+
+def cache_views(model: keras.Model, cut, params: Params, manifest: Manifest, data, folder: Path) -> ViewCache:
+    """Run the model's bottom (up to `cut`) once over the training photos (each photo, then `train.cache_views - 1`
+    augmented copies of it by the training pipeline) and the validation photos; write the activations to `folder`."""
+    from plant_disease.activation_cache import cache_activations
     from plant_disease.pipeline import make_dataset
 
     t0, pp, views = time.perf_counter(), params.pipeline, params.train.cache_views
-    bottom, top = split_model(model, cut_point(model, fit.unfreeze))
+    bottom = keras.Model(model.input, cut, name=f"{model.name}_bottom")
     train_df, val_df = manifest.split("train"), manifest.split("val")
     index = {c: i for i, c in enumerate(manifest.classes)}
     n, steps = len(train_df), math.ceil(len(train_df) / pp.batch_size)
     plain = make_dataset(train_df["path"], train_df["class"].map(index).to_numpy(), pp, tag="train")
     augmented = [data.train_batches().take(steps + 1) for _ in range(views - 1)]
-    folder = Path(tempfile.mkdtemp(prefix=f"phase{fit.phase}-", dir=cache_dir))
+    batches = (b for v in [plain, *augmented] for b in _batches_of(v, n))
+    train = cache_activations(bottom, batches, n * views, folder / "train")
+    val = cache_activations(bottom, data.val, len(val_df), folder / "val") if data.val is not None else None
+    c = ViewCache(cut, train, val, round(time.perf_counter() - t0, 2))
+    print(
+        f"cached {len(train)} training views and {len(val) if val else 0} validation photos at "
+        f"{tuple(cut.shape[1:])} ({c.nbytes / 2**20:.0f} MiB) in {c.seconds:.0f} s"
+    )
+    return c
+
+
+def fit_on_cache(
+    model: keras.Model,
+    fit: Fit,
+    params: Params,
+    base: ViewCache,
+    data,
+    callbacks_for,
+    initial_epoch: int,
+    ckpt: Path,
+):
+    """One phase of the two-phase schedule on cached activations: returns (the `fit` history, seconds and bytes of
+    the cache it derived). Where the phase's frozen bottom ends later than `base.cut` (the head alone trains, say),
+    the frozen layers between run once over `base` first. `callbacks_for(checkpoint)` gives the phase's callbacks;
+    the best epoch, if it beats the checkpoint, ends up in `ckpt` (the whole model's weights) and in the model."""
+    from plant_disease.activation_cache import CachedBatches, cache_activations, cut_point, split_model
+
+    t0, pp = time.perf_counter(), params.pipeline
+    cut = cut_point(model, fit.unfreeze)
+    train, val, folder, derived = base.train, base.val, None, {"cache_seconds": 0.0, "cache_bytes": 0}
     try:
-        train = cache_activations(
-            bottom, (b for v in [plain, *augmented] for b in _batches_of(v, n)), n * views, folder / "train"
-        )
-        val = cache_activations(bottom, data.val, len(val_df), folder / "val") if data.val is not None else None
-        cached = {
-            "cache_seconds": round(time.perf_counter() - t0, 2),
-            "cache_bytes": train.nbytes + (val.nbytes if val else 0),
-        }
-        print(
-            f"phase {fit.phase}: cached {len(train)} training views and {len(val) if val else 0} validation photos at "
-            f"{tuple(bottom.output.shape[1:])} ({cached['cache_bytes'] / 2**20:.0f} MiB) in {cached['cache_seconds']:.0f} s"
-        )
-        compile_model(top, fit.lr, 3, False, params)
+        if cut is not base.cut:  # the frozen layers between the two cuts, once
+            mid = keras.Model(base.cut, cut, name=f"{model.name}_phase{fit.phase}_frozen")
+            folder = Path(tempfile.mkdtemp(prefix=f"phase{fit.phase}-", dir=base.train.folder.parent))
+            train = cache_activations(
+                mid, CachedBatches(base.train, 256, shuffle=False), len(base.train), folder / "train"
+            )
+            if base.val is not None:
+                val = cache_activations(mid, CachedBatches(base.val, 256, shuffle=False), len(base.val), folder / "val")
+            derived = {
+                "cache_seconds": round(time.perf_counter() - t0, 2),
+                "cache_bytes": train.nbytes + (val.nbytes if val is not None else 0),
+            }
+            print(
+                f"phase {fit.phase}: derived the activations at {tuple(cut.shape[1:])} in {derived['cache_seconds']:.0f} s"
+            )
+        _, top = split_model(model, cut)
+        compile_model(top, fit.rate(math.ceil(len(train) / pp.batch_size)), 3, False, params)
         top_ckpt = ckpt.with_name(f"best_phase{fit.phase}_top.weights.h5")
         top_ckpt.unlink(missing_ok=True)
         h = top.fit(
             CachedBatches(train, pp.batch_size, seed=params.train.seed),
-            validation_data=CachedBatches(val, pp.batch_size, shuffle=False) if val is not None else None,
+            validation_data=CachedBatches(val, 256, shuffle=False) if val is not None else None,
             epochs=initial_epoch + fit.epochs,
             initial_epoch=initial_epoch,
             class_weight=data.class_weight,
@@ -340,8 +402,9 @@ def fit_on_cache(
             model.save_weights(ckpt)
             top_ckpt.unlink()
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return h, cached
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return h, derived
 
 # %% ../nbs/05_train.ipynb #6a6e98ae
 def train(
@@ -377,11 +440,12 @@ def train(
     steps = data.steps_per_epoch or math.ceil(data.n_train / pp.batch_size)
     histories, fits, best, epoch, start, clock = [], [], None, 0, time.perf_counter(), None
     cache_root = Path(tempfile.mkdtemp(prefix="plant-disease-cache-")) if params.train.cache_views else None
+    base = None  # the cached activations (train.cache_views)
     for k, ph in enumerate(plan):
         first_of_phase = k == 0 or plan[k - 1].phase != ph.phase
         if first_of_phase:  # one_cycle compiles once: its schedule runs across the resizing phases
             lr = (
-                ph.lr
+                ph.rate(steps)
                 if params.train.schedule == "two_phase"
                 else one_cycle_schedule(
                     ph.lr, steps * params.train.one_cycle.epochs, round(steps * params.train.one_cycle.warmup_epochs)
@@ -395,16 +459,34 @@ def train(
             log.info("phase %d: %s", ph.phase, sizes)
         print(
             f"phase {ph.phase}: {ph.epochs} epoch(s) at {ph.image_size} px, "
-            + (f"lr {ph.lr}" if params.train.schedule == "two_phase" else f"one cycle to lr {ph.lr}")
+            + (
+                f"lr {ph.lr}" + (" with cosine decay" if ph.decay == "cosine" else "")
+                if params.train.schedule == "two_phase"
+                else f"one cycle to lr {ph.lr}"
+            )
             + f", unfrozen backbone layers: {sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}"
         )
         clock = EpochClock(start, ph.image_size, clock.val_seconds if clock else 0.0)
         callbacks_for = lambda checkpoint: make_callbacks(  # noqa: E731
-            params, checkpoint, monitor, best, out / f"history_phase{ph.phase}.csv", clock, append=not first_of_phase
+            params,
+            checkpoint,
+            monitor,
+            best,
+            out / f"history_phase{ph.phase}.csv",
+            clock,
+            append=not first_of_phase,
+            reduce_lr=ph.decay == "plateau",
         )
         t0, cached = time.perf_counter(), {}
         if params.train.cache_views:  # the frozen bottom once, the top on its cached activations (notebook 05b)
-            h, cached = fit_on_cache(model, ph, params, manifest, data, callbacks_for, epoch, cache_root, ckpt)
+            if base is None:  # at the earliest cut of the schedule: one cache serves every phase
+                base = cache_views(model, earliest_cut(model, plan), params, manifest, data, cache_root)
+            h, derived = fit_on_cache(model, ph, params, base, data, callbacks_for, epoch, ckpt)
+            first = k == 0
+            cached = {
+                "cache_seconds": round(derived["cache_seconds"] + (base.seconds if first else 0), 2),
+                "cache_bytes": derived["cache_bytes"] + (base.nbytes if first else 0),
+            }
         else:
             h = model.fit(
                 shard_by_data(data.train_batches(ph.image_size)),

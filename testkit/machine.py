@@ -20,6 +20,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+SIMD = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def vector_extensions() -> list[str]:
+    "The SIMD extensions this CPU reports (x86 flags of /proc/cpuinfo)."
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in SIMD if f in flags] or sorted(flags)[:12]
+    except OSError:
+        pass
+    return []
+
+
 def latency(fn, x: np.ndarray, n: int, warmup: int = 5) -> dict:
     "Batch-1 latency over n images of x (cycled)."
     for i in range(warmup):

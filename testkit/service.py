@@ -58,9 +58,16 @@ def chromium():
 def _source(shared: Path | None) -> list[str]:
     "The data options of the tiny test models: 40 real tomato photos per class, else synthetic leaves."
     return (
-        ["--profile", "tomato,cpu", "--set", f"data.source={shared / 'plantvillage'}", "--set", "data.max_per_class=40"]
+        [
+            "--profile",
+            "tomato,scratch",
+            "--set",
+            f"data.source={shared / 'plantvillage'}",
+            "--set",
+            "data.max_per_class=40",
+        ]
         if shared
-        else ["--profile", "cpu", "--set", "data.synthetic_per_class=40"]
+        else ["--profile", "scratch", "--set", "data.synthetic_per_class=40"]
     )
 
 

@@ -42,7 +42,7 @@ def messy_tree(shared, tmp_path):
 
 
 def test_bad_files_are_reported_and_skipped(messy_tree, tmp_path):
-    r = run_cli("run", "--profile", "cpu", "--set", f"data.source={messy_tree}", *FAST, cwd=tmp_path)
+    r = run_cli("run", "--profile", "scratch", "--set", f"data.source={messy_tree}", *FAST, cwd=tmp_path)
     assert "3 file(s) rejected" in r.stdout
     assert "Tomato___Target_Spot" in r.stderr  # the empty class folder is named in a warning
     rejected = pd.read_csv(tmp_path / "data" / "rejected.csv")

@@ -46,9 +46,9 @@ def registered(tmp_path_factory) -> dict:
     (work / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     sample = shared_sample()
     source = (
-        ["--profile", "tomato,cpu", "--set", f"data.source={sample}", "--set", "data.max_per_class=12"]
+        ["--profile", "tomato,scratch", "--set", f"data.source={sample}", "--set", "data.max_per_class=12"]
         if sample
-        else ["--profile", "cpu", "--set", "data.synthetic_per_class=12"]
+        else ["--profile", "scratch", "--set", "data.synthetic_per_class=12"]
     )
     small = ["--set", "pipeline.image_size=32", "--models-dir", "models/review", "--reports-dir", "reports/review"]
     exe = str(BIN / "plant-disease")

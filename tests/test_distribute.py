@@ -17,6 +17,8 @@ import pytest
 from conftest import ROOT, run_cli
 
 TINY = [
+    "--profile",
+    "scratch",  # one cycle from scratch: the cached two-phase recipe runs on one device
     "--set",
     "data.synthetic_per_class=16",
     "--set",

@@ -140,10 +140,10 @@ def field_run(shared, tmp_path_factory, _tracking):
     work = tmp_path_factory.mktemp("field_run")
     t0 = time.perf_counter()
     raw = {
-        "profile": ["cpu"],
+        "profile": ["scratch"],
         "data": {"source": str(shared / "plantvillage"), "classes": CLASSES, "max_per_class": MAX_PER_CLASS},
         "pipeline": {"image_size": 48, "batch_size": 16},
-        "model": {"weights": "none"},  # the cpu profile's compact ResNet-18, from scratch
+        "model": {"weights": "none"},  # the scratch profile's compact ResNet-18
         "train": {"one_cycle": {"epochs": 2, "progressive": []}, "verbose": 0},
         "ood": {"n_objects": 8, "n_noise": 8},
     }

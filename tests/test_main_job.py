@@ -14,12 +14,12 @@ TINY = [
     "--set",
     "pipeline.image_size=32",
     "--set",
-    "model.backbone=mobilenetv2",
+    "train.phase1.epochs=2",
     "--set",
-    "train.one_cycle.epochs=2",
+    "train.phase2.epochs=1",
     "--set",
-    "train.one_cycle.progressive=[]",
-]
+    "train.cache_views=2",
+]  # the default profile's recipe (ImageNet EfficientNet-Lite0, two phases on cached activations), tiny
 
 
 def test_run_on_synthetic_default(tmp_path, params_file):
@@ -125,7 +125,8 @@ def test_params_yaml_is_valid_and_profiles_resolve():
     from plant_disease.config import load_params
 
     p = load_params(ROOT / "params.yaml")
-    assert p.profile == ["cpu"] and p.data.source == "synthetic" and p.from_scratch
+    assert p.profile == ["cpu"] and p.data.source == "synthetic" and not p.from_scratch
+    assert (p.model.backbone, p.train.schedule) == ("efficientnet_lite0", "two_phase") and p.train.cache_views > 1
     g = load_params(ROOT / "params.yaml", profile="tomato,gpu")
     assert (g.data.classes, g.pipeline.image_size, g.model.weights, g.pipeline.mixed_precision) == (
         "tomato",
