@@ -150,14 +150,16 @@ def recipe_search_section(r: dict) -> list[str]:
         f"test column is for the record. Machine: {m['cpu']}, {m['cores']} cores, fp32 matmul peak "
         f"{m['matmul_peak_gflops']['float32']} GFLOP/s. Same split as the table above.",
         "",
-        "| variant | px | blocks trained | views | epochs | lr | minutes | s per epoch | best val | test | test macro F1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | px | blocks trained | views | epochs | lr | minutes | s per epoch | best val | test | test macro F1 | "
+        "note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in r["runs"]:
         out.append(
             f"| {x['variant']} | {x['size']} | {x['blocks']}{' (head first)' if x.get('warm_head') else ''} | "
             f"{x['views']} | {x['epochs']} | {x['lr']} | {x['minutes']:.1f} | {x['epoch_seconds']} | "
-            f"{x['best_val_accuracy']:.3f} | {x['test_accuracy']:.3f} | {x['test_f1_macro']:.3f} |"
+            f"{x['best_val_accuracy']:.3f} | {x['test_accuracy']:.3f} | {x['test_f1_macro']:.3f} | "
+            f"{x.get('note', '')} |"
         )
     return out + [""]
 

@@ -34,7 +34,7 @@ MNV3S = ["model.backbone=mobilenetv3small"]
 RECIPES: dict[str, tuple[str, str, list[str]]] = {
     "cpu": (
         "the cpu profile: ImageNet EfficientNet-Lite0, two phases on cached activations (the frozen bottom run once "
-        "over 3 views of each training photo; the head, then the last blocks and the head)",
+        "over 2 views of each training photo; the head, then the last 5 blocks and the head, 160 px)",
         "cpu",
         [],
     ),

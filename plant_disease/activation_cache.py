@@ -11,6 +11,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from .model import HEAD_PREFIX, ModelError, unfrozen_layers
 
@@ -69,7 +70,8 @@ def cache_activations(
 ) -> ActivationCache:
     """Run `bottom` once over `batches` ((images, labels) pairs: a few augmented views of each training photo, the
     validation photos once) and write the first `n` activations to `folder/x.npy` (memory-mapped: one batch is held
-    in memory at a time) with their labels to `folder/y.npy`."""
+    in memory at a time) with their labels to `folder/y.npy`. `bottom` runs as one traced graph: called eagerly,
+    batch by batch, it took 1.7 times as long on 2 CPU cores."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     shape = tuple(bottom.output.shape[1:])
@@ -77,9 +79,10 @@ def cache_activations(
         raise ValueError(f"the cut has no fixed shape {shape}: build the model at a fixed image size")
     x = np.lib.format.open_memmap(folder / "x.npy", mode="w+", dtype=dtype, shape=(n, *shape))
     y, i = np.zeros(n, np.int32), 0
+    run = tf.function(lambda t: bottom(t, training=False), reduce_retracing=True)
     for images, labels in batches:
         k = min(len(labels), n - i)
-        x[i : i + k] = np.asarray(bottom(images[:k], training=False), dtype)
+        x[i : i + k] = np.asarray(run(images[:k]), dtype)
         y[i : i + k] = np.asarray(labels[:k])
         i += k
         if i == n:

@@ -77,10 +77,13 @@ def edited(repo: Path, rel: str, old: str, new: str):
 
 
 def test_a_profile_value_reruns_exactly_the_stages_that_read_it(recorded):
-    undo = edited(recorded, PROFILES_FILE, "one_cycle: {epochs: 40,", "one_cycle: {epochs: 41,")
+    undo = edited(recorded, PROFILES_FILE, "    cache_views: 2\n", "    cache_views: 3\n")  # the cpu profile
     assert changed(recorded) == {"train", "robustness"}  # the groups that read `train`
     undo()
-    undo = edited(recorded, PROFILES_FILE, "    image_size: 128\n", "    image_size: 112\n")
+    undo = edited(recorded, PROFILES_FILE, "one_cycle: {epochs: 40,", "one_cycle: {epochs: 41,")  # scratch
+    assert changed(recorded) == {"train", "robustness"}
+    undo()
+    undo = edited(recorded, PROFILES_FILE, "    image_size: 160\n", "    image_size: 192\n")
     assert changed(recorded) == {"train", "evaluate", "robustness"}  # ... and `pipeline`
     undo()
     undo = edited(recorded, PROFILES_FILE, "tomato:\n  data: {classes: tomato}", "tomato:\n  data: {classes: all}")
