@@ -135,6 +135,16 @@ def time_to_accuracy_section(r: dict) -> list[str]:
             "leaves, and lab photos on a plain board do not carry over to field photos.",
             "",
         ]
+    if (old := load("bench_time_to_accuracy_issue14.json")) and "scratch" not in r["recipes"]:
+        x = old["recipes"]["cpu"]
+        out += [
+            f"The full `scratch` recipe (40 epochs; the `cpu` profile until issue 30) was measured in issue 14 on "
+            f"{old['cpu_model']} ({old['matmul_peak_gflops']['float32']} GFLOP/s fp32): {x['train_minutes']} minutes, "
+            f"best validation {x['best_val_accuracy']:.3f}, test {x['test_accuracy']:.3f}, macro F1 "
+            f"{x['test_f1_macro']:.3f} (`reports/bench_time_to_accuracy_issue14.json`, the grey curve above; its "
+            "minutes are that machine's).",
+            "",
+        ]
     return out
 
 

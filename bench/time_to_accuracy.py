@@ -220,6 +220,7 @@ def bench_recipe(name: str, data_args: list[str], work: Path, peak: dict) -> dic
 
 
 def plot(results: dict, path: Path, peak: dict) -> None:
+    "Validation accuracy against minutes for each recipe, with the targets scaled to this machine."
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,6 +232,19 @@ def plot(results: dict, path: Path, peak: dict) -> None:
         ys = [p["val_accuracy"] for p in r["curve"]]
         ax.plot(
             xs, ys, marker="o", ms=3, label=f"{name}: test {r['test_accuracy']:.3f} in {r['train_minutes']:.0f} min"
+        )
+    old = Path(__file__).resolve().parents[1] / "reports" / "bench_time_to_accuracy_issue14.json"
+    if "scratch" not in results and old.exists():  # the full scratch recipe, measured on another machine
+        o = json.loads(old.read_text())
+        r = o["recipes"]["cpu"]
+        ax.plot(
+            [q["minutes"] for q in r["curve"]],
+            [q["val_accuracy"] for q in r["curve"]],
+            color="grey",
+            ls="--",
+            lw=1,
+            label=f"scratch, 40 epochs, on a Xeon ({o['matmul_peak_gflops']['float32']:.0f} GFLOP/s; issue 14): "
+            f"test {r['test_accuracy']:.3f} in {r['train_minutes']:.0f} min",
         )
     if "cpu_before" not in results:
         ax.plot(
@@ -267,7 +281,11 @@ def main() -> int:
     ap.add_argument("--recipes", default="cpu,resnet18slim", help=f"comma-separated, of: {', '.join(RECIPES)}")
     ap.add_argument("--work", default="/tmp/plant-disease-tta", help="where the runs' data, models and logs go")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_time_to_accuracy.json"))
+    ap.add_argument("--replot", action="store_true", help="only redraw the plot of --out")
     a = ap.parse_args()
+    if a.replot:
+        replot(Path(a.out))
+        return 0
     if not Path(a.data).is_dir():
         raise SystemExit(f"{a.data}: no such folder (set PLANT_DISEASE_SHARED_DATA or --data)")
     names = [n.strip() for n in a.recipes.split(",") if n.strip()]
@@ -311,6 +329,12 @@ def main() -> int:
         plot(results, out.with_suffix(".png"), peak)
     print(f"-> {out}, {out.with_suffix('.png')}")
     return 0
+
+
+def replot(out: Path) -> None:
+    "Redraw the plot of a results file (`--replot`)."
+    doc = json.loads(out.read_text())
+    plot(doc["recipes"], out.with_suffix(".png"), doc["matmul_peak_gflops"])
 
 
 if __name__ == "__main__":

@@ -70,8 +70,8 @@ def cache_activations(
 ) -> ActivationCache:
     """Run `bottom` once over `batches` ((images, labels) pairs: a few augmented views of each training photo, the
     validation photos once) and write the first `n` activations to `folder/x.npy` (memory-mapped: one batch is held
-    in memory at a time) with their labels to `folder/y.npy`. `bottom` runs as one traced graph: called eagerly,
-    batch by batch, it took 1.7 times as long on 2 CPU cores."""
+    in memory at a time) with their labels to `folder/y.npy`. `bottom` runs as one traced graph (no Python between
+    its layers), retraced at most once more for a last, shorter batch."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     shape = tuple(bottom.output.shape[1:])
