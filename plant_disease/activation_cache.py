@@ -71,7 +71,7 @@ def cache_activations(
     """Run `bottom` once over `batches` ((images, labels) pairs: a few augmented views of each training photo, the
     validation photos once) and write the first `n` activations to `folder/x.npy` (memory-mapped: one batch is held
     in memory at a time) with their labels to `folder/y.npy`. `bottom` runs as one traced graph (no Python between
-    its layers), retraced at most once more for a last, shorter batch."""
+    its layers), traced once for every batch size."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     shape = tuple(bottom.output.shape[1:])
@@ -79,10 +79,11 @@ def cache_activations(
         raise ValueError(f"the cut has no fixed shape {shape}: build the model at a fixed image size")
     x = np.lib.format.open_memmap(folder / "x.npy", mode="w+", dtype=dtype, shape=(n, *shape))
     y, i = np.zeros(n, np.int32), 0
-    run = tf.function(lambda t: bottom(t, training=False), reduce_retracing=True)
+    spec = tf.TensorSpec([None, *bottom.input.shape[1:]], "float32")  # any batch size: traced once
+    run = tf.function(lambda t: bottom(t, training=False), input_signature=[spec])
     for images, labels in batches:
         k = min(len(labels), n - i)
-        x[i : i + k] = np.asarray(run(images[:k]), dtype)
+        x[i : i + k] = np.asarray(run(tf.cast(images[:k], "float32")), dtype)
         y[i : i + k] = np.asarray(labels[:k])
         i += k
         if i == n:
