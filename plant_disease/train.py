@@ -5,6 +5,7 @@
 # %% ../nbs/05_train.ipynb #31b2fcb5
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -440,6 +441,8 @@ def train(
     steps = data.steps_per_epoch or math.ceil(data.n_train / pp.batch_size)
     histories, fits, best, epoch, start, clock = [], [], None, 0, time.perf_counter(), None
     cache_root = Path(tempfile.mkdtemp(prefix="plant-disease-cache-")) if params.train.cache_views else None
+    if cache_root is not None:  # removed below, or at exit if training stops on an error
+        atexit.register(shutil.rmtree, cache_root, True)
     base = None  # the cached activations (train.cache_views)
     for k, ph in enumerate(plan):
         first_of_phase = k == 0 or plan[k - 1].phase != ph.phase
