@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     common.add_argument(
-        "--profile", help="comma-separated profiles, replacing the file's (plantvillage, tomato, cpu, gpu)"
+        "--profile", help="comma-separated profiles, replacing the file's (plantvillage, tomato, cpu, scratch, gpu)"
     )
     common.add_argument(
         "--set",
