@@ -52,9 +52,13 @@ def main() -> int:
     a = ap.parse_args()
 
     import keras
-    import tensorflow as tf
-
-    from plant_disease.activation_cache import ActivationCache, cache_activations, cut_point
+    from plant_disease.activation_cache import (
+        ActivationCache,
+        CachedBatches,
+        cache_activations,
+        cut_point,
+        split_model,
+    )
     from plant_disease.config import load_params, parse_overrides
     from plant_disease.data import load_manifest
     from plant_disease.model import build_model, set_trainable
@@ -81,15 +85,7 @@ def main() -> int:
     model = build_model(len(classes), a.size, params.model)
     fresh = model.get_weights()
     cut = cut_point(model, a.cut)
-    bottom = keras.Model(model.input, cut)
-    run_bottom = tf.function(lambda x: bottom(x, training=False))
-
-    class Fast:  # the bottom as a graph function (cache_activations calls it eagerly per batch)
-        output = bottom.output
-
-        def __call__(self, x, training=False):
-            return run_bottom(x)
-
+    bottom, _ = split_model(model, cut)
     cache = Path(a.cache) / f"{a.variant}-{a.size}-{a.cut.replace(' ', '')}"
     data = make_datasets(manifest.df, classes, params.pipeline, params.augment, seed=42)
     timings = {}
@@ -108,48 +104,42 @@ def main() -> int:
             batches = make_dataset(df["path"], df["class"].map(index).to_numpy(), params.pipeline, tag=split)
         else:
             batches = data.train_batches().take(math.ceil(len(df) / a.batch) + 1)
-        caches[split] = cache_activations(Fast(), batches, len(df), folder)
+        caches[split] = cache_activations(bottom, batches, len(df), folder)
         timings[split] = round(time.perf_counter() - t0, 2)
         (folder / "seconds.json").write_text(json.dumps({"seconds": timings[split]}))
         log(f"cached {split}: {len(df)} at {tuple(cut.shape[1:])} in {timings[split]:.0f} s")
     log(f"caches: {timings}")
 
     def derived(blocks: int, views: int):
-        "Cached activations at the input of the last `blocks` blocks (0: pooled features), from the cache at the cut."
+        """Cached activations at the input of the last `blocks` blocks (0: pooled features), from the cache at the
+        cut, by running the frozen blocks between once (kept on disk beside it for later runs)."""
         target = cut_point(model, f"{blocks} blocks") if blocks else cut_point(model, 0)
         if target is cut:
             return None, 0.0
         mid = keras.Model(cut, target)
-        run_mid = tf.function(lambda x: mid(x, training=False))
         out, secs = {}, 0.0
         for split in [*(f"train{v}" for v in range(views)), "val", "test"]:
-            src = caches[split]
-            t0 = time.perf_counter()
-            xs = [
-                np.asarray(run_mid(np.asarray(src.x[i : i + 256], np.float32)), np.float16)
-                for i in range(0, len(src), 256)
-            ]
-            out[split] = (np.concatenate(xs), src.y)
+            folder, src, t0 = cache / f"derived-{blocks}" / split, caches[split], time.perf_counter()
+            if (folder / "y.npy").exists():  # derived by an earlier run: its time still counts
+                out[split] = ActivationCache(folder)
+                secs += json.loads((folder / "seconds.json").read_text())["seconds"]
+                continue
+            out[split] = cache_activations(mid, CachedBatches(src, 256, shuffle=False), len(src), folder)
+            (folder / "seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
             secs += time.perf_counter() - t0
-        return out, secs
+        return {k: (c.x, c.y) for k, c in out.items()}, secs
 
-    class Arrays(keras.utils.PyDataset):
-        def __init__(self, x, y, batch, shuffle, seed=0):
-            super().__init__()
-            self.x, self.y, self.batch, self.shuffle = x, y, batch, shuffle
-            self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(len(y)) if shuffle else np.arange(len(y))
+    class Stacked:
+        "Arrays (views stacked) in the shape CachedBatches reads."
+
+        def __init__(self, x, y):
+            self.x, self.y = x, y
 
         def __len__(self):
-            return math.ceil(len(self.y) / self.batch)
+            return len(self.y)
 
-        def __getitem__(self, i):
-            idx = np.sort(self.order[i * self.batch : (i + 1) * self.batch])
-            return np.asarray(self.x[idx], np.float32), self.y[idx]
-
-        def on_epoch_end(self):
-            if self.shuffle:
-                self.order = self.rng.permutation(len(self.y))
+    def as_batches(x, y, batch, shuffle):
+        return CachedBatches(Stacked(x, y), batch, shuffle=shuffle)
 
     out_path = Path(a.out)
     doc = json.loads(out_path.read_text()) if out_path.exists() else {"runs": []}
@@ -178,8 +168,8 @@ def main() -> int:
             )
             t_w = time.perf_counter()
             hh = head.fit(
-                Arrays(xh, yh, a.batch, True),
-                validation_data=Arrays(*pooled["val"], 256, False),
+                as_batches(xh, yh, a.batch, True),
+                validation_data=as_batches(*pooled["val"], 256, False),
                 epochs=a.warm_epochs,
                 verbose=0,
             )
@@ -227,14 +217,14 @@ def main() -> int:
                     best, best_w = logs["val_accuracy"], top.get_weights()
 
         top.fit(
-            Arrays(xtr, ytr, a.batch, True),
-            validation_data=Arrays(xva, yva, 256, False),
+            as_batches(xtr, ytr, a.batch, True),
+            validation_data=as_batches(xva, yva, 256, False),
             epochs=epochs,
             callbacks=[*callbacks, Clock(), Best()],
             verbose=0,
         )
         top.set_weights(best_w)
-        p = top.predict(Arrays(xte, yte, 256, False), verbose=0)
+        p = top.predict(as_batches(xte, yte, 256, False), verbose=0)
         from sklearn.metrics import f1_score
 
         test_acc = float((p.argmax(1) == yte).mean())

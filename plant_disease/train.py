@@ -5,7 +5,6 @@
 # %% ../nbs/05_train.ipynb #31b2fcb5
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import math
@@ -329,11 +328,11 @@ def earliest_cut(model: keras.Model, plan: list[Fit]):
 def cache_views(model: keras.Model, cut, params: Params, manifest: Manifest, data, folder: Path) -> ViewCache:
     """Run the model's bottom (up to `cut`) once over the training photos (each photo, then `train.cache_views - 1`
     augmented copies of it by the training pipeline) and the validation photos; write the activations to `folder`."""
-    from plant_disease.activation_cache import cache_activations
+    from plant_disease.activation_cache import cache_activations, split_model
     from plant_disease.pipeline import make_dataset
 
     t0, pp, views = time.perf_counter(), params.pipeline, params.train.cache_views
-    bottom = keras.Model(model.input, cut, name=f"{model.name}_bottom")
+    bottom, _ = split_model(model, cut)
     train_df, val_df = manifest.split("train"), manifest.split("val")
     index = {c: i for i, c in enumerate(manifest.classes)}
     n, steps = len(train_df), math.ceil(len(train_df) / pp.batch_size)
@@ -440,9 +439,8 @@ def train(
     ckpt.unlink(missing_ok=True)
     steps = data.steps_per_epoch or math.ceil(data.n_train / pp.batch_size)
     histories, fits, best, epoch, start, clock = [], [], None, 0, time.perf_counter(), None
-    cache_root = Path(tempfile.mkdtemp(prefix="plant-disease-cache-")) if params.train.cache_views else None
-    if cache_root is not None:  # removed below, or at exit if training stops on an error
-        atexit.register(shutil.rmtree, cache_root, True)
+    # the activation cache's folder: removed below, or by its finalizer if training stops on an error
+    cache_root = tempfile.TemporaryDirectory(prefix="plant-disease-cache-") if params.train.cache_views else None
     base = None  # the cached activations (train.cache_views)
     for k, ph in enumerate(plan):
         first_of_phase = k == 0 or plan[k - 1].phase != ph.phase
@@ -483,7 +481,7 @@ def train(
         t0, cached = time.perf_counter(), {}
         if params.train.cache_views:  # the frozen bottom once, the top on its cached activations (notebook 05b)
             if base is None:  # at the earliest cut of the schedule: one cache serves every phase
-                base = cache_views(model, earliest_cut(model, plan), params, manifest, data, cache_root)
+                base = cache_views(model, earliest_cut(model, plan), params, manifest, data, Path(cache_root.name))
             h, derived = fit_on_cache(model, ph, params, base, data, callbacks_for, epoch, ckpt)
             first = k == 0
             cached = {
@@ -523,7 +521,7 @@ def train(
         )
         best = phase_best if best is None else better(best, phase_best)
     if cache_root is not None:
-        shutil.rmtree(cache_root, ignore_errors=True)
+        cache_root.cleanup()
     if ckpt.exists():
         model.load_weights(ckpt)  # the best epoch of the whole schedule
     if flexible:
