@@ -45,7 +45,8 @@ def main() -> int:
     ap.add_argument(
         "--tops",
         default="0:adamw:0.001:15,1:adamw:0.001:15,2:adamw:0.001:15,5:adamw:0.001:15",
-        help="comma-separated blocks:optimizer-schedule:lr:epochs[:views] (blocks 0: the head alone)",
+        help="comma-separated blocks[w]:adamw|adamw+warmup|plateau:lr:epochs[:views] (blocks 0: the head alone; w: the "
+        "head first)",
     )
     ap.add_argument("--cache", default="/tmp/plant-disease-recipe-cache")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_recipe_search.json"))
@@ -188,8 +189,15 @@ def main() -> int:
             ytr = np.concatenate([der[f"train{v}"][1] for v in range(views)])
             (xva, yva), (xte, yte) = der["val"], der["test"]
         steps = math.ceil(len(ytr) / a.batch)
-        if sched == "adamw":
-            opt = keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(lr, steps * epochs), weight_decay=0.01)
+        if sched in ("adamw", "adamw+warmup"):  # cosine decay to 0; +warmup: from 0 to lr over the first epoch
+            warmup = steps if sched.endswith("warmup") else 0
+            rate = keras.optimizers.schedules.CosineDecay(
+                0.0 if warmup else lr,
+                steps * epochs - warmup,
+                warmup_target=lr if warmup else None,
+                warmup_steps=warmup,
+            )
+            opt = keras.optimizers.AdamW(rate, weight_decay=0.01)
             callbacks = []
         else:  # the seed's: a constant rate, ReduceLROnPlateau
             opt = keras.optimizers.Adam(lr)

@@ -149,17 +149,18 @@ def time_to_accuracy_section(r: dict) -> list[str]:
     return out
 
 
-def recipe_search_section(r: dict) -> list[str]:
+def recipe_search_section(r: dict, title: str = "The cached transfer recipe: levers measured") -> list[str]:
     m = r["machine"]
+    data = r.get("data", "the 28-class sample, the split of the table above")
     out = [
-        "## The cached transfer recipe: levers measured",
+        f"## {title}",
         "",
         "`bench/recipe_search.py` caches EfficientNet-Lite's activations once per (variant, input size) at the input "
         "of block 11 (the last 5 blocks), derives the later cuts from that cache, and trains tops on it: the head "
         "alone (blocks 0) or the last N blocks and the head (`w`: the head trained first, as phase 1 does), AdamW with "
         "cosine decay. Minutes include caching the views used and the validation photos. Chosen on validation; the "
         f"test column is for the record. Machine: {m['cpu']}, {m['cores']} cores, fp32 matmul peak "
-        f"{m['matmul_peak_gflops']['float32']} GFLOP/s. Same split as the table above.",
+        f"{m['matmul_peak_gflops']['float32']} GFLOP/s. Data: {data}.",
         "",
         "| variant | px | blocks trained | views | epochs | lr | minutes | s per epoch | best val | test | test macro F1 | "
         "note |",
@@ -168,7 +169,8 @@ def recipe_search_section(r: dict) -> list[str]:
     for x in r["runs"]:
         out.append(
             f"| {x['variant']} | {x['size']} | {x['blocks']}{' (head first)' if x.get('warm_head') else ''} | "
-            f"{x['views']} | {x['epochs']} | {x['lr']} | {x['minutes']:.1f} | {x['epoch_seconds']} | "
+            f"{x['views']} | {x['epochs']} | {x['lr']}{' (1 epoch warm-up)' if x['schedule'].endswith('warmup') else ''} | "
+            f"{x['minutes']:.1f} | {x['epoch_seconds']} | "
             f"{x['best_val_accuracy']:.3f} | {x['test_accuracy']:.3f} | {x['test_f1_macro']:.3f} | "
             f"{x.get('note', '')} |"
         )
@@ -230,6 +232,9 @@ def main() -> int:
     search = load("bench_recipe_search.json")
     if search:
         lines += recipe_search_section(search)
+    tomato = load("bench_recipe_search_tomato.json")
+    if tomato:
+        lines += recipe_search_section(tomato, "Phase 2's learning rate, on the 10 tomato classes")
     lines += ["## GPU training", ""]
     gpu = load("bench_gpu_train.json")
     if gpu:

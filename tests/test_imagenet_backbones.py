@@ -125,7 +125,8 @@ def test_every_export_format_runs_and_is_checked(lite_run):
     assert set(rep["formats"]) == {"keras", "savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx"}
     for f in ("savedmodel", "tflite_fp32", "onnx"):
         assert rep["formats"][f]["agreement"] == 1.0, (f, rep["formats"][f])
-    assert rep["formats"]["tflite_int8"]["agreement"] >= 0.8, rep["formats"]["tflite_int8"]
+    for f in ("tflite_dynamic", "tflite_int8"):  # quantised: a few answers near a tie may flip
+        assert rep["formats"][f]["agreement"] >= 0.8, (f, rep["formats"][f])
     imgs = pd.read_csv(work / "data" / "manifest.csv").query("split == 'test'")["path"].head(3).tolist()
     labels = {}
     for rt in ("keras", "savedmodel", "tflite_fp32", "onnx"):
