@@ -271,11 +271,13 @@ class Fit:
     unfreeze: int | str
     lr: float  # the phase's rate (two_phase) or the peak of the cycle (one_cycle)
     decay: str = "plateau"  # two_phase: `plateau` (ReduceLROnPlateau) or `cosine` (to 0 over the phase)
+    warmup_epochs: float = 0.0  # `cosine`: from 0 to `lr` over these epochs first
 
     def rate(self, steps_per_epoch: int):
-        "The phase's learning rate: a number, or its cosine decay over the phase's steps."
+        "The phase's learning rate: a number, or its cosine decay over the phase's steps (after its warm-up)."
         if self.decay == "cosine":
-            return keras.optimizers.schedules.CosineDecay(self.lr, max(steps_per_epoch * self.epochs, 1))
+            steps = max(steps_per_epoch * self.epochs, 1)
+            return one_cycle_schedule(self.lr, steps, round(steps_per_epoch * self.warmup_epochs))
         return self.lr
 
 
@@ -287,7 +289,7 @@ def plan_fits(params: Params) -> list[Fit]:
         sizes = [*oc.progressive, (size, oc.epochs - sum(e for _, e in oc.progressive))]
         return [Fit(1, e, s, "all", oc.lr) for s, e in sizes]
     return [
-        Fit(i, st.epochs, size, "all" if params.from_scratch else st.unfreeze_last, st.lr, st.decay)
+        Fit(i, st.epochs, size, "all" if params.from_scratch else st.unfreeze_last, st.lr, st.decay, st.warmup_epochs)
         for i, st in enumerate([t.phase1, t.phase2], start=1)
         if st.epochs
     ]
@@ -461,7 +463,9 @@ def train(
         print(
             f"phase {ph.phase}: {ph.epochs} epoch(s) at {ph.image_size} px, "
             + (
-                f"lr {ph.lr}" + (" with cosine decay" if ph.decay == "cosine" else "")
+                f"lr {ph.lr}"
+                + (f" after {ph.warmup_epochs:g} epoch(s) of warm-up" if ph.warmup_epochs else "")
+                + (" with cosine decay" if ph.decay == "cosine" else "")
                 if params.train.schedule == "two_phase"
                 else f"one cycle to lr {ph.lr}"
             )
