@@ -6,11 +6,12 @@ PlantVillage sample, then the A/B pair served side by side through the real API.
 - a: a clean clone with `data.source` pointed at the sample (28 classes, 4 held out for the ood stage), the `cpu`
   profile, the default quality gate, and `dvc repro`: train, evaluate, ood, robustness (with the augmentation twin),
   export, register -> `plant-disease@production`.
-- b: the same in a second clone with the other family with the CPU recipe (`model.backbone=mobilenetv3small`), registered
-  as `plant-disease-mobilenetv3small` in the same MLflow registry (`dvc repro register`: the stages up to the registry).
-- ab: the API (`python -m app`) serving `plant-disease@production` as variant A and `plant-disease-mobilenetv3small@production`
-  as variant B, both with `runtime auto`; every test photo sent to both (X-Model-Variant), then `/stats`: accuracy,
-  unknown answers, latency and drift per variant -> ab.json.
+- b: the same in a second clone with the `scratch` profile (the compact ResNet-18 from scratch, the recipe before
+  pretrained weights), registered as `plant-disease-scratch` in the same MLflow registry (`dvc repro register`: the
+  stages up to the registry).
+- ab: the API (`python -m app`) serving `plant-disease@production` (the pretrained `cpu` recipe) as variant A and
+  `plant-disease-scratch@production` as variant B, both with `runtime auto`; every test photo sent to both
+  (X-Model-Variant), then `/stats`: accuracy, unknown answers, latency and drift per variant -> ab.json.
 - collect: the numbers, figures and executed notebooks into reports/real_sample/ (README.md there is written by hand
   from them).
 """
@@ -41,7 +42,7 @@ def clean_clone(dest: Path) -> Path:
 
 BIN = Path(sys.executable).parent
 OUT = ROOT / "reports" / "real_sample"
-B_NAME = "plant-disease-mobilenetv3small"
+B_NAME = "plant-disease-scratch"
 
 
 def sh(cmd: list, cwd: Path, env: dict | None = None, log: Path | None = None) -> None:
@@ -207,8 +208,7 @@ def main() -> int:
             clean_clone(work / "b"),
             work,
             "register",
-            profile=["cpu"],
-            model={"backbone": "mobilenetv3small"},
+            profile=["scratch"],
             register={"model_name": B_NAME},
             **common(data),
         )

@@ -163,17 +163,10 @@ class PhaseParams(_Strict):
     warmup_epochs: float = Field(
         0.0,
         ge=0,
-        description="`cosine` only: the rate first rises linearly from 0 to `lr` over these epochs, so that a "
-        "fine-tuning phase's first steps do not knock what the pretrained layers knew",
+        description="`cosine` only: the rate first rises linearly from 0 to `lr` over these epochs (at most all "
+        "but the phase's last step), so that a fine-tuning phase's first steps do not knock what the pretrained "
+        "layers knew; a `plateau` phase starts at `lr` (a profile's warm-up does not stop an override to `plateau`)",
     )
-
-    @model_validator(mode="after")
-    def _warmup_needs_cosine(self):
-        if self.warmup_epochs and self.decay != "cosine":
-            raise ValueError("warmup_epochs needs decay: cosine (ReduceLROnPlateau starts at `lr`)")
-        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs {self.warmup_epochs} leaves none of the phase's {self.epochs} epochs")
-        return self
 
 
 class OneCycleParams(_Strict):

@@ -289,7 +289,15 @@ def plan_fits(params: Params) -> list[Fit]:
         sizes = [*oc.progressive, (size, oc.epochs - sum(e for _, e in oc.progressive))]
         return [Fit(1, e, s, "all", oc.lr) for s, e in sizes]
     return [
-        Fit(i, st.epochs, size, "all" if params.from_scratch else st.unfreeze_last, st.lr, st.decay, st.warmup_epochs)
+        Fit(
+            i,
+            st.epochs,
+            size,
+            "all" if params.from_scratch else st.unfreeze_last,
+            st.lr,
+            st.decay,
+            st.warmup_epochs if st.decay == "cosine" else 0.0,
+        )
         for i, st in enumerate([t.phase1, t.phase2], start=1)
         if st.epochs
     ]
