@@ -4,7 +4,8 @@ non-leaf photos and noise, measured on a trained model and its manifest (a `dvc 
 Every score is computed on the same images: the probability scores the abstention rule uses today (on calibrated
 probabilities), the energy of the logits, the image-domain score (colour and texture descriptors), and scores on
 the 1280 pooled features of the training photos (no augmentation): a class-conditional Mahalanobis distance with one
-shared, shrunk covariance (Lee et al. 2018), a class-agnostic probabilistic-PCA distance (the domain model's
+shared, shrunk covariance (Lee et al. 2018; the library's `fit_features`, with all 1280 directions or its k main ones
+and one residual variance), a class-agnostic probabilistic-PCA distance (the domain model's
 `fit_domain` on features), and the distance to the k-th nearest training feature after L2 normalisation (Sun et al.
 2022). For each: AUROC per outlier set, and, with its threshold fitted on the validation photos at the abstention
 target, the share of each set answered unknown. Prints the table and writes `reports/bench_feature_ood.json`.
@@ -53,25 +54,6 @@ def run_images(pred, fm, images: list, chunk: int = 64):
     return np.concatenate(probs), np.concatenate(feats).astype(np.float64), np.concatenate(desc)
 
 
-def fit_class_gaussians(f: np.ndarray, y: np.ndarray) -> dict:
-    "Class means and one shared covariance (Ledoit-Wolf shrinkage) of training features; its precision."
-    from sklearn.covariance import LedoitWolf
-
-    classes = np.unique(y)
-    means = np.stack([f[y == c].mean(0) for c in classes])
-    lw = LedoitWolf().fit(f - means[np.searchsorted(classes, y)])
-    return {"means": means, "precision": lw.precision_, "shrinkage": float(lw.shrinkage_)}
-
-
-def class_mahalanobis(f: np.ndarray, g: dict) -> np.ndarray:
-    "Minus the smallest Mahalanobis distance to a class mean (higher: more like a known class)."
-    d = []
-    for mu in g["means"]:
-        z = f - mu
-        d.append(np.einsum("ij,jk,ik->i", z, g["precision"], z))
-    return -np.min(np.stack(d, 1), axis=1)
-
-
 def knn_score(f: np.ndarray, train: np.ndarray, k: int) -> np.ndarray:
     "Minus the distance of each L2-normalised feature to its k-th nearest L2-normalised training feature."
     a = f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)
@@ -92,7 +74,15 @@ def main() -> int:
     x = ap.parse_args()
     from scipy.special import logsumexp
 
-    from plant_disease.abstention import SCORES, domain_score, fit_domain, fit_threshold, ood_score
+    from plant_disease.abstention import (
+        SCORES,
+        domain_score,
+        feature_score,
+        fit_domain,
+        fit_features,
+        fit_threshold,
+        ood_score,
+    )
     from plant_disease.calibration import apply_temperature
     from plant_disease.data import load_manifest
     from plant_disease.inference import Predictor
@@ -125,7 +115,7 @@ def main() -> int:
     y_train = m.split("train")["class"].map(idx).to_numpy()
     w, b = pred.model.get_layer("predictions").get_weights()
     f_train = run["train"][1]
-    gauss = fit_class_gaussians(f_train, y_train)
+    gauss = {k: fit_features(f_train, y_train, k) for k in (None, 256, 64)}
     ppca = fit_domain(f_train, k=64)
     dom = pred.domain
     scores = {}
@@ -137,7 +127,8 @@ def main() -> int:
         s["max_logit"] = logits.max(1)
         if dom:
             s["domain"] = domain_score(desc, dom)
-        s["feature_mahalanobis"] = class_mahalanobis(f, gauss)
+        for k, g in gauss.items():
+            s[f"feature_mahalanobis_{k or 'all'}"] = feature_score(f, g)
         s["feature_ppca"] = domain_score(f, ppca)
         for k in (1, 10, 50):
             s[f"feature_knn{k}"] = knn_score(f, f_train, k + (name == "train"))
@@ -171,7 +162,7 @@ def main() -> int:
         "n": {k: len(v) for k, v in sets.items()},
         "target_false_rejection": target,
         "temperature": pred.temperature,
-        "covariance_shrinkage": round(gauss["shrinkage"], 4),
+        "covariance_shrinkage": round(float(gauss[None]["shrinkage"]), 4),
         "scores": table,
         "seconds": round(time.time() - t0, 1),
     }

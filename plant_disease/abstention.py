@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'THUMB', 'HIST_BINS', 'EDGE_EDGES', 'DESCRIPTOR_SIZE', 'ood_score', 'fit_threshold',
-           'abstains', 'image_descriptors', 'fit_domain', 'domain_score']
+__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'FEATURE_MODEL', 'THUMB', 'HIST_BINS', 'EDGE_EDGES', 'DESCRIPTOR_SIZE', 'ood_score',
+           'fit_threshold', 'rule_checks', 'abstains', 'fit_features', 'feature_score', 'save_features',
+           'load_features', 'image_descriptors', 'fit_domain', 'domain_score']
 
 # %% ../nbs/06a_abstention.ipynb #306605f8
 SCORES = ("msp", "margin", "neg_entropy")
@@ -45,16 +46,93 @@ def fit_threshold(scores: np.ndarray, target_false_rejection: float = 0.05) -> f
     return float(np.quantile(s, target_false_rejection, method="lower"))
 
 
-def abstains(probs: np.ndarray, abstain: dict | None, domain: np.ndarray | None = None) -> np.ndarray:
-    """True where the answer is unknown under `abstain` ({score, threshold} and optionally domain_threshold, with
-    the images' `domain` scores); all False without a rule."""
+def rule_checks(abstain: dict) -> int:
+    """How many checks the rule has (the probability score, the domain check, the feature check): each gets an
+    equal share of the false-rejection budget."""
+    return 1 + (abstain.get("domain_threshold") is not None) + (abstain.get("feature_threshold") is not None)
+
+
+def abstains(
+    probs: np.ndarray, abstain: dict | None, domain: np.ndarray | None = None, feature: np.ndarray | None = None
+) -> np.ndarray:
+    """True where the answer is unknown under `abstain` ({score, threshold}, optionally domain_threshold with the
+    images' `domain` scores and feature_threshold with their `feature` scores); all False without a rule. A rule
+    with a feature check refuses to run without the feature scores: a runtime that cannot give them must not
+    answer by a weaker rule unnoticed."""
     p = np.asarray(probs)
     if not abstain:
         return np.zeros(len(p), bool)
     out = ood_score(p, abstain["score"]) < abstain["threshold"]
     if domain is not None and abstain.get("domain_threshold") is not None:
         out |= np.asarray(domain) < abstain["domain_threshold"]
+    if abstain.get("feature_threshold") is not None:
+        if feature is None:
+            raise ValueError("this abstention rule has a feature check: the feature scores are needed")
+        out |= np.asarray(feature) < abstain["feature_threshold"]
     return out
+
+# %% ../nbs/06a_abstention.ipynb #8f230c2f
+FEATURE_MODEL = "features.npz"  # beside model.keras: the training features' class means and covariance
+
+
+def fit_features(features: np.ndarray, labels: np.ndarray, k: int | None = 256) -> dict:
+    """Class means of the training photos' pooled `features` (n, d) and their shared within-class covariance
+    (Ledoit-Wolf shrinkage), kept as its `k` main directions (`basis` (d, k) and their `variances`) and the mean
+    variance of the rest (`residual_variance`): d x k numbers instead of d x d (`k` None or >= d: all of them)."""
+    from sklearn.covariance import LedoitWolf
+
+    f, y = np.asarray(features, np.float64), np.asarray(labels)
+    if f.ndim != 2 or len(f) != len(y):
+        raise ValueError(f"need features (n, d) and n labels, got {f.shape} and {len(y)}")
+    classes = np.unique(y)
+    if len(classes) < 2 or len(f) < 2 * len(classes):
+        raise ValueError(f"need at least 2 classes and 2 photos per class on average, got {len(f)} of {len(classes)}")
+    means = np.stack([f[y == c].mean(0) for c in classes])
+    lw = LedoitWolf().fit(f - means[np.searchsorted(classes, y)])
+    val, vec = np.linalg.eigh(lw.covariance_)
+    floor = max(val.max() * 1e-9, f.var(0).mean() * 1e-6, 1e-12)  # photos that vary little within a class
+    val, vec = np.maximum(val[::-1], floor), vec[:, ::-1]  # largest first
+    k = f.shape[1] if k is None else min(k, f.shape[1])
+    return {
+        "means": means.astype(np.float32),
+        "basis": vec[:, :k].astype(np.float32),
+        "variances": val[:k].astype(np.float32),
+        "residual_variance": np.float32(val[k:].mean() if k < len(val) else 1.0),
+        "classes": classes.astype(np.int32),
+        "shrinkage": np.float32(lw.shrinkage_),
+    }
+
+
+def feature_score(features: np.ndarray, fm: dict) -> np.ndarray:
+    """Minus the smallest squared Mahalanobis distance (per dimension) to a class mean: along the `basis`
+    directions by their variances, off them by the residual variance. Higher is more like a known class."""
+    f, means = np.asarray(features, np.float64), np.asarray(fm["means"], np.float64)
+    basis, var = np.asarray(fm["basis"], np.float64), np.asarray(fm["variances"], np.float64)
+    res = float(fm["residual_variance"])
+    d2 = []
+    for mu in means:
+        z = f - mu
+        t = z @ basis
+        d2.append((t**2 / var).sum(1) + np.maximum((z**2).sum(1) - (t**2).sum(1), 0) / res)
+    return -np.min(np.stack(d2, 1), axis=1) / f.shape[1]
+
+
+def save_features(fm: dict, path) -> None:
+    np.savez(path, **fm)
+
+
+def load_features(path) -> dict | None:
+    "The feature model at `path` (written by `save_features`), or None when there is none."
+    from pathlib import Path
+
+    if not Path(path).exists():
+        return None
+    with np.load(path) as z:
+        fm = {k: z[k] for k in z.files}
+    missing = {"means", "basis", "variances", "residual_variance"} - set(fm)
+    if missing:
+        raise ValueError(f"{path}: not a feature model of this version (no {', '.join(sorted(missing))}): retrain")
+    return fm
 
 # %% ../nbs/06a_abstention.ipynb #0c9cd4fd
 THUMB, HIST_BINS = 8, 16
