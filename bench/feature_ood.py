@@ -4,11 +4,12 @@ non-leaf photos and noise, measured on a trained model and its manifest (a `dvc 
 Every score is computed on the same images: the probability scores the abstention rule uses today (on calibrated
 probabilities), the energy of the logits, the image-domain score (colour and texture descriptors), and scores on
 the 1280 pooled features of the training photos (no augmentation): a class-conditional Mahalanobis distance with one
-shared, shrunk covariance (Lee et al. 2018; the library's `fit_features`, with all 1280 directions or its k main ones
-and one residual variance), a class-agnostic probabilistic-PCA distance (the domain model's
+shared, shrunk covariance (Lee et al. 2018), a class-agnostic probabilistic-PCA distance (the domain model's
 `fit_domain` on features), and the distance to the k-th nearest training feature after L2 normalisation (Sun et al.
-2022). For each: AUROC per outlier set, and, with its threshold fitted on the validation photos at the abstention
-target, the share of each set answered unknown. Prints the table and writes `reports/bench_feature_ood.json`.
+2022; the library's `fit_features` / `feature_score`, the abstention rule's feature check). For each: AUROC per
+outlier set, and, with its threshold fitted on the validation photos at the abstention target, the share of each set
+answered unknown; for the feature scores also the whole rule (top probability, domain check and that score, a third
+of the target each). Prints the tables and writes `reports/bench_feature_ood.json`.
 
     python bench/feature_ood.py --repo /tmp/pdreal/a     # a clone where `dvc repro` ran (models/, data/)
 """
@@ -54,15 +55,23 @@ def run_images(pred, fm, images: list, chunk: int = 64):
     return np.concatenate(probs), np.concatenate(feats).astype(np.float64), np.concatenate(desc)
 
 
-def knn_score(f: np.ndarray, train: np.ndarray, k: int) -> np.ndarray:
-    "Minus the distance of each L2-normalised feature to its k-th nearest L2-normalised training feature."
-    a = f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)
-    b = train / np.linalg.norm(train, axis=1, keepdims=True).clip(1e-12)
-    out = []
-    for i in range(0, len(a), 512):
-        d = 2 - 2 * a[i : i + 512] @ b.T
-        out.append(-np.sqrt(np.partition(d, k - 1, axis=1)[:, k - 1].clip(0)))
-    return np.concatenate(out)
+def fit_class_gaussians(f: np.ndarray, y: np.ndarray) -> dict:
+    "Class means and one shared covariance (Ledoit-Wolf shrinkage) of training features; its precision."
+    from sklearn.covariance import LedoitWolf
+
+    classes = np.unique(y)
+    means = np.stack([f[y == c].mean(0) for c in classes])
+    lw = LedoitWolf().fit(f - means[np.searchsorted(classes, y)])
+    return {"means": means, "precision": lw.precision_, "shrinkage": float(lw.shrinkage_)}
+
+
+def class_mahalanobis(f: np.ndarray, g: dict) -> np.ndarray:
+    "Minus the smallest Mahalanobis distance to a class mean (higher: more like a known class)."
+    d = []
+    for mu in g["means"]:
+        z = f - mu
+        d.append(np.einsum("ij,jk,ik->i", z, g["precision"], z))
+    return -np.min(np.stack(d, 1), axis=1)
 
 
 def main() -> int:
@@ -115,8 +124,9 @@ def main() -> int:
     y_train = m.split("train")["class"].map(idx).to_numpy()
     w, b = pred.model.get_layer("predictions").get_weights()
     f_train = run["train"][1]
-    gauss = {k: fit_features(f_train, y_train, k) for k in (None, 256, 64)}
+    gauss = fit_class_gaussians(f_train, y_train)
     ppca = fit_domain(f_train, k=64)
+    knn = {k: fit_features(f_train, k) for k in (1, 10, 50)}  # the library's feature score
     dom = pred.domain
     scores = {}
     for name, (p, f, desc) in run.items():
@@ -127,11 +137,10 @@ def main() -> int:
         s["max_logit"] = logits.max(1)
         if dom:
             s["domain"] = domain_score(desc, dom)
-        for k, g in gauss.items():
-            s[f"feature_mahalanobis_{k or 'all'}"] = feature_score(f, g)
+        s["feature_mahalanobis"] = class_mahalanobis(f, gauss)
         s["feature_ppca"] = domain_score(f, ppca)
-        for k in (1, 10, 50):
-            s[f"feature_knn{k}"] = knn_score(f, f_train, k + (name == "train"))
+        for k, fm in knn.items():
+            s[f"feature_knn{k}"] = feature_score(f, fm)
         scores[name] = s
     target = (pred.abstain or {}).get("target_false_rejection", 0.05)
     outs = ("holdout_classes", "objects", "noise")
@@ -154,6 +163,16 @@ def main() -> int:
                 "false_rejection_test": round(float(rule("test").mean()), 4),
                 "answered_unknown": {o: round(float(rule(o).mean()), 4) for o in outs},
             }
+        if dom and k.startswith("feature_"):  # the library's rule with a feature check: three checks, a third each
+            t3 = {c: fit_threshold(scores["val"][c], target / 3) for c in ("msp", "domain", k)}
+
+            def rule3(o, t3=t3):
+                return np.any([scores[o][c] < t for c, t in t3.items()], axis=0)
+
+            table[k]["rule_msp_domain_feature"] = {
+                "false_rejection_test": round(float(rule3("test").mean()), 4),
+                "answered_unknown": {o: round(float(rule3(o).mean()), 4) for o in outs},
+            }
     res = {
         "machine": machine,
         "repo": str(repo),
@@ -162,7 +181,7 @@ def main() -> int:
         "n": {k: len(v) for k, v in sets.items()},
         "target_false_rejection": target,
         "temperature": pred.temperature,
-        "covariance_shrinkage": round(float(gauss[None]["shrinkage"]), 4),
+        "covariance_shrinkage": round(gauss["shrinkage"], 4),
         "scores": table,
         "seconds": round(time.time() - t0, 1),
     }
@@ -187,6 +206,15 @@ def main() -> int:
                     f"{k:22s} {c['false_rejection_test']:.3f} / {u['holdout_classes']:.3f} / {u['objects']:.3f} / "
                     f"{u['noise']:.3f}"
                 )
+    print("the rule with three checks (msp, domain, this score; a third of the target each): test / held-out / ...")
+    for k, r in table.items():
+        if "rule_msp_domain_feature" in r:
+            c = r["rule_msp_domain_feature"]
+            u = c["answered_unknown"]
+            print(
+                f"{k:22s} {c['false_rejection_test']:.3f} / {u['holdout_classes']:.3f} / {u['objects']:.3f} / "
+                f"{u['noise']:.3f}"
+            )
     print(f"-> {x.out}")
     return 0
 

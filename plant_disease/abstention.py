@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'FEATURE_MODEL', 'THUMB', 'HIST_BINS', 'EDGE_EDGES', 'DESCRIPTOR_SIZE', 'ood_score',
-           'fit_threshold', 'rule_checks', 'abstains', 'fit_features', 'feature_score', 'save_features',
-           'load_features', 'image_descriptors', 'fit_domain', 'domain_score']
+__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'FEATURE_MODEL', 'MAX_FEATURE_BANK', 'THUMB', 'HIST_BINS', 'EDGE_EDGES',
+           'DESCRIPTOR_SIZE', 'ood_score', 'fit_threshold', 'rule_checks', 'abstains', 'fit_features', 'feature_score',
+           'save_features', 'load_features', 'image_descriptors', 'fit_domain', 'domain_score']
 
 # %% ../nbs/06a_abstention.ipynb #306605f8
 SCORES = ("msp", "margin", "neg_entropy")
@@ -72,49 +72,38 @@ def abstains(
     return out
 
 # %% ../nbs/06a_abstention.ipynb #8f230c2f
-FEATURE_MODEL = "features.npz"  # beside model.keras: the training features' class means and covariance
+FEATURE_MODEL = "features.npz"  # beside model.keras: the training photos' normalised pooled features
+MAX_FEATURE_BANK = 10_000  # training photos kept for the nearest-neighbour search (seeded sample above that)
 
 
-def fit_features(features: np.ndarray, labels: np.ndarray, k: int | None = 256) -> dict:
-    """Class means of the training photos' pooled `features` (n, d) and their shared within-class covariance
-    (Ledoit-Wolf shrinkage), kept as its `k` main directions (`basis` (d, k) and their `variances`) and the mean
-    variance of the rest (`residual_variance`): d x k numbers instead of d x d (`k` None or >= d: all of them)."""
-    from sklearn.covariance import LedoitWolf
-
-    f, y = np.asarray(features, np.float64), np.asarray(labels)
-    if f.ndim != 2 or len(f) != len(y):
-        raise ValueError(f"need features (n, d) and n labels, got {f.shape} and {len(y)}")
-    classes = np.unique(y)
-    if len(classes) < 2 or len(f) < 2 * len(classes):
-        raise ValueError(f"need at least 2 classes and 2 photos per class on average, got {len(f)} of {len(classes)}")
-    means = np.stack([f[y == c].mean(0) for c in classes])
-    lw = LedoitWolf().fit(f - means[np.searchsorted(classes, y)])
-    val, vec = np.linalg.eigh(lw.covariance_)
-    floor = max(val.max() * 1e-9, f.var(0).mean() * 1e-6, 1e-12)  # photos that vary little within a class
-    val, vec = np.maximum(val[::-1], floor), vec[:, ::-1]  # largest first
-    k = f.shape[1] if k is None else min(k, f.shape[1])
-    return {
-        "means": means.astype(np.float32),
-        "basis": vec[:, :k].astype(np.float32),
-        "variances": val[:k].astype(np.float32),
-        "residual_variance": np.float32(val[k:].mean() if k < len(val) else 1.0),
-        "classes": classes.astype(np.int32),
-        "shrinkage": np.float32(lw.shrinkage_),
-    }
+def _unit(f: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, np.float32)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
 
-def feature_score(features: np.ndarray, fm: dict) -> np.ndarray:
-    """Minus the smallest squared Mahalanobis distance (per dimension) to a class mean: along the `basis`
-    directions by their variances, off them by the residual variance. Higher is more like a known class."""
-    f, means = np.asarray(features, np.float64), np.asarray(fm["means"], np.float64)
-    basis, var = np.asarray(fm["basis"], np.float64), np.asarray(fm["variances"], np.float64)
-    res = float(fm["residual_variance"])
-    d2 = []
-    for mu in means:
-        z = f - mu
-        t = z @ basis
-        d2.append((t**2 / var).sum(1) + np.maximum((z**2).sum(1) - (t**2).sum(1), 0) / res)
-    return -np.min(np.stack(d2, 1), axis=1) / f.shape[1]
+def fit_features(features: np.ndarray, k: int = 10, max_bank: int = MAX_FEATURE_BANK, seed: int = 0) -> dict:
+    """The feature model: the L2-normalised pooled `features` (n, d) of the training photos (a seeded sample of
+    `max_bank` when there are more), as float16, and `k`, the neighbour whose distance is the score."""
+    f = np.asarray(features, np.float32)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"need the features (n, d) of at least 2 training photos, got shape {f.shape}")
+    if not 1 <= k <= len(f):
+        raise ValueError(f"k must be between 1 and the {len(f)} training photos, got {k}")
+    if len(f) > max_bank:
+        f = f[np.sort(np.random.default_rng(seed).choice(len(f), max_bank, replace=False))]
+    return {"bank": _unit(f).astype(np.float16), "k": np.int32(k)}
+
+
+def feature_score(features: np.ndarray, fm: dict, chunk: int = 256) -> np.ndarray:
+    """Minus the Euclidean distance of each photo's L2-normalised `features` to its k-th nearest training photo's:
+    0 for a photo among the training photos, down to -2 for the opposite direction; higher is more familiar."""
+    bank, k = np.asarray(fm["bank"], np.float32), int(fm["k"])
+    a = _unit(features)
+    out = []
+    for i in range(0, len(a), chunk):
+        d2 = np.maximum(2 - 2 * a[i : i + chunk] @ bank.T, 0)
+        out.append(-np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1]))
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def save_features(fm: dict, path) -> None:
@@ -129,7 +118,7 @@ def load_features(path) -> dict | None:
         return None
     with np.load(path) as z:
         fm = {k: z[k] for k in z.files}
-    missing = {"means", "basis", "variances", "residual_variance"} - set(fm)
+    missing = {"bank", "k"} - set(fm)
     if missing:
         raise ValueError(f"{path}: not a feature model of this version (no {', '.join(sorted(missing))}): retrain")
     return fm

@@ -336,9 +336,9 @@ class AbstainParams(_Strict):
     )
     feature_check: bool = Field(
         True,
-        description="also answer unknown for photos whose pooled features are far from every class the model "
-        "learned (Mahalanobis distance to the training photos' class means, notebook 06a; fitted by `train`, kept "
-        "in features.npz and computed in every exported format); the checks share the false-rejection budget",
+        description="also answer unknown for photos whose pooled features are far from the training photos' "
+        "(distance to the 10th nearest, notebook 06a; fitted by `train`, kept in features.npz; every exported "
+        "format gives the features); the checks share the false-rejection budget",
     )
 
 

@@ -226,6 +226,8 @@ def export_model(
         for f in ("model.keras", "classes.json", FEATURE_MODEL):
             if (src / f).exists():
                 _link(src / f, out / f)
+            else:
+                (out / f).unlink(missing_ok=True)  # an earlier model's
     for f in [*RUNTIME_FILES.values()][1:]:  # formats of an earlier export that are not asked for now
         p = out / f
         if p.is_dir():

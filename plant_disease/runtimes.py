@@ -210,7 +210,7 @@ def load_runtime(name: str, folder: str | os.PathLike, model=None, threads: int 
         raise RuntimeUnavailableError(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)} or auto")
     path = Path(folder) / RUNTIME_FILES[name]
     fm = load_features(Path(folder) / FEATURE_MODEL)
-    dim = None if fm is None else int(np.shape(fm["means"])[1])
+    dim = None if fm is None else int(np.shape(fm["bank"])[1])
     if name == "keras" and model is not None:
         return KerasRuntime(model, fm is not None)
     if not path.exists():

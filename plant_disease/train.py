@@ -27,6 +27,7 @@ from plant_disease.abstention import (
     domain_score,
     fit_domain,
     feature_score,
+    MAX_FEATURE_BANK,
     fit_features,
     fit_threshold,
     image_descriptors,
@@ -276,7 +277,7 @@ def fit_feature_check(
 ) -> tuple[dict, np.ndarray]:
     """The feature model (`abstention.fit_features`) of the training photos, and the validation photos' feature
     scores, for the rule's threshold."""
-    fm = fit_features(*split_features(model, manifest, classes, params, "train"))
+    fm = fit_features(split_features(model, manifest, classes, params, "train", limit=MAX_FEATURE_BANK)[0])
     return fm, feature_score(split_features(model, manifest, classes, params, "val")[0], fm)
 
 
@@ -593,9 +594,11 @@ def train(
             if params.abstain.domain_check
             else (None, None)
         )
-        features, val_feature = (
-            fit_feature_check(model, manifest, classes, params) if params.abstain.feature_check else (None, None)
-        )
+        features = val_feature = None
+        if params.abstain.feature_check and len(manifest.split("train")) >= MIN_DOMAIN_IMAGES:
+            features, val_feature = fit_feature_check(model, manifest, classes, params)
+        elif params.abstain.feature_check:
+            log.warning("abstention: too few training photos to model their features: no feature check")
         abstain, reference, domain = fit_abstention(
             apply_temperature(p_val, calibration["temperature"]), classes, params.abstain, *desc, val_feature
         )
