@@ -43,6 +43,11 @@ class PredictionOut(BaseModel):
         description="how much the photo looks like the training photos (higher: more "
         "familiar; null: the model has no domain model)",
     )
+    feature_score: float | None = Field(
+        None,
+        description="how close the photo's pooled features are to a class the model learned (higher: closer; "
+        "null: the model has no feature check)",
+    )
     advice: str | None = Field(None, description="what to do when the answer is unknown")
     variant: str
     model_name: str

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'THUMB', 'HIST_BINS', 'EDGE_EDGES', 'DESCRIPTOR_SIZE', 'ood_score', 'fit_threshold',
-           'abstains', 'image_descriptors', 'fit_domain', 'domain_score']
+__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'FEATURE_MODEL', 'MAX_FEATURE_BANK', 'THUMB', 'HIST_BINS', 'EDGE_EDGES',
+           'DESCRIPTOR_SIZE', 'ood_score', 'fit_threshold', 'rule_checks', 'abstains', 'fit_features', 'feature_score',
+           'save_features', 'load_features', 'image_descriptors', 'fit_domain', 'domain_score']
 
 # %% ../nbs/06a_abstention.ipynb #306605f8
 SCORES = ("msp", "margin", "neg_entropy")
@@ -45,16 +46,82 @@ def fit_threshold(scores: np.ndarray, target_false_rejection: float = 0.05) -> f
     return float(np.quantile(s, target_false_rejection, method="lower"))
 
 
-def abstains(probs: np.ndarray, abstain: dict | None, domain: np.ndarray | None = None) -> np.ndarray:
-    """True where the answer is unknown under `abstain` ({score, threshold} and optionally domain_threshold, with
-    the images' `domain` scores); all False without a rule."""
+def rule_checks(abstain: dict) -> int:
+    """How many checks the rule has (the probability score, the domain check, the feature check): each gets an
+    equal share of the false-rejection budget."""
+    return 1 + (abstain.get("domain_threshold") is not None) + (abstain.get("feature_threshold") is not None)
+
+
+def abstains(
+    probs: np.ndarray, abstain: dict | None, domain: np.ndarray | None = None, feature: np.ndarray | None = None
+) -> np.ndarray:
+    """True where the answer is unknown under `abstain` ({score, threshold}, optionally domain_threshold with the
+    images' `domain` scores and feature_threshold with their `feature` scores); all False without a rule. A rule
+    with a feature check refuses to run without the feature scores: a runtime that cannot give them must not
+    answer by a weaker rule unnoticed."""
     p = np.asarray(probs)
     if not abstain:
         return np.zeros(len(p), bool)
     out = ood_score(p, abstain["score"]) < abstain["threshold"]
     if domain is not None and abstain.get("domain_threshold") is not None:
         out |= np.asarray(domain) < abstain["domain_threshold"]
+    if abstain.get("feature_threshold") is not None:
+        if feature is None:
+            raise ValueError("this abstention rule has a feature check: the feature scores are needed")
+        out |= np.asarray(feature) < abstain["feature_threshold"]
     return out
+
+# %% ../nbs/06a_abstention.ipynb #8f230c2f
+FEATURE_MODEL = "features.npz"  # beside model.keras: the training photos' normalised pooled features
+MAX_FEATURE_BANK = 10_000  # training photos kept for the nearest-neighbour search (seeded sample above that)
+
+
+def _unit(f: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, np.float32)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def fit_features(features: np.ndarray, k: int = 10, max_bank: int = MAX_FEATURE_BANK, seed: int = 0) -> dict:
+    """The feature model: the L2-normalised pooled `features` (n, d) of the training photos (a seeded sample of
+    `max_bank` when there are more), as float16, and `k`, the neighbour whose distance is the score."""
+    f = np.asarray(features, np.float32)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"need the features (n, d) of at least 2 training photos, got shape {f.shape}")
+    if not 1 <= k <= len(f):
+        raise ValueError(f"k must be between 1 and the {len(f)} training photos, got {k}")
+    if len(f) > max_bank:
+        f = f[np.sort(np.random.default_rng(seed).choice(len(f), max_bank, replace=False))]
+    return {"bank": _unit(f).astype(np.float16), "k": np.int32(k)}
+
+
+def feature_score(features: np.ndarray, fm: dict, chunk: int = 256) -> np.ndarray:
+    """Minus the Euclidean distance of each photo's L2-normalised `features` to its k-th nearest training photo's:
+    0 for a photo among the training photos, down to -2 for the opposite direction; higher is more familiar."""
+    bank, k = np.asarray(fm["bank"], np.float32), int(fm["k"])
+    a = _unit(features)
+    out = []
+    for i in range(0, len(a), chunk):
+        d2 = np.maximum(2 - 2 * a[i : i + chunk] @ bank.T, 0)
+        out.append(-np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1]))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def save_features(fm: dict, path) -> None:
+    np.savez(path, **fm)
+
+
+def load_features(path) -> dict | None:
+    "The feature model at `path` (written by `save_features`), or None when there is none."
+    from pathlib import Path
+
+    if not Path(path).exists():
+        return None
+    with np.load(path) as z:
+        fm = {k: z[k] for k in z.files}
+    missing = {"bank", "k"} - set(fm)
+    if missing:
+        raise ValueError(f"{path}: not a feature model of this version (no {', '.join(sorted(missing))}): retrain")
+    return fm
 
 # %% ../nbs/06a_abstention.ipynb #0c9cd4fd
 THUMB, HIST_BINS = 8, 16

@@ -118,7 +118,8 @@ class MicroBatcher:
                     log.exception("on_batch failed")  # metrics must never fail a prediction
             i = 0
             for xi, f in items:
-                f.set_result(y[i : i + len(xi)])
+                rows = slice(i, i + len(xi))  # `fn` may return a tuple of arrays (a runtime's `run`), or None in it
+                f.set_result(tuple(None if a is None else a[rows] for a in y) if isinstance(y, tuple) else y[rows])
                 i += len(xi)
 
     def close(self) -> None:
@@ -137,7 +138,7 @@ def _enable_batching(self: Predictor, max_batch: int = 32, max_wait_ms: float = 
     if self.batcher is not None:
         self.batcher.close()
     self.batcher = (
-        MicroBatcher(self.runtime, max_batch, max_wait_ms, on_batch, f"batcher-{self.runtime.name}")
+        MicroBatcher(self.runtime.run, max_batch, max_wait_ms, on_batch, f"batcher-{self.runtime.name}")
         if max_batch > 1
         else None
     )

@@ -334,6 +334,12 @@ class AbstainParams(_Strict):
         description="also answer unknown for photos unlike the training photos (image "
         "descriptors, notebook 18); the two checks share the false-rejection budget",
     )
+    feature_check: bool = Field(
+        True,
+        description="also answer unknown for photos whose pooled features are far from the training photos' "
+        "(distance to the 10th nearest, notebook 06a; fitted by `train`, kept in features.npz; every exported "
+        "format gives the features); the checks share the false-rejection budget",
+    )
 
 
 class OodParams(_Strict):

@@ -18,10 +18,11 @@ from .config import ExportParams
 from .data import Manifest
 from .runtimes import EXPORT_REPORT, RUNTIME_FILES, LiteRTRuntime, load_runtime, time_runtime
 from .calibration import apply_temperature
-from .abstention import fit_threshold, ood_score
+from .abstention import FEATURE_MODEL, feature_score, fit_threshold, load_features, ood_score, rule_checks
 
 # %% auto #0
-__all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'batched', 'calibrate_int8', 'export_model']
+__all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'batched', 'batched_run', 'calibrate_int8',
+           'export_model']
 
 # %% ../nbs/15_export.ipynb #6ebc5808
 def export_savedmodel(model, path: str | os.PathLike) -> Path:
@@ -106,6 +107,13 @@ def batched(fn, x: np.ndarray, batch: int = 32) -> np.ndarray:
     return np.concatenate([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
+def batched_run(rt, x: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+    "A runtime's probabilities and feature scores (None without) over `x` in chunks of `batch` rows."
+    outs = [rt.run(x[i : i + batch]) for i in range(0, len(x), batch)]
+    probs = np.concatenate([p for p, _ in outs])
+    return probs, (None if outs[0][1] is None else np.concatenate([f for _, f in outs]))
+
+
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
@@ -142,7 +150,9 @@ def calibrate_int8(
         rep, _ = split_images(manifest, classes, "train", size, n, seed)
         cand = path.with_suffix(f".{n}.tflite")
         export_tflite(saved_model, cand, "int8", rep)
-        agreement[n] = round(float((batched(LiteRTRuntime(cand), xv).argmax(1) == ref).mean()), 5)
+        agreement[n] = round(
+            float((batched(LiteRTRuntime(cand, feature_dim=reference.feature_dim), xv).argmax(1) == ref).mean()), 5
+        )
     best = max(sizes, key=lambda n: (agreement[n], -n))
     path.with_suffix(f".{best}.tflite").replace(path)
     for n in sizes:
@@ -164,23 +174,35 @@ def _check(probs: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_acc: float) ->
     }
 
 
-def _abstain_threshold(rt, xv: np.ndarray | None, meta: dict, batch: int) -> float | None:
-    """The probability-score threshold of the abstention rule refitted on the validation split with runtime `rt`'s
-    own probabilities (quantisation moves them: a threshold fitted on Keras's may reject everything under int8)."""
+def _abstain_thresholds(rt, xv: np.ndarray | None, meta: dict, batch: int, features: dict | None = None) -> dict:
+    """The abstention rule's thresholds that depend on the runtime (the probability score's and the feature score's)
+    refitted on the validation split with runtime `rt`'s own outputs (quantisation moves them: a threshold fitted on
+    Keras's may reject everything under int8)."""
     ab = meta.get("abstain")
     if not ab or xv is None or not len(xv):
-        return None
-    p = apply_temperature(batched(rt, xv, batch), float(meta.get("temperature", 1.0)))
-    budget = ab["target_false_rejection"] / (2 if ab.get("domain_threshold") is not None else 1)
-    return fit_threshold(ood_score(p, ab["score"]), budget)
+        return {"abstain_threshold": None}
+    p, f = batched_run(rt, xv, batch)
+    p = apply_temperature(p, float(meta.get("temperature", 1.0)))
+    f = None if f is None or features is None else feature_score(f, features)
+    budget = ab["target_false_rejection"] / rule_checks(ab)
+    out = {"abstain_threshold": fit_threshold(ood_score(p, ab["score"]), budget)}
+    if ab.get("feature_threshold") is not None:
+        if f is None:
+            raise ValueError(f"runtime {rt.name} gives no pooled features, which the abstention rule needs")
+        out["feature_threshold"] = fit_threshold(f, budget)
+    return out
 
 
-def _unknown_share(probs: np.ndarray, meta: dict, threshold: float | None) -> float | None:
-    "Share of images whose probability score falls below `threshold` (the domain check does not depend on the runtime)."
-    if threshold is None:
+def _unknown_share(probs: np.ndarray, feature: np.ndarray | None, meta: dict, thresholds: dict) -> float | None:
+    """Share of images answered unknown by the runtime-dependent checks (probability score, feature score) at their
+    `thresholds` (the domain check does not depend on the runtime)."""
+    if thresholds.get("abstain_threshold") is None:
         return None
     p = apply_temperature(probs, float(meta.get("temperature", 1.0)))
-    return round(float((ood_score(p, meta["abstain"]["score"]) < threshold).mean()), 5)
+    out = ood_score(p, meta["abstain"]["score"]) < thresholds["abstain_threshold"]
+    if thresholds.get("feature_threshold") is not None:
+        out |= feature < thresholds["feature_threshold"]
+    return round(float(out.mean()), 5)
 
 
 def export_model(
@@ -201,8 +223,11 @@ def export_model(
             raise FileNotFoundError(f"{src / f} not found: train a model first (plant-disease train)")
     out.mkdir(parents=True, exist_ok=True)
     if src.resolve() != out.resolve():
-        for f in ("model.keras", "classes.json"):
-            _link(src / f, out / f)
+        for f in ("model.keras", "classes.json", FEATURE_MODEL):
+            if (src / f).exists():
+                _link(src / f, out / f)
+            else:
+                (out / f).unlink(missing_ok=True)  # an earlier model's
     for f in [*RUNTIME_FILES.values()][1:]:  # formats of an earlier export that are not asked for now
         p = out / f
         if p.is_dir():
@@ -215,11 +240,18 @@ def export_model(
     size = int(model.input_shape[1])
     split = "test" if len(manifest.split("test")) else "val"
     x, y = split_images(manifest, classes, split, size)
+    features = load_features(src / FEATURE_MODEL)  # the pooled features become every format's second output
+    graph = model
+    if features is not None:
+        from plant_disease.model import features_model
+
+        graph = features_model(model)
     keras_rt = load_runtime("keras", out, model)
-    ref = batched(keras_rt, x, batch)
+    ref, ref_feature = batched_run(keras_rt, x, batch)
     ref_acc = float((ref.argmax(1) == y).mean())
     xv = split_images(manifest, classes, "val", size)[0] if meta.get("abstain") and len(manifest.split("val")) else None
-    thr = _abstain_threshold(keras_rt, xv, meta, batch)
+    thr = _abstain_thresholds(keras_rt, xv, meta, batch, features)
+    ref_feature = None if ref_feature is None else feature_score(ref_feature, features)
     report = {
         "image_size": size,
         "classes": len(classes),
@@ -233,14 +265,14 @@ def export_model(
                 "size_bytes": _size(out / "model.keras"),
                 "accuracy": round(ref_acc, 5),
                 "batch1_ms": round(time_runtime(keras_rt), 2),
-                "abstain_threshold": thr,
-                "unknown_share": _unknown_share(ref, meta, thr),
+                **thr,
+                "unknown_share": _unknown_share(ref, ref_feature, meta, thr),
             }
         },
     }
     with tempfile.TemporaryDirectory() as tmp:
         sm = export_savedmodel(
-            model, out / RUNTIME_FILES["savedmodel"] if "savedmodel" in ep.formats else Path(tmp) / "sm"
+            graph, out / RUNTIME_FILES["savedmodel"] if "savedmodel" in ep.formats else Path(tmp) / "sm"
         )
         for name in ep.formats:
             t = time.perf_counter()
@@ -255,17 +287,23 @@ def export_model(
                 export_onnx(sm, path, ep.onnx_opset)
             seconds = time.perf_counter() - t
             rt = load_runtime(name, out)
-            probs = batched(rt, x, batch)
-            t_fmt = _abstain_threshold(rt, xv, meta, batch)
+            probs, feature = batched_run(rt, x, batch)
+            t_fmt = _abstain_thresholds(rt, xv, meta, batch, features)
+            feature = None if feature is None else feature_score(feature, features)
             report["formats"][name] = {
                 "file": RUNTIME_FILES[name],
                 "size_bytes": _size(path),
                 **_check(probs, y, ref, ref_acc),
                 "batch1_ms": round(time_runtime(rt), 2),
                 "export_seconds": round(seconds, 1),
-                "abstain_threshold": t_fmt,
-                "unknown_share": _unknown_share(probs, meta, t_fmt),
+                **t_fmt,
+                "unknown_share": _unknown_share(probs, feature, meta, t_fmt),
             }
+            if ref_feature is not None:  # how far quantisation moves the feature score (relative to its spread)
+                spread = float(np.std(ref_feature)) or 1.0
+                report["formats"][name]["feature_score_rel_error"] = round(
+                    float(np.median(np.abs(feature - ref_feature)) / spread), 5
+                )
             r = report["formats"][name]
             log(
                 f"export: {name}: {r['size_bytes'] / 1e6:.1f} MB, accuracy {r['accuracy']:.4f} "

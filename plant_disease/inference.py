@@ -19,7 +19,17 @@ import tensorflow as tf
 from PIL import Image
 
 from .calibration import apply_temperature
-from .abstention import ADVICE, UNKNOWN, abstains, domain_score, image_descriptors, ood_score
+from plant_disease.abstention import (
+    ADVICE,
+    FEATURE_MODEL,
+    UNKNOWN,
+    abstains,
+    domain_score,
+    feature_score,
+    image_descriptors,
+    load_features,
+    ood_score,
+)
 from .data import parse_label
 from .images import ACCEPTED_FORMATS, ImageProblem, check_image
 from .model import HEAD_PREFIX
@@ -46,13 +56,19 @@ class Prediction:
     ood_score: float | None = None  # the calibrated-probability score (abstain.score)
     domain_score: float | None = None  # how much the photo looks like the training photos (notebook 18)
     advice: str | None = None
+    feature_score: float | None = None  # how close its pooled features are to a class the model learned (06a)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def _prediction(
-    probs: np.ndarray, classes: list[str], k: int, abstain: dict | None = None, domain: float | None = None
+    probs: np.ndarray,
+    classes: list[str],
+    k: int,
+    abstain: dict | None = None,
+    domain: float | None = None,
+    feature: float | None = None,
 ) -> Prediction:
     order = np.argsort(-probs)[:k]
     top = [
@@ -68,9 +84,18 @@ def _prediction(
     best = top[0]
     score = float(ood_score(probs[None], abstain["score"])[0]) if abstain else None
     domain = None if domain is None else float(domain)
-    if abstain and abstains(probs[None], abstain, None if domain is None else np.array([domain]))[0]:
+    feature = None if feature is None else float(feature)
+    if (
+        abstain
+        and abstains(
+            probs[None],
+            abstain,
+            None if domain is None else np.array([domain]),
+            None if feature is None else np.array([feature]),
+        )[0]
+    ):
         return Prediction(
-            None, UNKNOWN, None, None, None, best["probability"], top, True, score, domain, ADVICE
+            None, UNKNOWN, None, None, None, best["probability"], top, True, score, domain, ADVICE, feature
         )  # notebook 18
     return Prediction(
         best["class_id"],
@@ -83,6 +108,7 @@ def _prediction(
         False,
         score,
         domain,
+        feature_score=feature,
     )
 
 # %% ../nbs/07_inference.ipynb #e490cd61
@@ -148,6 +174,7 @@ class Predictor:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         metadata: dict | None = None,
         runtime: Runtime | None = None,
+        features: dict | None = None,
     ):
         n_out = model.output_shape[-1]
         if len(classes) != n_out:
@@ -155,7 +182,8 @@ class Predictor:
         self.model, self.classes, self.top_k, self.max_pixels = model, list(classes), top_k, max_pixels
         self.image_size = int(model.input_shape[1])
         self.metadata = metadata or {}
-        self.runtime = runtime or KerasRuntime(model)
+        self.features = features  # the feature model (`abstention.fit_features`): the rule's feature check
+        self.runtime = runtime or KerasRuntime(model, features is not None)
         if (self.runtime.image_size, self.runtime.n_classes) != (self.image_size, n_out):
             raise ValueError(
                 f"runtime {self.runtime.name} is {self.runtime.image_size}px with {self.runtime.n_classes} classes, "
@@ -168,6 +196,14 @@ class Predictor:
         )  # {score, threshold}: "unknown" below it (notebook 18); None never abstains
         self.domain = self.metadata.get("domain")  # the training photos' descriptor model, for the domain check
         self.batcher = None  # a `batching.MicroBatcher` in front of the runtime, when enabled
+        if self.abstain and self.abstain.get("feature_threshold") is not None:
+            if self.features is None:
+                raise ValueError(f"the abstention rule has a feature check but no feature model ({FEATURE_MODEL})")
+            if not self.runtime.has_features:
+                raise ValueError(
+                    f"the abstention rule has a feature check but runtime {self.runtime.name} gives no pooled "
+                    "features: export the model again (plant-disease export) or serve it with the keras runtime"
+                )
 
     @classmethod
     def from_dir(
@@ -195,31 +231,40 @@ class Predictor:
         )
         if (
             meta.get("abstain") and fmt.get("abstain_threshold") is not None
-        ):  # refitted with this runtime's probabilities
-            meta = {**meta, "abstain": {**meta["abstain"], "threshold": fmt["abstain_threshold"], "runtime": rt.name}}
-        p = cls(model, meta["classes"], metadata=meta, runtime=rt, **kwargs)
+        ):  # refitted with this runtime's probabilities (and feature scores)
+            refit = {"threshold": fmt["abstain_threshold"], "runtime": rt.name}
+            if meta["abstain"].get("feature_threshold") is not None and fmt.get("feature_threshold") is not None:
+                refit["feature_threshold"] = fmt["feature_threshold"]
+            meta = {**meta, "abstain": {**meta["abstain"], **refit}}
+        p = cls(model, meta["classes"], metadata=meta, runtime=rt, features=load_features(d / FEATURE_MODEL), **kwargs)
         p.runtime_choice = why
         return p
 
-    def _infer(self, x: np.ndarray, call=None) -> np.ndarray:
-        "Calibrated probabilities for a float32 batch, from `call` or else the micro-batcher (when there is one) or the runtime."
-        return apply_temperature((call or self.batcher or self.runtime)(x), self.temperature)
+    def _infer(self, x: np.ndarray, call=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities and feature scores (None without a feature model) for a float32 batch, from `call`
+        or else the micro-batcher (when there is one) or the runtime."""
+        probs, feats = (call or self.batcher or self.runtime.run)(x)
+        score = None if feats is None or self.features is None else feature_score(feats, self.features)
+        return apply_temperature(probs, self.temperature), score
 
     def preprocess(self, image) -> tf.Tensor:
         "Validate and resize one image (bytes, path, PIL image or HxWx3 array) to the model's input."
         return _to_tensor(image, self.image_size, self.max_pixels)
 
-    def _forward(self, images: list, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        "Calibrated probabilities and the model-size input batch for a list of images."
+    def _forward(self, images: list, tta: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        "Calibrated probabilities, the model-size input batch and the feature scores (None without) of images."
         if self.batcher is not None and not tta:
             with self.batcher.reserve() as infer:  # the batcher may wait for this request while it decodes
                 x = tf.stack([self.preprocess(im) for im in images]).numpy()
-                return self._infer(x, infer), x
+                probs, feature = self._infer(x, infer)
+                return probs, x, feature
         x = tf.stack([self.preprocess(im) for im in images])
         if not tta:
-            return self._infer(x.numpy()), x.numpy()
-        views = [x, tf.image.flip_left_right(x), tf.image.flip_up_down(x)]
-        return np.mean([self._infer(v.numpy()) for v in views], axis=0), x.numpy()
+            probs, feature = self._infer(x.numpy())
+            return probs, x.numpy(), feature
+        outs = [self._infer(v.numpy()) for v in (x, tf.image.flip_left_right(x), tf.image.flip_up_down(x))]
+        feature = None if outs[0][1] is None else np.mean([f for _, f in outs], axis=0)
+        return np.mean([p for p, _ in outs], axis=0), x.numpy(), feature
 
     def predict_proba(self, images: list, tta: bool = False) -> np.ndarray:
         "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
@@ -235,7 +280,7 @@ class Predictor:
 
     def predict_batch(self, images: list, top_k: int | None = None, tta: bool = False) -> list[Prediction]:
         "Answers for several images in one model call."
-        probs, x = self._forward(images, tta)
+        probs, x, feature = self._forward(images, tta)
         dom = self.domain_scores(x)
         return [
             _prediction(
@@ -244,6 +289,7 @@ class Predictor:
                 min(top_k or self.top_k, len(self.classes)),
                 self.abstain,
                 None if dom is None else dom[i],
+                None if feature is None else feature[i],
             )
             for i, p in enumerate(probs)
         ]
@@ -279,12 +325,14 @@ def _explain(
     "The prediction for `image` and its Grad-CAM overlay (a PIL image of the model's input size)."
     x = self.preprocess(image)
     dom = self.domain_scores(x.numpy()[None])
+    probs, feature = self._infer(x.numpy()[None])
     p = _prediction(
-        self._infer(x.numpy()[None])[0],
+        probs[0],
         self.classes,
         min(self.top_k, len(self.classes)),
         self.abstain,
         None if dom is None else dom[0],
+        None if feature is None else feature[0],
     )
     cam = gradcam(
         self.model, x, p.top_k[0]["class_id"] if class_id is None else class_id
@@ -308,11 +356,17 @@ Predictor.warm_up = _warm_up
 
 # %% ../nbs/07_inference.ipynb #2485ac3c
 def probs_in_chunks(pred, images: list, chunk: int = 64):
-    "Calibrated probabilities and domain scores of images (paths or arrays) through a `Predictor`, `chunk` at a time."
-    probs, dom = [], []
+    """Calibrated probabilities, domain scores and feature scores of images (paths or arrays) through a
+    `Predictor`, `chunk` at a time (None for a score the model does not have)."""
+    probs, dom, feat = [], [], []
     for i in range(0, len(images), chunk):
-        p, x = pred._forward(images[i : i + chunk])
+        p, x, f = pred._forward(images[i : i + chunk])
         probs.append(p)
         d = pred.domain_scores(x)
         dom.append(d if d is not None else np.zeros(len(p)))
-    return np.concatenate(probs), (np.concatenate(dom) if pred.domain else None)
+        feat.append(f if f is not None else np.zeros(len(p)))
+    return (
+        np.concatenate(probs),
+        np.concatenate(dom) if pred.domain and pred.abstain else None,
+        np.concatenate(feat) if pred.features is not None and pred.runtime.has_features else None,
+    )

@@ -20,7 +20,7 @@ from .efficientnet_lite import INPUT_MEAN, INPUT_STD, EfficientNetLite, WeightsU
 # %% auto #0
 __all__ = ['BACKBONES', 'OFFLINE_IMAGENET', 'HEAD_PREFIX', 'BLOCK_NAME', 'BackbonePreprocess', 'ResNet18Slim', 'ModelError',
            'build_model', 'backbone_layers', 'backbone_model', 'save_backbone_weights', 'load_backbone_weights',
-           'backbone_blocks', 'unfrozen_layers', 'set_trainable', 'at_size']
+           'backbone_blocks', 'unfrozen_layers', 'set_trainable', 'at_size', 'pooled_features', 'features_model']
 
 # %% ../nbs/04_model.ipynb #9e39ceb7
 @keras.saving.register_keras_serializable(package="plant_disease")
@@ -247,3 +247,13 @@ def at_size(model: keras.Model, image_size: int, mp: ModelParams) -> keras.Model
     fixed = build_model(int(model.output_shape[-1]), image_size, mp.model_copy(update={"weights": "none"}))
     fixed.set_weights(model.get_weights())
     return fixed
+
+# %% ../nbs/04_model.ipynb #f650dbed
+def pooled_features(model: keras.Model) -> keras.KerasTensor:
+    "The pooled features the classifier reads (the head's global average pooling)."
+    return model.get_layer(f"{HEAD_PREFIX}gap").output
+
+
+def features_model(model: keras.Model) -> keras.Model:
+    "`model` with a second output: its pooled features (n, d), the input of the abstention rule's feature check."
+    return keras.Model(model.input, [model.output, pooled_features(model)], name=f"{model.name}_with_features")

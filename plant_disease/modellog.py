@@ -23,6 +23,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 from .inference import InvalidImageError, Prediction, Predictor
+from .abstention import FEATURE_MODEL
 from .runtimes import EXPORT_REPORT, RUNTIME_FILES
 
 # %% auto #0
@@ -234,7 +235,7 @@ def log_models(
             )
         staged = Path(tmp) / "model_dir"
         staged.mkdir()
-        for f in ("classes.json", EXPORT_REPORT, *RUNTIME_FILES.values()):
+        for f in ("classes.json", FEATURE_MODEL, EXPORT_REPORT, *RUNTIME_FILES.values()):
             src = Path(model_dir) / f
             if src.is_dir():
                 shutil.copytree(src, staged / f)

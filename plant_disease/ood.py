@@ -36,14 +36,17 @@ def ood_report(
     abstain: dict,
     in_domain: np.ndarray | None = None,
     out_domain: dict[str, np.ndarray] | None = None,
+    in_feature: np.ndarray | None = None,
+    out_feature: dict[str, np.ndarray] | None = None,
 ) -> dict:
-    """AUROC of every score per outlier set (`domain` too when the domain scores are given), and what `abstain`
-    does: rejection rates, false rejections, selective accuracy."""
+    """AUROC of every score per outlier set (`domain` and `feature` too when those scores are given), and what
+    `abstain` does: rejection rates, false rejections, selective accuracy."""
     in_probs, y = np.asarray(in_probs), np.asarray(y)
     rep = {
         "score": abstain["score"],
         "threshold": abstain["threshold"],
         "domain_threshold": abstain.get("domain_threshold"),
+        "feature_threshold": abstain.get("feature_threshold"),
         "n_in": int(len(y)),
         "auroc": {
             k: {name: round(auroc(ood_score(in_probs, k), ood_score(o, k)), 4) for name, o in outliers.items()}
@@ -52,15 +55,18 @@ def ood_report(
     }
     if in_domain is not None and out_domain:
         rep["auroc"]["domain"] = {name: round(auroc(in_domain, out_domain[name]), 4) for name in outliers}
-    out_domain = out_domain or {}
-    rejected = abstains(in_probs, abstain, in_domain)
+    if in_feature is not None and out_feature:
+        rep["auroc"]["feature"] = {name: round(auroc(in_feature, out_feature[name]), 4) for name in outliers}
+    out_domain, out_feature = out_domain or {}, out_feature or {}
+    rejected = abstains(in_probs, abstain, in_domain, in_feature)
     correct = in_probs.argmax(1) == y
     rep["false_rejection"] = round(float(rejected.mean()), 4)
     rep["accuracy_all"] = round(float(correct.mean()), 4)
     rep["accuracy_accepted"] = round(float(correct[~rejected].mean()), 4) if (~rejected).any() else None
     rep["rejected_when_wrong"] = round(float(rejected[~correct].mean()), 4) if (~correct).any() else None
     rep["rejection"] = {
-        name: round(float(abstains(o, abstain, out_domain.get(name)).mean()), 4) for name, o in outliers.items()
+        name: round(float(abstains(o, abstain, out_domain.get(name), out_feature.get(name)).mean()), 4)
+        for name, o in outliers.items()
     }
     rep["n_out"] = {name: int(len(o)) for name, o in outliers.items()}
     return rep
@@ -135,11 +141,15 @@ def _confidence_hist(conf: np.ndarray) -> np.ndarray:
 
 
 def reference_profile(
-    probs: np.ndarray, classes: list[str], abstain: dict | None, domain: np.ndarray | None = None
+    probs: np.ndarray,
+    classes: list[str],
+    abstain: dict | None,
+    domain: np.ndarray | None = None,
+    feature: np.ndarray | None = None,
 ) -> dict:
     "Shares of each answer (classes and unknown) and of each confidence bin on the validation split."
     p = np.asarray(probs)
-    answers = np.where(abstains(p, abstain, domain), len(classes), p.argmax(1))
+    answers = np.where(abstains(p, abstain, domain, feature), len(classes), p.argmax(1))
     counts = np.bincount(answers, minlength=len(classes) + 1)
     return {
         "n": int(len(p)),

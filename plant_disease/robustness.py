@@ -99,13 +99,13 @@ def robustness_table(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Accuracy (and share answered unknown) of `predict` on `images` clean and under each corruption and severity.
-    `predict` returns probabilities, or (probabilities, domain scores) for the full abstention rule."""
+    `predict` returns probabilities, or (probabilities, domain scores[, feature scores]) for the full abstention rule."""
     y = np.asarray(y)
 
     def row(kind, sev, batch):
         out = predict(batch)
-        p, dom = out if isinstance(out, tuple) else (out, None)
-        unk = abstains(p, abstain, dom)
+        p, dom, feat = (*out, None)[:3] if isinstance(out, tuple) else (out, None, None)
+        unk = abstains(p, abstain, dom, feat)
         right = p.argmax(1) == y
         return {
             "corruption": kind,

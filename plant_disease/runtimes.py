@@ -42,34 +42,77 @@ def _threads() -> int:
     return int(os.environ.get("PLANT_DISEASE_THREADS") or os.cpu_count() or 1)
 
 # %% ../nbs/14_runtimes.ipynb #a08fca96
+def _split_outputs(outs: list, feature_dim: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    "The probabilities and the pooled features (None without) among a graph's outputs, told apart by their width."
+    outs = [np.asarray(o) for o in outs]
+    if len(outs) == 1:
+        return outs[0], None
+    feats = [o for o in outs if o.shape[-1] == feature_dim]
+    if len(outs) != 2 or len(feats) != 1:
+        raise ValueError(
+            f"outputs of shapes {[o.shape for o in outs]}: expected the probabilities and the pooled features "
+            f"({feature_dim} wide; is features.npz the one this model was exported with?)"
+        )
+    return next(o for o in outs if o is not feats[0]), feats[0]
+
+
+def _output_dims(shapes: list, feature_dim: int | None) -> tuple[int, bool]:
+    "The number of classes, and whether the pooled features are among outputs of these shapes."
+    dims = [int(s[-1]) for s in shapes]
+    if len(dims) == 1:
+        return dims[0], False
+    if len(dims) != 2 or feature_dim not in dims:
+        raise ValueError(
+            f"outputs {dims} wide: expected the probabilities and the pooled features ({feature_dim} wide; is "
+            "features.npz the one this model was exported with?)"
+        )
+    dims.remove(feature_dim)
+    return dims[0], True
+
+
 class Runtime:
-    "A model engine: `runtime(x)` maps a float32 (n, size, size, 3) batch of 0..255 pixels to class probabilities."
+    """A model engine: `runtime(x)` maps a float32 (n, size, size, 3) batch of 0..255 pixels to class probabilities;
+    `runtime.run(x)` to the probabilities and the pooled features (None when the graph does not give them)."""
 
     name: str = "?"
     image_size: int
     n_classes: int
+    has_features: bool = False
+    feature_dim: int | None = None  # the width of the pooled features (from features.npz), to find them
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        return self.run(x)[0]
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name}, {self.image_size}px, {self.n_classes} classes)"
 
 
 class KerasRuntime(Runtime):
-    "The Keras model through one `tf.function` with a fixed signature (no retracing); safe to call from several threads."
+    """The Keras model through one `tf.function` with a fixed signature (no retracing); safe to call from several
+    threads. With `features`, the graph also gives the pooled features (notebook 04's `features_model`)."""
 
     name = "keras"
 
-    def __init__(self, model):
+    def __init__(self, model, features: bool = False):
         import tensorflow as tf
 
         self.model, self.image_size, self.n_classes = model, int(model.input_shape[1]), int(model.output_shape[-1])
-        spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)
-        self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True, input_signature=[spec])
+        self.has_features = bool(features)
+        graph = model
+        if features:
+            from plant_disease.model import features_model
 
-    def __call__(self, x):
-        return self._fn(np.asarray(x, np.float32)).numpy()
+            graph = features_model(model)
+            self.feature_dim = int(graph.outputs[1].shape[-1])
+        spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)
+        self._fn = tf.function(lambda x: graph(x, training=False), reduce_retracing=True, input_signature=[spec])
+
+    def run(self, x):
+        out = self._fn(np.asarray(x, np.float32))
+        return tuple(o.numpy() for o in out) if isinstance(out, (list, tuple)) else (out.numpy(), None)
 
 
 class SavedModelRuntime(Runtime):
@@ -77,25 +120,31 @@ class SavedModelRuntime(Runtime):
 
     name = "savedmodel"
 
-    def __init__(self, path):
+    def __init__(self, path, feature_dim: int | None = None):
         import tensorflow as tf
 
-        self._sm = tf.saved_model.load(str(path))
+        self._sm, self.feature_dim = tf.saved_model.load(str(path)), feature_dim
         spec = self._sm.signatures["serving_default"]
         inp = list(spec.structured_input_signature[1].values())[0]
-        self.image_size, self.n_classes = int(inp.shape[1]), int(list(spec.structured_outputs.values())[0].shape[-1])
+        self.image_size = int(inp.shape[1])
+        outs = spec.structured_outputs.values()
+        self.n_classes, self.has_features = _output_dims([o.shape for o in outs], feature_dim)
 
-    def __call__(self, x):
-        return self._sm.serve(np.asarray(x, np.float32)).numpy()
+    def run(self, x):
+        out = self._sm.serve(np.asarray(x, np.float32))
+        return _split_outputs(
+            [o.numpy() for o in out] if isinstance(out, (list, tuple)) else [out.numpy()], self.feature_dim
+        )
 
 
 class LiteRTRuntime(Runtime):
     """A `.tflite` model through LiteRT (`ai-edge-litert`, XNNPACK on CPU). An interpreter is not thread-safe and
     re-allocates on a new batch size, so calls are serialised and one interpreter is kept per batch size seen."""
 
-    def __init__(self, path, name: str = "tflite", threads: int | None = None):
+    def __init__(self, path, name: str = "tflite", threads: int | None = None, feature_dim: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
+        self.feature_dim = feature_dim
         self.name, self._content, self._threads, self._Interpreter = (
             name,
             Path(path).read_bytes(),
@@ -106,7 +155,7 @@ class LiteRTRuntime(Runtime):
         self._lock = threading.Lock()
         it = self._get(1)
         self.image_size = int(it.get_input_details()[0]["shape"][1])
-        self.n_classes = int(it.get_output_details()[0]["shape"][-1])
+        self.n_classes, self.has_features = _output_dims([d["shape"] for d in it.get_output_details()], feature_dim)
 
     def _get(self, n: int):
         it = self._interp.get(n)
@@ -117,13 +166,13 @@ class LiteRTRuntime(Runtime):
             self._interp[n] = it
         return it
 
-    def __call__(self, x):  # `export` keeps float32 input and output, full int8 included
+    def run(self, x):  # `export` keeps float32 input and outputs, full int8 included
         x = np.asarray(x, np.float32)
         with self._lock:
             it = self._get(len(x))
             it.set_tensor(it.get_input_details()[0]["index"], x)
             it.invoke()
-            return it.get_tensor(it.get_output_details()[0]["index"])
+            return _split_outputs([it.get_tensor(d["index"]) for d in it.get_output_details()], self.feature_dim)
 
 
 class OnnxRuntime(Runtime):
@@ -131,18 +180,20 @@ class OnnxRuntime(Runtime):
 
     name = "onnx"
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, feature_dim: int | None = None):
         import onnxruntime as ort
 
+        self.feature_dim = feature_dim
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads or _threads(), 1
         so.log_severity_level = 3
         self._s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        inp, out = self._s.get_inputs()[0], self._s.get_outputs()[0]
-        self._input, self.image_size, self.n_classes = inp.name, int(inp.shape[1]), int(out.shape[-1])
+        inp = self._s.get_inputs()[0]
+        self._input, self.image_size = inp.name, int(inp.shape[1])
+        self.n_classes, self.has_features = _output_dims([o.shape for o in self._s.get_outputs()], feature_dim)
 
-    def __call__(self, x):
-        return self._s.run(None, {self._input: np.asarray(x, np.float32)})[0]
+    def run(self, x):
+        return _split_outputs(self._s.run(None, {self._input: np.asarray(x, np.float32)}), self.feature_dim)
 
 # %% ../nbs/14_runtimes.ipynb #76a69f3d
 def available_runtimes(folder: str | os.PathLike) -> list[str]:
@@ -151,12 +202,17 @@ def available_runtimes(folder: str | os.PathLike) -> list[str]:
 
 
 def load_runtime(name: str, folder: str | os.PathLike, model=None, threads: int | None = None) -> Runtime:
-    "The runtime `name` for the model in `folder` (`model`: an already loaded Keras model, for `keras`)."
+    """The runtime `name` for the model in `folder` (`model`: an already loaded Keras model, for `keras`). When the
+    folder has a feature model (`features.npz`), the runtime also gives the pooled features."""
+    from plant_disease.abstention import FEATURE_MODEL, load_features
+
     if name not in RUNTIME_FILES:
         raise RuntimeUnavailableError(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)} or auto")
     path = Path(folder) / RUNTIME_FILES[name]
+    fm = load_features(Path(folder) / FEATURE_MODEL)
+    dim = None if fm is None else int(np.shape(fm["bank"])[1])
     if name == "keras" and model is not None:
-        return KerasRuntime(model)
+        return KerasRuntime(model, fm is not None)
     if not path.exists():
         raise RuntimeUnavailableError(
             f"runtime {name}: {path} not found (run `plant-disease export` to write the edge formats)"
@@ -166,12 +222,12 @@ def load_runtime(name: str, folder: str | os.PathLike, model=None, threads: int 
             import keras
             import plant_disease.model  # noqa: F401  (registers the preprocessing layer)
 
-            return KerasRuntime(keras.saving.load_model(path, compile=False))
+            return KerasRuntime(keras.saving.load_model(path, compile=False), fm is not None)
         if name == "savedmodel":
-            return SavedModelRuntime(path)
+            return SavedModelRuntime(path, dim)
         if name == "onnx":
-            return OnnxRuntime(path, threads)
-        return LiteRTRuntime(path, name, threads)
+            return OnnxRuntime(path, threads, dim)
+        return LiteRTRuntime(path, name, threads, dim)
     except ImportError as e:
         raise RuntimeUnavailableError(f"runtime {name} needs a package that is not installed: {e.name or e}") from None
 

@@ -188,6 +188,7 @@ def answer_dict(
         "unknown": bool(getattr(pred, "unknown", False)),
         "ood_score": _finite(getattr(pred, "ood_score", None)),
         "domain_score": _finite(getattr(pred, "domain_score", None)),
+        "feature_score": _finite(getattr(pred, "feature_score", None)),
         "advice": getattr(pred, "advice", None),
         "variant": variant,
         "model_name": model_name,

@@ -22,12 +22,17 @@ import pandas as pd
 from .calibration import apply_temperature, calibration_report, fit_temperature
 from .distribute import is_chief, make_strategy, shard_by_data, strategy_info
 from plant_disease.abstention import (
+    FEATURE_MODEL,
     abstains,
     domain_score,
     fit_domain,
+    feature_score,
+    MAX_FEATURE_BANK,
+    fit_features,
     fit_threshold,
     image_descriptors,
     ood_score,
+    save_features,
 )
 from .ood import reference_profile
 from .config import Params, flatten_params
@@ -39,9 +44,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'MIN_DOMAIN_IMAGES', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy', 'make_optimizer',
-           'one_cycle_schedule', 'compile_model', 'TrainResult', 'fit_abstention', 'split_descriptors',
-           'sync_batchnorm', 'Fit', 'plan_fits', 'ViewCache', 'earliest_cut', 'cache_views', 'fit_on_cache', 'train',
-           'plot_history', 'predict_split']
+           'one_cycle_schedule', 'compile_model', 'TrainResult', 'fit_abstention', 'split_features',
+           'fit_feature_check', 'split_descriptors', 'sync_batchnorm', 'Fit', 'plan_fits', 'ViewCache', 'earliest_cut',
+           'cache_views', 'fit_on_cache', 'train', 'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
 class EpochClock(keras.callbacks.Callback):
@@ -209,9 +214,12 @@ def _write_model_card(
 MIN_DOMAIN_IMAGES = 30  # below this the domain model would memorise the training photos
 
 
-def fit_abstention(val_probs, classes: list[str], ap, train_desc=None, val_desc=None) -> tuple[dict, dict, dict | None]:
-    """The abstention rule ({score, threshold, domain_threshold, ...}), the reference profile and the domain model,
-    from calibrated validation probabilities (and image descriptors of the train and validation photos)."""
+def fit_abstention(
+    val_probs, classes: list[str], ap, train_desc=None, val_desc=None, val_feature=None
+) -> tuple[dict, dict, dict | None]:
+    """The abstention rule ({score, threshold, domain_threshold, feature_threshold, ...}), the reference profile and
+    the domain model, from calibrated validation probabilities (and image descriptors of the train and validation
+    photos, and the validation photos' feature scores). Each check gets an equal share of the budget."""
     domain = (
         fit_domain(train_desc)
         if ap.domain_check and train_desc is not None and len(train_desc) >= MIN_DOMAIN_IMAGES
@@ -223,12 +231,13 @@ def fit_abstention(val_probs, classes: list[str], ap, train_desc=None, val_desc=
             len(train_desc),
             MIN_DOMAIN_IMAGES,
         )
-    budget = ap.target_false_rejection / (2 if domain else 1)  # each check gets half the budget
+    budget = ap.target_false_rejection / (1 + bool(domain) + (val_feature is not None))
     scores = ood_score(val_probs, ap.score)
     abstain = {
         "score": ap.score,
         "threshold": fit_threshold(scores, budget),
         "domain_threshold": None,
+        "feature_threshold": None if val_feature is None else fit_threshold(val_feature, budget),
         "target_false_rejection": ap.target_false_rejection,
         "n_val": int(len(scores)),
     }
@@ -236,8 +245,40 @@ def fit_abstention(val_probs, classes: list[str], ap, train_desc=None, val_desc=
     if domain:
         val_dom = domain_score(val_desc, domain)
         abstain["domain_threshold"] = fit_threshold(val_dom, budget)
-    abstain["val_false_rejection"] = round(float(abstains(val_probs, abstain, val_dom).mean()), 4)
-    return abstain, reference_profile(val_probs, classes, abstain, val_dom), domain
+    abstain["val_false_rejection"] = round(float(abstains(val_probs, abstain, val_dom, val_feature).mean()), 4)
+    return abstain, reference_profile(val_probs, classes, abstain, val_dom, val_feature), domain
+
+
+def split_features(
+    model: keras.Model,
+    manifest: Manifest,
+    classes: list[str],
+    params: Params,
+    split: str,
+    limit: int = 20000,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    "Pooled features (notebook 04) and class ids of up to `limit` photos of one split, as the model sees them (no augmentation)."
+    from plant_disease.model import features_model
+    from plant_disease.pipeline import make_dataset
+
+    df = manifest.split(split)
+    if len(df) > limit:
+        df = df.sample(limit, random_state=seed)
+    y = df["class"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    _, f = features_model(model).predict(
+        make_dataset(df["path"], y, params.pipeline, tag=f"{split}-features"), verbose=0
+    )
+    return f, y
+
+
+def fit_feature_check(
+    model: keras.Model, manifest: Manifest, classes: list[str], params: Params
+) -> tuple[dict, np.ndarray]:
+    """The feature model (`abstention.fit_features`) of the training photos, and the validation photos' feature
+    scores, for the rule's threshold."""
+    fm = fit_features(split_features(model, manifest, classes, params, "train", limit=MAX_FEATURE_BANK)[0])
+    return fm, feature_score(split_features(model, manifest, classes, params, "val")[0], fm)
 
 
 def split_descriptors(manifest: Manifest, params: Params, split: str, limit: int = 2000, seed: int = 0) -> np.ndarray:
@@ -553,16 +594,22 @@ def train(
             if params.abstain.domain_check
             else (None, None)
         )
+        features = val_feature = None
+        if params.abstain.feature_check and len(manifest.split("train")) >= MIN_DOMAIN_IMAGES:
+            features, val_feature = fit_feature_check(model, manifest, classes, params)
+        elif params.abstain.feature_check:
+            log.warning("abstention: too few training photos to model their features: no feature check")
         abstain, reference, domain = fit_abstention(
-            apply_temperature(p_val, calibration["temperature"]), classes, params.abstain, *desc
+            apply_temperature(p_val, calibration["temperature"]), classes, params.abstain, *desc, val_feature
         )
         print(
             f"abstention: {abstain['score']} below {abstain['threshold']:.4f}"
             + (f" or domain score below {abstain['domain_threshold']:.3f}" if domain else "")
+            + (f" or feature score below {abstain['feature_threshold']:.3f}" if features is not None else "")
             + f" answers unknown ({abstain['val_false_rejection']:.1%} of validation leaves)"
         )
     else:
-        abstain = reference = domain = None
+        abstain = reference = domain = features = None
     history = pd.concat(histories, ignore_index=True)
     history.to_csv(rep / "history.csv", index=False)
     (rep / "train_summary.json").write_text(
@@ -584,6 +631,9 @@ def train(
     model_path = out / "model.keras"
     sync_batchnorm(model, False)  # the saved model runs anywhere
     model.save(model_path)
+    (out / FEATURE_MODEL).unlink(missing_ok=True)  # an earlier model's
+    if features is not None:
+        save_features(features, out / FEATURE_MODEL)
     _write_model_card(
         out,
         classes,

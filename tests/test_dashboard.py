@@ -47,6 +47,7 @@ ANSWER_KEYS = {
     "unknown",
     "ood_score",
     "domain_score",
+    "feature_score",
     "advice",
     "variant",
     "model_name",

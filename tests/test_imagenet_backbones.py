@@ -127,12 +127,21 @@ def test_every_export_format_runs_and_is_checked(lite_run):
         assert rep["formats"][f]["agreement"] == 1.0, (f, rep["formats"][f])
     for f in ("tflite_dynamic", "tflite_int8"):  # quantised: a few answers near a tie may flip
         assert rep["formats"][f]["agreement"] >= 0.8, (f, rep["formats"][f])
+    # the abstention rule's feature check in every format: the pooled features are each graph's second output,
+    # and each runtime's thresholds are refitted on validation with its own outputs
+    assert (work / "exported" / "features.npz").exists()
+    for f, r in rep["formats"].items():
+        assert r["feature_threshold"] is not None and r["abstain_threshold"] is not None, (f, r)
     imgs = pd.read_csv(work / "data" / "manifest.csv").query("split == 'test'")["path"].head(3).tolist()
-    labels = {}
-    for rt in ("keras", "savedmodel", "tflite_fp32", "onnx"):
+    labels, scores = {}, {}
+    for rt in ("keras", "savedmodel", "tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx"):
         r = run_cli("predict", "--json", "--models-dir", "exported", "--runtime", rt, *imgs, cwd=work)
-        labels[rt] = [json.loads(l)["label"] for l in r.stdout.strip().splitlines()]
+        rows = [json.loads(l) for l in r.stdout.strip().splitlines()]
+        labels[rt], scores[rt] = [a["label"] for a in rows], [a["feature_score"] for a in rows]
+        assert all(s is not None for s in scores[rt]), (rt, rows)
     assert labels["keras"] == labels["savedmodel"] == labels["tflite_fp32"] == labels["onnx"], labels
+    for rt in ("savedmodel", "tflite_fp32", "onnx"):  # the same features, so the same score, to float precision
+        assert scores[rt] == pytest.approx(scores["keras"], rel=1e-3), scores
 
 
 def test_gradcam_explains_on_the_last_feature_map(lite_run):

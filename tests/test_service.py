@@ -87,6 +87,8 @@ def test_service_answers_as_the_library_does_on_the_same_runtime(service):
         r = post_image(service, photo, "same-runtime", headers={"X-Model-Variant": "B"}).json()
         p = lib.predict(photo)
         assert (r["label"], r["confidence"]) == (p.label, pytest.approx(p.confidence, abs=1e-5)), (r, p)
+        # the same abstention rule, feature check included
+        assert (r["unknown"], r["feature_score"]) == (p.unknown, pytest.approx(p.feature_score, rel=1e-4)), (r, p)
 
 
 def test_concurrent_requests_share_model_calls(service):
@@ -414,6 +416,7 @@ def assert_unknown(b: dict, classes: list[str]):
     assert "retake" in b["advice"].lower(), b["advice"]
     assert b["top_k"] and all(t["label"] in classes for t in b["top_k"]), b["top_k"]  # the model's guesses, still given
     assert b["ood_score"] is not None and b["domain_score"] is not None, b  # both models have an abstention rule
+    assert b["feature_score"] is not None, b  # and its feature check
 
 
 @pytest.mark.parametrize("variant", ["A", "B"])

@@ -19,7 +19,9 @@ from . import Dirs, Stage, read_json
 __all__ = ['OOD_STAGE', 'run_ood', 'ood_headline', 'log_ood']
 
 # %% ../../nbs/11e_stage_ood.ipynb #3c243ed8
-def _plot_ood_scores(s_in, s_out: dict, abstain: dict, d_in, d_out: dict, path: Path, synthetic: bool) -> Path:
+def _plot_ood_scores(
+    s_in, s_out: dict, abstain: dict, d_in, d_out: dict, path: Path, synthetic: bool, f_in=None, f_out=None
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,6 +30,8 @@ def _plot_ood_scores(s_in, s_out: dict, abstain: dict, d_in, d_out: dict, path: 
     panels = [("probability score: " + abstain["score"], s_in, s_out, abstain["threshold"])]
     if d_in is not None:
         panels.append(("domain score", d_in, d_out, abstain.get("domain_threshold")))
+    if f_in is not None:
+        panels.append(("feature score", f_in, f_out, abstain.get("feature_threshold")))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
     for ax, (title, a, outs, t) in zip(axes[0], panels):
         hi = float(max(a.max(), *(o.max() for o in outs.values())))
@@ -64,7 +68,7 @@ def run_ood(params, dirs: Dirs) -> dict:
     if test.empty:
         raise ValueError("the manifest has no test images")
     y = test["class"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
-    p_in, d_in = probs_in_chunks(pred, test["path"].tolist())
+    p_in, d_in, f_in = probs_in_chunks(pred, test["path"].tolist())
     sets = {
         "objects": list(object_images(op.n_objects, 256, op.seed)),
         "noise": list(noise_images(op.n_noise, 256, op.seed)),
@@ -75,13 +79,21 @@ def run_ood(params, dirs: Dirs) -> dict:
         sets = {"holdout_classes": m.holdout["path"].tolist(), **sets}
     out = {name: probs_in_chunks(pred, imgs) for name, imgs in sets.items()}
     d_out = {k: v[1] for k, v in out.items()}
+    f_out = {k: v[2] for k, v in out.items()}
     rep = ood_report(
-        p_in, y, {k: v[0] for k, v in out.items()}, pred.abstain, d_in, d_out if d_in is not None else None
+        p_in,
+        y,
+        {k: v[0] for k, v in out.items()},
+        pred.abstain,
+        d_in,
+        d_out if d_in is not None else None,
+        f_in,
+        f_out if f_in is not None else None,
     )
     rep["holdout_classes"] = m.summary.get("holdout_classes", [])
     field = (test["origin"] == "field").to_numpy()
     if field.any():  # field test leaves answered unknown: what a user in the field meets
-        rejected = abstains(p_in, pred.abstain, d_in)
+        rejected = abstains(p_in, pred.abstain, d_in, f_in)
         rep["false_rejection_field"] = round(float(rejected[field].mean()), 4)
         rep["false_rejection_lab"] = round(float(rejected[~field].mean()), 4) if (~field).any() else None
         rep["n_in_field"] = int(field.sum())
@@ -100,6 +112,8 @@ def run_ood(params, dirs: Dirs) -> dict:
         d_out,
         d / "figures" / "scores.png",
         bool(m.summary.get("synthetic")),
+        f_in,
+        f_out,
     )
     return rep
 
@@ -112,6 +126,7 @@ def ood_headline(dirs: Dirs) -> str:
         f"false rejection {rep['false_rejection']:.1%} of {rep['n_in']} test leaves; answered unknown: {rejected}; "
         f"mean AUROC {best} {rep['mean_auroc'][best]:.3f}"
         + (f", domain {rep['mean_auroc']['domain']:.3f}" if "domain" in rep["mean_auroc"] else "")
+        + (f", feature {rep['mean_auroc']['feature']:.3f}" if "feature" in rep["mean_auroc"] else "")
         + (
             f"; {rep['false_rejection_field']:.1%} of {rep['n_in_field']} field test leaves answered unknown"
             if rep.get("n_in_field")

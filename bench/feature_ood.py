@@ -1,0 +1,223 @@
+"""Unknown answers from the backbone's pooled features: which score tells known leaves from held-out diseases,
+non-leaf photos and noise, measured on a trained model and its manifest (a `dvc repro` with `data.holdout_classes`).
+
+Every score is computed on the same images: the probability scores the abstention rule uses today (on calibrated
+probabilities), the energy of the logits, the image-domain score (colour and texture descriptors), and scores on
+the 1280 pooled features of the training photos (no augmentation): a class-conditional Mahalanobis distance with one
+shared, shrunk covariance (Lee et al. 2018), a class-agnostic probabilistic-PCA distance (the domain model's
+`fit_domain` on features), and the distance to the k-th nearest training feature after L2 normalisation (Sun et al.
+2022; the library's `fit_features` / `feature_score`, the abstention rule's feature check). For each: AUROC per
+outlier set, and, with its threshold fitted on the validation photos at the abstention target, the share of each set
+answered unknown; for the feature scores also the whole rule (top probability, domain check and that score, a third
+of the target each). Prints the tables and writes `reports/bench_feature_ood.json`.
+
+    python bench/feature_ood.py --repo /tmp/pdreal/a     # a clone where `dvc repro` ran (models/, data/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from testkit.machine import cpu_name, matmul_peak_gflops, vector_extensions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def feature_model(model):
+    "The model with a second output: the pooled features the classifier reads."
+    import keras
+
+    from plant_disease.model import HEAD_PREFIX
+
+    return keras.Model(model.inputs, [model.output, model.get_layer(f"{HEAD_PREFIX}gap").output])
+
+
+def run_images(pred, fm, images: list, chunk: int = 64):
+    "Probabilities (uncalibrated), pooled features and image descriptors of images (paths or arrays)."
+    import tensorflow as tf
+
+    from plant_disease.abstention import image_descriptors
+
+    probs, feats, desc = [], [], []
+    fn = tf.function(lambda x: fm(x, training=False))
+    for i in range(0, len(images), chunk):
+        x = tf.stack([pred.preprocess(im) for im in images[i : i + chunk]])
+        p, f = fn(x)
+        probs.append(p.numpy())
+        feats.append(f.numpy())
+        desc.append(image_descriptors(x.numpy()))
+    return np.concatenate(probs), np.concatenate(feats).astype(np.float64), np.concatenate(desc)
+
+
+def fit_class_gaussians(f: np.ndarray, y: np.ndarray) -> dict:
+    "Class means and one shared covariance (Ledoit-Wolf shrinkage) of training features; its precision."
+    from sklearn.covariance import LedoitWolf
+
+    classes = np.unique(y)
+    means = np.stack([f[y == c].mean(0) for c in classes])
+    lw = LedoitWolf().fit(f - means[np.searchsorted(classes, y)])
+    return {"means": means, "precision": lw.precision_, "shrinkage": float(lw.shrinkage_)}
+
+
+def class_mahalanobis(f: np.ndarray, g: dict) -> np.ndarray:
+    "Minus the smallest Mahalanobis distance to a class mean (higher: more like a known class)."
+    d = []
+    for mu in g["means"]:
+        z = f - mu
+        d.append(np.einsum("ij,jk,ik->i", z, g["precision"], z))
+    return -np.min(np.stack(d, 1), axis=1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", required=True, help="a checkout where `dvc repro` ran: its models/ and data/")
+    ap.add_argument("--objects", type=int, default=60)
+    ap.add_argument("--noise", type=int, default=60)
+    ap.add_argument("--out", default=str(ROOT / "reports" / "bench_feature_ood.json"))
+    x = ap.parse_args()
+    from scipy.special import logsumexp
+
+    from plant_disease.abstention import (
+        SCORES,
+        domain_score,
+        feature_score,
+        fit_domain,
+        fit_features,
+        fit_threshold,
+        ood_score,
+    )
+    from plant_disease.calibration import apply_temperature
+    from plant_disease.data import load_manifest
+    from plant_disease.inference import Predictor
+    from plant_disease.ood import auroc, noise_images, object_images
+
+    repo = Path(x.repo)
+    machine = {"cpu": cpu_name(), "vector_extensions": vector_extensions(), **matmul_peak_gflops()}
+    print(f"machine: {machine}", flush=True)
+    t0 = time.time()
+    pred = Predictor.from_dir(repo / "models")
+    fm = feature_model(pred.model)
+    m = load_manifest(repo / "data")
+    if not len(m.holdout):
+        raise SystemExit(f"{repo / 'data'}: no held-out classes (set data.holdout_classes and rerun the data stage)")
+    idx = {c: i for i, c in enumerate(pred.classes)}
+
+    def paths(df) -> list[str]:  # the manifest's paths are relative to the checkout where the data stage ran
+        return [str(repo / p) for p in df["path"]]
+
+    sets = {
+        "train": paths(m.split("train")),
+        "val": paths(m.split("val")),
+        "test": paths(m.split("test")),
+        "holdout_classes": paths(m.holdout),
+        "objects": list(object_images(x.objects, 256, 0)),
+        "noise": list(noise_images(x.noise, 256, 0)),
+    }
+    run = {k: run_images(pred, fm, v) for k, v in sets.items()}
+    print(f"features of {sum(map(len, sets.values()))} images in {time.time() - t0:.0f} s", flush=True)
+    y_train = m.split("train")["class"].map(idx).to_numpy()
+    w, b = pred.model.get_layer("predictions").get_weights()
+    f_train = run["train"][1]
+    gauss = fit_class_gaussians(f_train, y_train)
+    ppca = fit_domain(f_train, k=64)
+    knn = {k: fit_features(f_train, k) for k in (1, 10, 50)}  # the library's feature score
+    dom = pred.domain
+    scores = {}
+    for name, (p, f, desc) in run.items():
+        cal = apply_temperature(p, pred.temperature)
+        logits = f @ w + b
+        s = {k: ood_score(cal, k) for k in SCORES}
+        s["energy"] = logsumexp(logits, axis=1)
+        s["max_logit"] = logits.max(1)
+        if dom:
+            s["domain"] = domain_score(desc, dom)
+        s["feature_mahalanobis"] = class_mahalanobis(f, gauss)
+        s["feature_ppca"] = domain_score(f, ppca)
+        for k, fm in knn.items():
+            s[f"feature_knn{k}"] = feature_score(f, fm)
+        scores[name] = s
+    target = (pred.abstain or {}).get("target_false_rejection", 0.05)
+    outs = ("holdout_classes", "objects", "noise")
+    table = {}
+    for k in scores["test"]:
+        t = fit_threshold(scores["val"][k], target)
+        table[k] = {
+            "auroc": {o: round(auroc(scores["test"][k], scores[o][k]), 4) for o in outs},
+            "threshold_at_val": round(float(t), 6),
+            "false_rejection_test": round(float((scores["test"][k] < t).mean()), 4),
+            "answered_unknown": {o: round(float((scores[o][k] < t).mean()), 4) for o in outs},
+        }
+        if dom and k != "domain":  # the rule's shape: this score or the domain check, half the target each
+            th, td = fit_threshold(scores["val"][k], target / 2), fit_threshold(scores["val"]["domain"], target / 2)
+
+            def rule(o, th=th, td=td, k=k):
+                return (scores[o][k] < th) | (scores[o]["domain"] < td)
+
+            table[k]["with_domain_check"] = {
+                "false_rejection_test": round(float(rule("test").mean()), 4),
+                "answered_unknown": {o: round(float(rule(o).mean()), 4) for o in outs},
+            }
+        if dom and k.startswith("feature_"):  # the library's rule with a feature check: three checks, a third each
+            t3 = {c: fit_threshold(scores["val"][c], target / 3) for c in ("msp", "domain", k)}
+
+            def rule3(o, t3=t3):
+                return np.any([scores[o][c] < t for c, t in t3.items()], axis=0)
+
+            table[k]["rule_msp_domain_feature"] = {
+                "false_rejection_test": round(float(rule3("test").mean()), 4),
+                "answered_unknown": {o: round(float(rule3(o).mean()), 4) for o in outs},
+            }
+    res = {
+        "machine": machine,
+        "repo": str(repo),
+        "classes": len(pred.classes),
+        "holdout": m.summary.get("holdout_classes", []),
+        "n": {k: len(v) for k, v in sets.items()},
+        "target_false_rejection": target,
+        "temperature": pred.temperature,
+        "covariance_shrinkage": round(gauss["shrinkage"], 4),
+        "scores": table,
+        "seconds": round(time.time() - t0, 1),
+    }
+    Path(x.out).write_text(json.dumps(res, indent=2))
+    print(
+        f"{'score':22s} {'AUROC held-out':>14s} {'objects':>8s} {'noise':>8s}   unknown at {target:.0%} FR on val:"
+        " test / held-out / objects / noise"
+    )
+    for k, r in table.items():
+        a, u = r["auroc"], r["answered_unknown"]
+        print(
+            f"{k:22s} {a['holdout_classes']:14.3f} {a['objects']:8.3f} {a['noise']:8.3f}   "
+            f"{r['false_rejection_test']:.3f} / {u['holdout_classes']:.3f} / {u['objects']:.3f} / {u['noise']:.3f}"
+        )
+    if dom:
+        print("with the domain check (half the target each): test / held-out / objects / noise answered unknown")
+        for k, r in table.items():
+            if "with_domain_check" in r:
+                c = r["with_domain_check"]
+                u = c["answered_unknown"]
+                print(
+                    f"{k:22s} {c['false_rejection_test']:.3f} / {u['holdout_classes']:.3f} / {u['objects']:.3f} / "
+                    f"{u['noise']:.3f}"
+                )
+    print("the rule with three checks (msp, domain, this score; a third of the target each): test / held-out / ...")
+    for k, r in table.items():
+        if "rule_msp_domain_feature" in r:
+            c = r["rule_msp_domain_feature"]
+            u = c["answered_unknown"]
+            print(
+                f"{k:22s} {c['false_rejection_test']:.3f} / {u['holdout_classes']:.3f} / {u['objects']:.3f} / "
+                f"{u['noise']:.3f}"
+            )
+    print(f"-> {x.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
