@@ -70,7 +70,7 @@ def class_mahalanobis(f: np.ndarray, g: dict) -> np.ndarray:
     d = []
     for mu in g["means"]:
         z = f - mu
-        d.append(np.einsum("ij,jk,ik->i", z, g["precision"], z))
+        d.append(((z @ g["precision"]) * z).sum(1))
     return -np.min(np.stack(d, 1), axis=1)
 
 
