@@ -29,15 +29,6 @@ from testkit.machine import cpu_name, matmul_peak_gflops, vector_extensions
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def feature_model(model):
-    "The model with a second output: the pooled features the classifier reads."
-    import keras
-
-    from plant_disease.model import HEAD_PREFIX
-
-    return keras.Model(model.inputs, [model.output, model.get_layer(f"{HEAD_PREFIX}gap").output])
-
-
 def run_images(pred, fm, images: list, chunk: int = 64):
     "Probabilities (uncalibrated), pooled features and image descriptors of images (paths or arrays)."
     import tensorflow as tf
@@ -95,6 +86,7 @@ def main() -> int:
     from plant_disease.calibration import apply_temperature
     from plant_disease.data import load_manifest
     from plant_disease.inference import Predictor
+    from plant_disease.model import features_model
     from plant_disease.ood import auroc, noise_images, object_images
 
     repo = Path(x.repo)
@@ -102,7 +94,7 @@ def main() -> int:
     print(f"machine: {machine}", flush=True)
     t0 = time.time()
     pred = Predictor.from_dir(repo / "models")
-    fm = feature_model(pred.model)
+    fm = features_model(pred.model)
     m = load_manifest(repo / "data")
     if not len(m.holdout):
         raise SystemExit(f"{repo / 'data'}: no held-out classes (set data.holdout_classes and rerun the data stage)")
@@ -196,25 +188,18 @@ def main() -> int:
             f"{k:22s} {a['holdout_classes']:14.3f} {a['objects']:8.3f} {a['noise']:8.3f}   "
             f"{r['false_rejection_test']:.3f} / {u['holdout_classes']:.3f} / {u['objects']:.3f} / {u['noise']:.3f}"
         )
-    if dom:
-        print("with the domain check (half the target each): test / held-out / objects / noise answered unknown")
+    for key, title in (
+        ("with_domain_check", "with the domain check (half the target each)"),
+        ("rule_msp_domain_feature", "the rule with three checks (msp, domain, this score; a third of the target each)"),
+    ):
+        print(f"{title}: test / held-out / objects / noise answered unknown")
         for k, r in table.items():
-            if "with_domain_check" in r:
-                c = r["with_domain_check"]
-                u = c["answered_unknown"]
+            if key in r:
+                c, u = r[key], r[key]["answered_unknown"]
                 print(
                     f"{k:22s} {c['false_rejection_test']:.3f} / {u['holdout_classes']:.3f} / {u['objects']:.3f} / "
                     f"{u['noise']:.3f}"
                 )
-    print("the rule with three checks (msp, domain, this score; a third of the target each): test / held-out / ...")
-    for k, r in table.items():
-        if "rule_msp_domain_feature" in r:
-            c = r["rule_msp_domain_feature"]
-            u = c["answered_unknown"]
-            print(
-                f"{k:22s} {c['false_rejection_test']:.3f} / {u['holdout_classes']:.3f} / {u['objects']:.3f} / "
-                f"{u['noise']:.3f}"
-            )
     print(f"-> {x.out}")
     return 0
 
