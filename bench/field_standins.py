@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from testkit.machine import cpu_name, matmul_peak_gflops, vector_extensions
+
 ROOT = Path(__file__).resolve().parents[1]
 CORRUPTIONS = (("background", 3), ("blur", 3), ("brightness", 3))
 
@@ -47,7 +49,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--lab-per-class", type=int, default=140, help="lab photos per class (the rest can stand in)")
     ap.add_argument("--field-per-class", type=int, default=30, help="stand-in field photos per class, at most")
-    ap.add_argument("--epochs", type=int, default=None, help="override the cpu profile's epochs (default: its 40)")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="override the cpu profile's phase-2 epochs (default: its 8)"
+    )
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_field_standins.json")
     a = ap.parse_args(argv)
@@ -69,12 +73,18 @@ def main(argv=None) -> int:
     os.environ["PD_SPOOL_DIR"] = str(work / "spool")
     raw = {"profile": ["cpu"], "data": {"source": str(a.images.resolve()), "max_per_class": a.lab_per_class}}
     if a.epochs:
-        raw["train"] = {"one_cycle": {"epochs": a.epochs}}
+        raw["train"] = {"phase2": {"epochs": a.epochs}}
     t0 = time.perf_counter()
     report = {
         "command": "python bench/field_standins.py " + " ".join(argv or sys.argv[1:]),
-        "machine": f"{os.cpu_count()} cores",
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": cpu_name(),
+            "vector_extensions": vector_extensions(),
+            "matmul_peak_gflops": matmul_peak_gflops(),
+        },
     }
+    print(json.dumps(report["machine"]), flush=True)
 
     # 1. v1 on lab photos only
     v1 = Dirs.of(work / "v1" / "data", work / "v1" / "models", work / "v1" / "reports")
