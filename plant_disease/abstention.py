@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'FEATURE_MODEL', 'MAX_FEATURE_BANK', 'THUMB', 'HIST_BINS', 'EDGE_EDGES',
-           'DESCRIPTOR_SIZE', 'ood_score', 'fit_threshold', 'rule_checks', 'abstains', 'fit_features', 'feature_score',
-           'save_features', 'load_features', 'image_descriptors', 'fit_domain', 'domain_score']
+__all__ = ['SCORES', 'UNKNOWN', 'ADVICE', 'CHECKS', 'FEATURE_MODEL', 'MAX_FEATURE_BANK', 'THUMB', 'HIST_BINS', 'EDGE_EDGES',
+           'DESCRIPTOR_SIZE', 'ood_score', 'fit_threshold', 'check_budgets', 'rule_budgets', 'abstains', 'fit_features',
+           'feature_score', 'save_features', 'load_features', 'image_descriptors', 'fit_domain', 'domain_score']
 
 # %% ../nbs/06a_abstention.ipynb #306605f8
 SCORES = ("msp", "margin", "neg_entropy")
@@ -46,10 +46,23 @@ def fit_threshold(scores: np.ndarray, target_false_rejection: float = 0.05) -> f
     return float(np.quantile(s, target_false_rejection, method="lower"))
 
 
-def rule_checks(abstain: dict) -> int:
-    """How many checks the rule has (the probability score, the domain check, the feature check): each gets an
-    equal share of the false-rejection budget."""
-    return 1 + (abstain.get("domain_threshold") is not None) + (abstain.get("feature_threshold") is not None)
+CHECKS = ("score", "domain", "feature")  # the rule's checks: the probability score, the domain and feature checks
+
+
+def check_budgets(target: float, shares: dict | None, present) -> dict:
+    """Each present check's part of the false-rejection `target`: its weight in `shares` (relative, equal where
+    none is given) over the checks `present`. The checks answer unknown together (any one suffices), so the parts
+    add up to at most the target."""
+    w = {c: float((shares or {}).get(c, 1.0)) for c in CHECKS if c in set(present)}
+    if not w or min(w.values()) <= 0:
+        raise ValueError(f"each check of the abstention rule needs a positive share, got {w}")
+    return {c: target * v / sum(w.values()) for c, v in w.items()}
+
+
+def rule_budgets(abstain: dict) -> dict:
+    "`check_budgets` of a fitted rule: its target and shares over the checks it has (the probability score always)."
+    present = ["score"] + [c for c in CHECKS[1:] if abstain.get(f"{c}_threshold") is not None]
+    return check_budgets(abstain["target_false_rejection"], abstain.get("shares"), present)
 
 
 def abstains(

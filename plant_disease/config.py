@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'PROFILES', 'DataParams', 'EdaParams', 'PipelineParams', 'AugmentParams', 'ModelParams', 'PhaseParams',
            'OneCycleParams', 'TrainParams', 'EvaluateParams', 'TrackingParams', 'RegisterParams', 'ExportParams',
-           'AbstainParams', 'OodParams', 'RobustnessParams', 'Params', 'deep_merge', 'ConfigError', 'parse_params',
-           'load_params', 'parse_overrides', 'flatten_params']
+           'AbstainShares', 'AbstainParams', 'OodParams', 'RobustnessParams', 'Params', 'deep_merge', 'ConfigError',
+           'parse_params', 'load_params', 'parse_overrides', 'flatten_params']
 
 # %% ../nbs/00_config.ipynb #3140a9dd
 class _Strict(BaseModel):
@@ -320,6 +320,15 @@ class ExportParams(_Strict):
     onnx_opset: int = Field(17, ge=13, le=21)
 
 
+class AbstainShares(_Strict):
+    """Relative parts of the false-rejection budget of the abstention rule's checks (normalised over the checks it
+    has; a check is switched off by its own setting, not by a share of 0)."""
+
+    score: float = Field(1.0, gt=0, description="the probability score's part")
+    domain: float = Field(1.0, gt=0, description="the domain check's part")
+    feature: float = Field(1.0, gt=0, description="the feature check's part")
+
+
 class AbstainParams(_Strict):
     'When the model answers "unknown / retake the photo" instead of a disease (fitted by `train` on the validation split).'
 
@@ -332,13 +341,19 @@ class AbstainParams(_Strict):
     domain_check: bool = Field(
         True,
         description="also answer unknown for photos unlike the training photos (image "
-        "descriptors, notebook 18); the two checks share the false-rejection budget",
+        "descriptors, notebook 18); the checks share the false-rejection budget (`shares`)",
     )
     feature_check: bool = Field(
         True,
         description="also answer unknown for photos whose pooled features are far from the training photos' "
-        "(distance to the 10th nearest, notebook 06a; fitted by `train`, kept in features.npz; every exported "
-        "format gives the features); the checks share the false-rejection budget",
+        "(distance to the `feature_k`-th nearest, notebook 06a; fitted by `train`, kept in features.npz; every "
+        "exported format gives the features); the checks share the false-rejection budget (`shares`)",
+    )
+    feature_k: int = Field(
+        10, ge=1, le=100, description="the feature check's neighbour: the k-th nearest training photo"
+    )
+    shares: AbstainShares = Field(
+        AbstainShares(), description="each check's relative part of target_false_rejection (equal by default)"
     )
 
 

@@ -18,7 +18,7 @@ from .config import ExportParams
 from .data import Manifest
 from .runtimes import EXPORT_REPORT, RUNTIME_FILES, LiteRTRuntime, load_runtime, time_runtime
 from .calibration import apply_temperature
-from .abstention import FEATURE_MODEL, feature_score, fit_threshold, load_features, ood_score, rule_checks
+from .abstention import FEATURE_MODEL, feature_score, fit_threshold, load_features, ood_score, rule_budgets
 
 # %% auto #0
 __all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'batched', 'batched_run', 'calibrate_int8',
@@ -184,12 +184,12 @@ def _abstain_thresholds(rt, xv: np.ndarray | None, meta: dict, batch: int, featu
     p, f = batched_run(rt, xv, batch)
     p = apply_temperature(p, float(meta.get("temperature", 1.0)))
     f = None if f is None or features is None else feature_score(f, features)
-    budget = ab["target_false_rejection"] / rule_checks(ab)
-    out = {"abstain_threshold": fit_threshold(ood_score(p, ab["score"]), budget)}
+    budget = rule_budgets(ab)
+    out = {"abstain_threshold": fit_threshold(ood_score(p, ab["score"]), budget["score"])}
     if ab.get("feature_threshold") is not None:
         if f is None:
             raise ValueError(f"runtime {rt.name} gives no pooled features, which the abstention rule needs")
-        out["feature_threshold"] = fit_threshold(f, budget)
+        out["feature_threshold"] = fit_threshold(f, budget["feature"])
     return out
 
 

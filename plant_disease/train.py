@@ -24,6 +24,7 @@ from .distribute import is_chief, make_strategy, shard_by_data, strategy_info
 from plant_disease.abstention import (
     FEATURE_MODEL,
     abstains,
+    check_budgets,
     domain_score,
     fit_domain,
     feature_score,
@@ -219,7 +220,7 @@ def fit_abstention(
 ) -> tuple[dict, dict, dict | None]:
     """The abstention rule ({score, threshold, domain_threshold, feature_threshold, ...}), the reference profile and
     the domain model, from calibrated validation probabilities (and image descriptors of the train and validation
-    photos, and the validation photos' feature scores). Each check gets an equal share of the budget."""
+    photos, and the validation photos' feature scores). Each check gets its part of the budget (`ap.shares`)."""
     domain = (
         fit_domain(train_desc)
         if ap.domain_check and train_desc is not None and len(train_desc) >= MIN_DOMAIN_IMAGES
@@ -231,20 +232,23 @@ def fit_abstention(
             len(train_desc),
             MIN_DOMAIN_IMAGES,
         )
-    budget = ap.target_false_rejection / (1 + bool(domain) + (val_feature is not None))
+    present = ["score"] + ["domain"] * bool(domain) + ["feature"] * (val_feature is not None)
+    shares = ap.shares.model_dump()
+    budget = check_budgets(ap.target_false_rejection, shares, present)
     scores = ood_score(val_probs, ap.score)
     abstain = {
         "score": ap.score,
-        "threshold": fit_threshold(scores, budget),
+        "threshold": fit_threshold(scores, budget["score"]),
         "domain_threshold": None,
-        "feature_threshold": None if val_feature is None else fit_threshold(val_feature, budget),
+        "feature_threshold": None if val_feature is None else fit_threshold(val_feature, budget["feature"]),
         "target_false_rejection": ap.target_false_rejection,
+        "shares": {c: shares[c] for c in present},
         "n_val": int(len(scores)),
     }
     val_dom = None
     if domain:
         val_dom = domain_score(val_desc, domain)
-        abstain["domain_threshold"] = fit_threshold(val_dom, budget)
+        abstain["domain_threshold"] = fit_threshold(val_dom, budget["domain"])
     abstain["val_false_rejection"] = round(float(abstains(val_probs, abstain, val_dom, val_feature).mean()), 4)
     return abstain, reference_profile(val_probs, classes, abstain, val_dom, val_feature), domain
 
@@ -277,7 +281,8 @@ def fit_feature_check(
 ) -> tuple[dict, np.ndarray]:
     """The feature model (`abstention.fit_features`) of the training photos, and the validation photos' feature
     scores, for the rule's threshold."""
-    fm = fit_features(split_features(model, manifest, classes, params, "train", limit=MAX_FEATURE_BANK)[0])
+    train_features = split_features(model, manifest, classes, params, "train", limit=MAX_FEATURE_BANK)[0]
+    fm = fit_features(train_features, k=params.abstain.feature_k)
     return fm, feature_score(split_features(model, manifest, classes, params, "val")[0], fm)
 
 

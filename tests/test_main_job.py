@@ -53,13 +53,19 @@ def test_run_on_synthetic_default(tmp_path, params_file):
     } <= set(metrics)
     assert json.loads((tmp_path / "reports" / "eda" / "eda.json").read_text())["synthetic"] is True
     # abstention, fitted by train on the validation split; the ood stage of the run measures it
+    # the cpu profile's rule (chosen by bench/feature_ood.py): minus the entropy and the nearest training photo's
+    # pooled features, a fifth and four fifths of the budget
+    print(json.dumps(card["abstain"]))
     assert (
-        card["abstain"]["score"] == "msp"
-        and card["abstain"]["domain_threshold"] is not None
+        card["abstain"]["score"] == "neg_entropy"
+        and card["abstain"]["domain_threshold"] is None
+        and card["abstain"]["feature_threshold"] is not None
+        and card["abstain"]["shares"] == {"score": 0.2, "feature": 0.8}
         and card["reference"]["n"] > 0
     )
     ood = json.loads((tmp_path / "reports" / "ood" / "metrics.json").read_text())
-    assert set(ood["rejection"]) == {"objects", "noise"} and ood["auroc"]["domain"]["noise"] > 0.9, ood
+    print(json.dumps({k: ood[k] for k in ("auroc", "rejection", "false_rejection")}))
+    assert set(ood["rejection"]) == {"objects", "noise"} and ood["auroc"]["feature"]["noise"] > 0.9, ood
 
     # predict: good images answer, a bad one is an error line, the others still answer
     imgs = pd.read_csv(tmp_path / "data" / "manifest.csv")["path"].head(2).tolist()
