@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.py settings.ini constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
-run: install  ## the main job: data -> eda -> train -> evaluate with params.yaml (offline, CPU, synthetic by default)
+run: install  ## the main job: data -> eda -> train -> evaluate -> ood with params.yaml (offline, CPU, synthetic by default)
 	$(BIN)/plant-disease run
 
 test: install check lint nbtest pytest  ## everything CI runs
@@ -48,5 +48,9 @@ dashboard: export PD_DATABASE_URL ?= sqlite:///$(abspath predictions.db)
 dashboard: install  ## the Voilà dashboard on http://127.0.0.1:8866 (settings: app/voila.json), with the model `make run` trained and the service's prediction log
 	$(BIN)/voila app/dashboard.ipynb --Voila.config_file_paths=app
 
-clean:
-	rm -rf data/synthetic data/raw data/*.csv data/*.json models reports/figures reports/*.json reports/*.csv
+# what `make run`, `dvc repro`, `make serve`/`dashboard` and the tests write in the checkout; git removes only files it
+# does not track there, so nothing committed goes (reports/real_sample/, the committed bench_*.json) and .venv stays
+OUTPUTS = data models models_twin exported mlruns mlflow.db mlartifacts reports predictions.db spool photos field .cache
+
+clean:  ## remove what `make run` and the pipeline, the service and the tests wrote (nothing committed; .venv stays)
+	git clean -fdxq -- $(OUTPUTS)

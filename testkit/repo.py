@@ -24,7 +24,7 @@ def clean_copy(dest: Path) -> Path:
             shutil.copy2(src, dest / f)
     for cmd in (
         ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
+        ["git", "add", "-A", "-f"],  # -f: the force-added files too (committed although ignored), as a clone has them
         ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "clean copy"],
     ):
         subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
