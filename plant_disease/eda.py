@@ -17,7 +17,8 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from .config import EdaParams
-from .data import SPLITS, Manifest, parse_label
+from .data import SPLITS, Manifest
+from .leaf_files import parse_label
 
 # %% auto #0
 __all__ = ['STAT_COLUMNS', 'SYNTHETIC_PREFIX', 'shared_data_dir', 'class_counts', 'imbalance_ratio', 'load_counts_csv',

@@ -30,7 +30,7 @@ from plant_disease.abstention import (
     load_features,
     ood_score,
 )
-from .data import parse_label
+from .leaf_files import parse_label
 from .images import ACCEPTED_FORMATS, ImageProblem, check_image
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize

@@ -19,7 +19,8 @@ from PIL import Image
 
 from conftest import ROOT
 from plant_disease.config import parse_params
-from plant_disease.data import FIELD_MANIFEST, NOT_A_LEAF, load_manifest
+from plant_disease.data import load_manifest
+from plant_disease.field_sources import FIELD_MANIFEST, NOT_A_LEAF
 from plant_disease.ood import non_leaf_photo
 from plant_disease.robustness import corrupt
 from plant_disease.stages import Dirs

@@ -8,7 +8,7 @@ from PIL import Image
 
 from app.predicting import STATUS, upload_error, validate_upload
 from plant_disease.dashboard.words import SENTENCES, DiagnosisError, check_upload
-from plant_disease.data import _solid_image
+from testkit.images import solid_image
 from plant_disease.images import ImageProblem
 from plant_disease.serving import UploadProblem
 
@@ -19,15 +19,15 @@ def cmyk_jpeg() -> bytes:
     return buf.getvalue()
 
 
-JPG = _solid_image((40, 150, 60), (96, 80))
+JPG = solid_image((40, 150, 60), (96, 80))
 CASES = [  # bytes, limits, code, status, the start of the service's detail
     (b"", {}, "empty", 400, "empty upload"),
     (JPG, {"max_bytes": 100}, "too_large", 413, "upload of"),
     (JPG, {"max_pixels": 1000}, "too_many_pixels", 413, "image too large"),
     (b"<html>hello</html>", {}, "not_an_image", 415, "not a JPEG, PNG or WebP image"),
-    (_solid_image(fmt="GIF"), {}, "unsupported_format", 415, "not a JPEG, PNG or WebP image"),
+    (solid_image(fmt="GIF"), {}, "unsupported_format", 415, "not a JPEG, PNG or WebP image"),
     (JPG[: len(JPG) // 2], {}, "truncated", 422, "corrupt or unreadable image: truncated"),
-    (_solid_image(size=(4, 4)), {}, "too_small", 422, "image too small"),
+    (solid_image(size=(4, 4)), {}, "too_small", 422, "image too small"),
     (cmyk_jpeg(), {}, "colour_mode", 422, "unsupported image"),
 ]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import parse_label
+from ..leaf_files import parse_label
 from ..images import ImageProblem, formats_words
 from ..eda import label_words
 from ..abstention import ADVICE, UNKNOWN

@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 
 from ..config import Params
-from ..data import FIELD_NOT_A_LEAF, build_manifest
+from ..data import build_manifest
+from ..field_sources import FIELD_NOT_A_LEAF
 from . import Dirs, Stage, read_json
 
 # %% auto #0
