@@ -16,26 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import pandas as pd
 
 from .calibration import apply_temperature, calibration_report, fit_temperature
 from .distribute import is_chief, make_strategy, shard_by_data, strategy_info
-from plant_disease.abstention import (
-    FEATURE_MODEL,
-    abstains,
-    check_budgets,
-    domain_score,
-    fit_domain,
-    feature_score,
-    MAX_FEATURE_BANK,
-    fit_features,
-    fit_threshold,
-    image_descriptors,
-    ood_score,
-    save_features,
-)
-from .ood import reference_profile
+from .abstention import FEATURE_MODEL, save_features
+from .abstention_fit import MIN_DOMAIN_IMAGES, fit_abstention, fit_feature_check, split_descriptors
 from .config import Params, flatten_params
 from .data import Manifest
 from .model import at_size, build_model, set_trainable, unfrozen_layers
@@ -44,9 +30,8 @@ from .pipeline import configure_devices, make_datasets
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MIN_DOMAIN_IMAGES', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy', 'make_optimizer',
-           'one_cycle_schedule', 'compile_model', 'TrainResult', 'fit_abstention', 'split_features',
-           'fit_feature_check', 'split_descriptors', 'sync_batchnorm', 'Fit', 'plan_fits', 'ViewCache', 'earliest_cut',
+__all__ = ['log', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy', 'make_optimizer', 'one_cycle_schedule',
+           'compile_model', 'TrainResult', 'sync_batchnorm', 'Fit', 'plan_fits', 'ViewCache', 'earliest_cut',
            'cache_views', 'fit_on_cache', 'train', 'plot_history', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #6c5257e2
@@ -210,91 +195,6 @@ def _write_model_card(
         "params": flatten_params(params),
     }
     (out / "classes.json").write_text(json.dumps(meta, indent=2, default=str))
-
-# %% ../nbs/05_train.ipynb #f6c386c9
-MIN_DOMAIN_IMAGES = 30  # below this the domain model would memorise the training photos
-
-
-def fit_abstention(
-    val_probs, classes: list[str], ap, train_desc=None, val_desc=None, val_feature=None
-) -> tuple[dict, dict, dict | None]:
-    """The abstention rule ({score, threshold, domain_threshold, feature_threshold, ...}), the reference profile and
-    the domain model, from calibrated validation probabilities (and image descriptors of the train and validation
-    photos, and the validation photos' feature scores). Each check gets its part of the budget (`ap.shares`)."""
-    domain = (
-        fit_domain(train_desc)
-        if ap.domain_check and train_desc is not None and len(train_desc) >= MIN_DOMAIN_IMAGES
-        else None
-    )
-    if ap.domain_check and train_desc is not None and domain is None:
-        log.warning(
-            "abstention: %d training photos are too few to model their domain (need %d): probability check only",
-            len(train_desc),
-            MIN_DOMAIN_IMAGES,
-        )
-    present = ["score"] + ["domain"] * bool(domain) + ["feature"] * (val_feature is not None)
-    shares = ap.shares.model_dump()
-    budget = check_budgets(ap.target_false_rejection, shares, present)
-    scores = ood_score(val_probs, ap.score)
-    abstain = {
-        "score": ap.score,
-        "threshold": fit_threshold(scores, budget["score"]),
-        "domain_threshold": None,
-        "feature_threshold": None if val_feature is None else fit_threshold(val_feature, budget["feature"]),
-        "target_false_rejection": ap.target_false_rejection,
-        "shares": {c: shares[c] for c in present},
-        "n_val": int(len(scores)),
-    }
-    val_dom = None
-    if domain:
-        val_dom = domain_score(val_desc, domain)
-        abstain["domain_threshold"] = fit_threshold(val_dom, budget["domain"])
-    abstain["val_false_rejection"] = round(float(abstains(val_probs, abstain, val_dom, val_feature).mean()), 4)
-    return abstain, reference_profile(val_probs, classes, abstain, val_dom, val_feature), domain
-
-
-def split_features(
-    model: keras.Model,
-    manifest: Manifest,
-    classes: list[str],
-    params: Params,
-    split: str,
-    limit: int = 20000,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    "Pooled features (notebook 04) and class ids of up to `limit` photos of one split, as the model sees them (no augmentation)."
-    from plant_disease.model import features_model
-    from plant_disease.pipeline import make_dataset
-
-    df = manifest.split(split)
-    if len(df) > limit:
-        df = df.sample(limit, random_state=seed)
-    y = df["class"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    _, f = features_model(model).predict(
-        make_dataset(df["path"], y, params.pipeline, tag=f"{split}-features"), verbose=0
-    )
-    return f, y
-
-
-def fit_feature_check(
-    model: keras.Model, manifest: Manifest, classes: list[str], params: Params
-) -> tuple[dict, np.ndarray]:
-    """The feature model (`abstention.fit_features`) of the training photos, and the validation photos' feature
-    scores, for the rule's threshold."""
-    train_features = split_features(model, manifest, classes, params, "train", limit=MAX_FEATURE_BANK)[0]
-    fm = fit_features(train_features, k=params.abstain.feature_k)
-    return fm, feature_score(split_features(model, manifest, classes, params, "val")[0], fm)
-
-
-def split_descriptors(manifest: Manifest, params: Params, split: str, limit: int = 2000, seed: int = 0) -> np.ndarray:
-    "Image descriptors (notebook 18) of up to `limit` photos of one split, as the model sees them (resized)."
-    from plant_disease.pipeline import make_dataset
-
-    df = manifest.split(split)
-    if len(df) > limit:
-        df = df.sample(limit, random_state=seed)
-    ds = make_dataset(df["path"], np.zeros(len(df), np.int32), params.pipeline, tag=f"{split}-descriptors")
-    return np.concatenate([image_descriptors(x.numpy()) for x, _ in ds])
 
 # %% ../nbs/05_train.ipynb #9c8e1901
 def sync_batchnorm(model: keras.Model, on: bool = True) -> int:
