@@ -25,10 +25,10 @@ KUSTOMIZATION = K8S / "kustomization.yaml"
 SECRET_TEMPLATE = K8S / "secret.example.yaml"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
-README = ROOT / "README.md"
+SCALING = ROOT / "docs" / "scaling.md"
 
 # The oldest Kubernetes release these manifests promise to work on (autoscaling/v2, policy/v1, emptyDir.sizeLimit);
-# README.md ("Scaling") names it too.
+# docs/scaling.md names it too.
 K8S_VERSION = "1.30"
 NAMESPACE = "plant-disease"
 APP_IMAGE = "plant-disease:latest"
@@ -406,13 +406,13 @@ def test_config_and_secret_make_valid_settings():
 
 
 def test_secret_holds_the_jwt_key_and_database_url():
-    "The Secret has exactly the JWT key and the database URL; README.md says how to create it with kubectl."
+    "The Secret has exactly the JWT key and the database URL; docs/scaling.md says how to create it with kubectl."
     s = secret_template()
     assert s["kind"] == "Secret" and s["type"] == "Opaque" and set(s["stringData"]) == SECRET_KEYS
     name = s["metadata"]["name"]
-    readme = README.read_text()
+    readme = SCALING.read_text()
     m = re.search(rf"kubectl (?:-n {NAMESPACE} )?create secret generic {name}\b(.*?)(?:\n\n|```)", readme, re.S)
-    assert m, f"README.md does not show `kubectl create secret generic {name}`"
+    assert m, f"docs/scaling.md does not show `kubectl create secret generic {name}`"
     assert all(f"--from-literal={k}=" in m[1] for k in SECRET_KEYS), m[1]
     assert f"create secret generic {name}" in SECRET_TEMPLATE.read_text()
 
@@ -498,12 +498,12 @@ def test_writable_paths_are_volumes():
     assert mounted(container("redis"), "/data")  # the redis image's working directory: its append-only file
 
 
-def test_readme_scaling_section():
-    "README.md's Scaling section (before The library) says how to deploy, scale and how the manifests are validated."
-    text = README.read_text()
-    assert "## Scaling" in text and text.index("## Scaling") < text.index("## The library")
-    section = text[text.index("### Kubernetes", text.index("## Scaling")) :]
-    section = section[: re.search(r"^##(#)? ", section[3:], re.M).start() + 3]
+def test_docs_scaling_page():
+    "docs/scaling.md's Kubernetes section says how to deploy, scale and how the manifests are validated."
+    text = SCALING.read_text()
+    section = text[text.index("### Kubernetes") :]
+    nxt = re.search(r"^##(#)? ", section[3:], re.M)
+    section = section[: nxt.start() + 3] if nxt else section
     for needed in (
         "kubectl apply -k deploy/k8s",
         "create secret generic",
@@ -513,4 +513,4 @@ def test_readme_scaling_section():
         "tests/test_k8s.py",
         "get hpa",
     ):
-        assert needed in section, f"README's Kubernetes section does not mention {needed!r}"
+        assert needed in section, f"docs/scaling.md's Kubernetes section does not mention {needed!r}"

@@ -1,6 +1,7 @@
-"""The README's commands and the code they call cannot drift apart: every `plant-disease ...` line parses with the
-CLI's own parser (and its `--set`/`-S` keys validate against the parameter schema), every `make` target exists, and
-every path the README names in backquotes is in the checkout. Nothing here runs a command."""
+"""The README's and its docs pages' commands and the code they call cannot drift apart: every `plant-disease ...` line
+parses with the CLI's own parser (and its `--set`/`-S` keys validate against the parameter schema), every `make`
+target exists, every path named in backquotes is in the checkout and every link points at a file that is. The README
+fits on one screen above its table of docs pages, and that table lists every page. Nothing here runs a command."""
 
 import re
 import shlex
@@ -13,6 +14,8 @@ from plant_disease.config import load_params, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+PAGES = {p: p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+ALL = "\n".join(PAGES.values())
 
 
 def shell_blocks(text: str) -> list[str]:
@@ -39,7 +42,7 @@ def commands(text: str) -> list[list[str]]:
     return out
 
 
-CMDS = commands(README)
+CMDS = commands(ALL)
 CLI = [c for c in CMDS if c[0] == "plant-disease"]
 
 
@@ -47,7 +50,15 @@ def test_commands_found():
     "The parser below sees the README's commands (a change of fences or wording would otherwise skip them all)."
     assert len(CLI) >= 8, CLI
     assert any(c[:2] == ["dvc", "repro"] for c in CMDS)
-    assert ["make", "run"] in CMDS and ["make", "test"] in CMDS
+    assert ["make", "run"] in commands(README) and ["make", "test"] in commands(README)
+
+
+def test_readme_is_one_screen_over_its_docs():
+    "What the project is, the two commands and the figures fit on one screen; then the table of every docs page."
+    head = README[: README.index("| read | for |")]
+    assert len(head.splitlines()) <= 45, len(head.splitlines())
+    listed = set(re.findall(r"\]\((docs/[\w.-]+\.md)\)", README))
+    assert listed == {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}, listed
 
 
 @pytest.mark.parametrize("argv", CLI, ids=[" ".join(c[1:3]) for c in CLI])
@@ -79,12 +90,16 @@ def test_make_targets_exist():
 
 
 def test_named_paths_exist():
-    "Source paths the README names in backquotes (under nbs/, app/, plant_disease/, tests/, bench/, deploy/, ...) exist."
+    """Source paths the pages name in backquotes (under nbs/, app/, plant_disease/, tests/, bench/, deploy/, ...) exist
+    from the checkout's root, and their relative links from the page's folder (anchors aside)."""
     sources = ("nbs/", "app/", "plant_disease/", "tests/", "bench/", "deploy/", "tools/", ".ci/")
-    named = set(re.findall(r"`((?:[\w.-]+/)+[\w.*-]*)`", README)) | set(
-        re.findall(r"\]\(((?:[\w.-]+/)+[\w.-]*)\)", README)
-    )
-    named = {p for p in named if p.startswith(sources) or (p.startswith("reports/") and p.endswith(".md"))}
-    assert len(named) > 10
-    missing = sorted(p for p in named if not any(ROOT.glob(p)))
-    assert not missing, f"README names paths that are not in the checkout: {missing}"
+    missing, n = [], 0
+    for page, text in PAGES.items():
+        named = {p for p in re.findall(r"`((?:[\w.-]+/)+[\w.*-]*)`", text) if p.startswith(sources)}
+        named |= {p for p in re.findall(r"`(reports/[\w./-]+\.md)`", text)}
+        links = {p.split("#")[0] for p in re.findall(r"\]\(([^)\s#][^)\s]*)\)", text) if not p.startswith("http")}
+        n += len(named) + len(links)
+        missing += [f"{page.name}: {p}" for p in named if not any(ROOT.glob(p))]
+        missing += [f"{page.name}: link {p}" for p in links if not (page.parent / p).exists()]
+    assert n > 10
+    assert not missing, f"the README and docs name paths that are not in the checkout: {sorted(missing)}"

@@ -4,7 +4,7 @@ user would accept, not merely beat chance.
 The recipe is the profile's, unchanged: ImageNet EfficientNet-Lite0 (weights read offline from the installed package),
 the frozen bottom run once over two views of each training photo (the photo and an augmented copy), the head on the
 cached pooled features, then the last blocks and the head on the cached activations (notebook 05b). Its cost and
-the accuracy it reached are in the README (section Training on a CPU); the 28-class numbers are in
+the accuracy it reached are in docs/training.md (section Training on a CPU); the 28-class numbers are in
 reports/benchmarks.md (bench/time_to_accuracy.py)."""
 
 import json
