@@ -45,6 +45,7 @@ worker: install  ## one Celery worker for /predict/async (needs PD_REDIS_URL, e.
 
 dashboard: export PD_DASHBOARD_MODEL ?= models
 dashboard: export PD_DATABASE_URL ?= sqlite:///$(abspath predictions.db)
+dashboard: export PD_PROJECT_DIR ?= $(CURDIR)
 dashboard: install  ## the Voilà dashboard on http://127.0.0.1:8866 (settings: app/voila.json), with the model `make run` trained and the service's prediction log
 	$(BIN)/voila app/dashboard.ipynb --Voila.config_file_paths=app
 

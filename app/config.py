@@ -13,9 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import SettingsConfigDict
 
 from plant_disease.runtimes import RUNTIMES
-from plant_disease.serving import ServingSettings
-
-ROOT = Path(__file__).resolve().parents[1]
+from plant_disease.serving import ServingSettings, project_dir
 
 
 class VariantSpec(BaseModel):
@@ -53,7 +51,7 @@ class Settings(ServingSettings):
     max_pixels: int = Field(40_000_000, ge=64)
     max_batch: int = Field(16, ge=1, le=256)
     # prediction log (spool_dir inherited)
-    database_url: str = f"sqlite:///{ROOT / 'predictions.db'}"
+    database_url: str = Field(default_factory=lambda: f"sqlite:///{project_dir() / 'predictions.db'}")
     # async workers and shared rate-limit storage
     redis_url: str | None = None
     queue: str = "predict"

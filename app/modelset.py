@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ROOT, Settings, VariantSpec
+from plant_disease.serving import project_dir
+
+from .config import Settings, VariantSpec
 from .observability import BATCH_SIZE
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def load_variant(spec: VariantSpec, settings: Settings) -> Variant:
             spec.source,
             settings.model_cache,
             settings.registry_uri(),
-            ROOT,
+            project_dir(),
             top_k=settings.top_k,
             max_pixels=settings.max_pixels,
             runtime=spec.runtime or settings.runtime,

@@ -91,10 +91,10 @@ def _field_export(args) -> int:
     from datetime import datetime, timezone
 
     from plant_disease.field import export_from_log
-    from plant_disease.serving import PROJECT_ROOT, ServingSettings
+    from plant_disease.serving import ServingSettings, project_dir
 
     s = ServingSettings.from_env()
-    url = args.database_url or s.database_url or f"sqlite:///{PROJECT_ROOT / 'predictions.db'}"
+    url = args.database_url or s.database_url or f"sqlite:///{project_dir() / 'predictions.db'}"
     since = None
     if args.since:
         try:

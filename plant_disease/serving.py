@@ -13,6 +13,7 @@ import math
 import os
 from pathlib import Path
 
+import platformdirs
 import sqlalchemy as sa
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,15 +27,30 @@ from .predlog import PredictionLog, upgrade
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PROJECT_ROOT', 'PACKAGE_DATA', 'MANAGEMENT_NOTES', 'SettingsError', 'ServingSettings', 'UploadProblem',
-           'check_upload', 'problem_of', 'png_base64', 'answer_dict', 'log_row', 'migrate_log', 'open_prediction_log',
-           'open_feedback_log', 'keep_photo', 'open_photo_store', 'lab_accuracy', 'reference_of', 'unavailable',
-           'variant_drift']
+__all__ = ['log', 'APP_NAME', 'PACKAGE_DATA', 'MANAGEMENT_NOTES', 'project_dir', 'data_home', 'cache_home', 'SettingsError',
+           'ServingSettings', 'UploadProblem', 'check_upload', 'problem_of', 'png_base64', 'answer_dict', 'log_row',
+           'migrate_log', 'open_prediction_log', 'open_feedback_log', 'keep_photo', 'open_photo_store', 'lab_accuracy',
+           'reference_of', 'unavailable', 'variant_drift']
 
 # %% ../nbs/21_serving.ipynb #141d9d7c
-PROJECT_ROOT = Path(plant_disease.__file__).resolve().parents[1]
-PACKAGE_DATA = Path(plant_disease.__file__).resolve().parent
+APP_NAME = "plant-disease"
+PACKAGE_DATA = Path(plant_disease.__file__).resolve().parent  # read, never written
 MANAGEMENT_NOTES = PACKAGE_DATA / "management_notes.yaml"  # the dashboard's default notes file
+
+
+def project_dir() -> Path:
+    "The embedded `mlflow.db`, `predictions.db` and relative model folders: `PD_PROJECT_DIR`, else the working directory."
+    return Path(os.environ.get("PD_PROJECT_DIR") or Path.cwd()).resolve()
+
+
+def data_home() -> Path:
+    "The user's data folder for plant-disease (the default spool and kept photos)."
+    return platformdirs.user_data_path(APP_NAME)
+
+
+def cache_home() -> Path:
+    "The user's cache folder for plant-disease (the default model cache)."
+    return platformdirs.user_cache_path(APP_NAME)
 
 # %% ../nbs/21_serving.ipynb #484b36ed
 class SettingsError(ValueError):
@@ -50,13 +66,14 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PD_", extra="ignore", populate_by_name=True)
 
     tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI, else the project's embedded mlflow.db
-    model_cache: Path = PROJECT_ROOT / ".cache" / "models"
+    model_cache: Path = Field(default_factory=lambda: cache_home() / "models")
     database_url: str | None = None  # the prediction log (a SQLAlchemy URL)
-    spool_dir: Path = PROJECT_ROOT / "spool"
+    spool_dir: Path = Field(default_factory=lambda: data_home() / "spool")
     drift_window: int = Field(500, ge=10, le=1_000_000)
     # the field loop: keeping the answered photos is opt-in (privacy; notebook 22)
     keep_photos: bool = False
-    photo_store: str = str(PROJECT_ROOT / "photos")  # a folder, or any fsspec URL (s3://bucket/photos)
+    # a folder, or any fsspec URL (s3://bucket/photos)
+    photo_store: str = Field(default_factory=lambda: str(data_home() / "photos"))
     photo_max_gb: float = Field(20.0, gt=0)  # pruned beyond this, oldest first
     photo_max_age_days: float = Field(365.0, gt=0)  # and beyond this age
     photo_keep_location: bool = False  # keep the photos' EXIF GPS position (removed by default)
@@ -117,7 +134,7 @@ class ServingSettings(BaseSettings):
         "The MLflow registry: `PD_TRACKING_URI`, else `MLFLOW_TRACKING_URI`, else the project's `mlflow.db`."
         from plant_disease.tracking import tracking_uri
 
-        return self.tracking_uri or tracking_uri(PROJECT_ROOT)
+        return self.tracking_uri or tracking_uri(project_dir())
 
 # %% ../nbs/21_serving.ipynb #0d7380d3
 class UploadProblem(ValueError):

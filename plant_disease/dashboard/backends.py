@@ -17,7 +17,7 @@ from pathlib import Path
 from .settings import TOP_K, VARIANT, DashboardSettings
 from .words import DiagnosisError, ReviewError, check_upload, diagnosis_error
 from ..feedback import feedback_row
-from ..serving import PROJECT_ROOT, answer_dict, keep_photo, log_row
+from ..serving import answer_dict, keep_photo, log_row, project_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class LibraryBackend:
         self.reviewer = settings.reviewer_name()
         try:
             m = load_served_model(
-                settings.model, settings.model_cache, settings.registry_uri(), PROJECT_ROOT, top_k=TOP_K
+                settings.model, settings.model_cache, settings.registry_uri(), project_dir(), top_k=TOP_K
             )
         except RegistryError as e:
             raise DashboardStartError(f"{e} (PD_DASHBOARD_MODEL)") from None

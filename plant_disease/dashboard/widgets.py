@@ -61,12 +61,12 @@ from ..field import field_accuracy, field_summary, review_queue, reviewed
 from ..images import ACCEPTED_FORMATS, formats_words
 from ..abstention import UNKNOWN
 from plant_disease.serving import (
-    PROJECT_ROOT,
     SettingsError,
     lab_accuracy,
     open_feedback_log,
     open_photo_store,
     open_prediction_log,
+    project_dir,
     reference_of,
 )
 
@@ -384,7 +384,7 @@ class Dashboard:
                     ),
                     None,
                 )
-                folder = None if src is None else (Path(src) if Path(src).is_absolute() else PROJECT_ROOT / src)
+                folder = None if src is None else (Path(src) if Path(src).is_absolute() else project_dir() / src)
                 if folder is not None and (folder / "classes.json").is_file():
                     out = json.loads((folder / "classes.json").read_text())
                 else:
