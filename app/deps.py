@@ -7,15 +7,15 @@ from functools import lru_cache
 from fastapi import HTTPException, Request, UploadFile
 from redis import Redis
 
-from .runtime import Runtime
+from .state import ServiceState
 
 
-def get_runtime(request: Request) -> Runtime:
+def get_state(request: Request) -> ServiceState:
     "The process's loaded models and prediction log (503 while the service is still starting)."
-    rt = getattr(request.app.state, "runtime", None)
-    if rt is None:
+    state = getattr(request.app.state, "service", None)
+    if state is None:
         raise HTTPException(503, "the service is starting: models are not loaded yet")
-    return rt
+    return state
 
 
 def read_upload(file: UploadFile, max_bytes: int) -> bytes:

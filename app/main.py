@@ -26,21 +26,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from .modelset import ModelLoadError
-        from .runtime import Runtime
+        from .state import ServiceState
 
         try:
-            app.state.runtime = Runtime.start(settings, batching=True)
+            app.state.service = ServiceState.start(settings, batching=True)
         except ModelLoadError as e:
             log.critical(f"cannot start: {e}")
             raise
-        rt = app.state.runtime
-        QUEUE_DEPTH.set_function(lambda: health.queue_status(rt).get("depth", float("nan")))  # read at scrape time
-        LOG_SPOOLED.set_function(lambda: rt.predlog.spooled)
-        DRIFT.source = rt.drift.reports  # at scrape time too (cached a few seconds)
-        log.info("ready", extra={"variants": list(rt.models.variants)})
+        state = app.state.service
+        QUEUE_DEPTH.set_function(lambda: health.queue_status(state).get("depth", float("nan")))  # read at scrape time
+        LOG_SPOOLED.set_function(lambda: state.predlog.spooled)
+        DRIFT.source = state.drift.reports  # at scrape time too (cached a few seconds)
+        log.info("ready", extra={"variants": list(state.models.variants)})
         yield
         DRIFT.source = None
-        app.state.runtime.close()
+        app.state.service.close()
 
     app = FastAPI(
         title="plant-disease",

@@ -36,7 +36,7 @@ celery_app.conf.update(
     worker_hijack_root_logger=False,
 )
 
-_runtime = None
+_state = None
 
 
 @setup_logging.connect
@@ -48,25 +48,25 @@ def _json_logs(**_):
     logging.config.dictConfig(logging_config())
 
 
-def runtime():
+def service_state():
     "This process's models and log, loaded on first use (prefork children load them at start)."
-    global _runtime
-    if _runtime is None:
-        from .runtime import Runtime
+    global _state
+    if _state is None:
+        from .state import ServiceState
 
-        _runtime = Runtime.start(get_settings(), migrate=False)
-    return _runtime
+        _state = ServiceState.start(get_settings(), migrate=False)
+    return _state
 
 
 @worker_process_init.connect
 def _load(**_):
-    runtime()
+    service_state()
 
 
 @worker_process_shutdown.connect
 def _close(**_):
-    if _runtime is not None:
-        _runtime.close()
+    if _state is not None:
+        _state.close()
 
 
 @celery_app.task(name="plant_disease.predict")
@@ -85,8 +85,8 @@ def predict_task(
     from .predicting import UploadError, log_record, predict_bytes
 
     correlation_id.set(request_id)
-    rt = runtime()
-    v = rt.models.variants[variant]
+    state = service_state()
+    v = state.models.variants[variant]
     started = time.time()
     data = base64.b64decode(image_b64)
     t = time.perf_counter()
@@ -94,7 +94,7 @@ def predict_task(
         body = predict_bytes(v, data, filename, explain=explain, top_k=top_k)
     except UploadError as e:
         ms = round(1000 * (time.perf_counter() - t), 2)
-        rt.predlog.record(
+        state.predlog.record(
             **log_record(
                 None,
                 request_id=request_id,
@@ -107,9 +107,11 @@ def predict_task(
             )
         )
         return {"error": e.detail, "status_code": e.status}
-    rt.keep_photo(data, body["image_sha256"])
+    state.keep_photo(data, body["image_sha256"])
     ms = round(1000 * (time.perf_counter() - t), 2)
-    rt.predlog.record(**log_record(body, request_id=request_id, caller=caller, route="async", latency_ms=ms, variant=v))
+    state.predlog.record(
+        **log_record(body, request_id=request_id, caller=caller, route="async", latency_ms=ms, variant=v)
+    )
     log.info("prediction", extra={"variant": v.name, "label": body["label"], "ms": ms})
     return {
         **body,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ..auth import mint_token, require_scope
 from ..config import Settings, get_settings
-from ..deps import get_runtime
-from ..runtime import Runtime
+from ..deps import get_state
+from ..state import ServiceState
 from ..schemas import TokenIn, TokenOut
 from . import STATS, TOKENS
 
@@ -19,28 +19,28 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(require_scope("admin"))
 @router.get("/stats", responses=STATS)
 def stats(
     window_s: int = Query(3600, ge=1, le=366 * 24 * 3600, description="the last this many seconds"),
-    rt: Runtime = Depends(get_runtime),
+    state: ServiceState = Depends(get_state),
 ) -> dict:
     """Counts per class and per variant, latency percentiles, over a time window of the prediction log; and `drift`: per
     variant, its last `PD_DRIFT_WINDOW` answers compared with the model's validation profile (whatever the window)."""
     until = datetime.now(timezone.utc)
     try:
-        body = rt.predlog.stats(since=until - timedelta(seconds=window_s), until=until)
+        body = state.predlog.stats(since=until - timedelta(seconds=window_s), until=until)
     except Exception as e:
         raise HTTPException(
             503,
             f"the prediction log database is unavailable ({type(e).__name__}); "
-            f"{rt.predlog.spooled} records are spooled and will be written when it returns",
+            f"{state.predlog.spooled} records are spooled and will be written when it returns",
         ) from None
     return {
         **body,
         "window_s": window_s,
-        "spooled": rt.predlog.spooled,
+        "spooled": state.predlog.spooled,
         "variants": {
             v.name: {"model_name": v.model_name, "model_version": v.model_version, "weight": v.weight}
-            for v in rt.models.variants.values()
+            for v in state.models.variants.values()
         },
-        "drift": rt.drift.reports(max_age_s=0),
+        "drift": state.drift.reports(max_age_s=0),
     }
 
 

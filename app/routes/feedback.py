@@ -13,9 +13,9 @@ from plant_disease.field import field_summary
 from plant_disease.serving import lab_accuracy
 
 from ..auth import Caller, require_scope
-from ..deps import get_runtime
+from ..deps import get_state
 from ..ratelimit import rate_limited
-from ..runtime import Runtime
+from ..state import ServiceState
 from ..schemas import FeedbackIn, FeedbackOut
 from . import FEEDBACK, FEEDBACK_STATS
 
@@ -33,24 +33,24 @@ STATUS = {  # every FeedbackError code, the status it is answered with
 }
 
 
-def served_classes(rt: Runtime, model_name: str | None = None, model_version: str | None = None) -> list[str]:
+def served_classes(state: ServiceState, model_name: str | None = None, model_version: str | None = None) -> list[str]:
     "The classes of the variant serving `model_name` version `model_version`; else those of every served variant."
-    variants = rt.models.variants.values()
+    variants = state.models.variants.values()
     same = [v for v in variants if (v.model_name, str(v.model_version)) == (model_name, str(model_version))]
     return sorted({c for v in (same or variants) for c in v.predictor.classes})
 
 
-def _answer(rt: Runtime, body: FeedbackIn) -> dict | None:
+def _answer(state: ServiceState, body: FeedbackIn) -> dict | None:
     "The answer judged (a prediction-log row); None when the log cannot be read (the verdict is then kept unchecked)."
     for attempt in range(2):
         try:
-            return find_answers(rt.predlog, body.request_id, body.image_sha256).iloc[-1].to_dict()
+            return find_answers(state.predlog, body.request_id, body.image_sha256).iloc[-1].to_dict()
         except FeedbackError as e:
             if e.code != "unknown_request":
                 raise
-            if not rt.predlog.healthy or rt.predlog.spooled:
+            if not state.predlog.healthy or state.predlog.spooled:
                 return None  # the answer may be waiting in the spool
-            if attempt == 0 and rt.predlog.flush(2.0):
+            if attempt == 0 and state.predlog.flush(2.0):
                 continue  # the answer may still be queued: written now, look again
             raise
         except Exception as e:  # the database is down
@@ -64,22 +64,22 @@ def give_feedback(
     response: Response,
     caller: Caller = Depends(require_scope("review")),
     _: Caller = Depends(rate_limited),
-    rt: Runtime = Depends(get_runtime),
+    state: ServiceState = Depends(get_state),
 ) -> FeedbackOut:
     """Record a reviewer's verdict on an answer: `confirmed`, `corrected` to one of the model's classes, `not_a_leaf`
     or `unsure`. Every verdict is kept; the latest one on a photo counts. The caller is recorded as the reviewer."""
     try:
-        answer = _answer(rt, body)
+        answer = _answer(state, body)
         checked = answer is not None
         if answer is None:  # unchecked: what can be checked without the log is
             answer = {"request_id": body.request_id, "image_sha256": body.image_sha256, "label": None}
-            classes = served_classes(rt)
+            classes = served_classes(state)
         else:
-            classes = served_classes(rt, answer.get("model_name"), answer.get("model_version"))
+            classes = served_classes(state, answer.get("model_name"), answer.get("model_version"))
         row = feedback_row(answer, body.verdict, body.label, classes, caller.key, body.note, source="api")
     except FeedbackError as e:
         raise HTTPException(STATUS[e.code], e.detail) from None
-    fid = rt.feedback.record(**row)
+    fid = state.feedback.record(**row)
     if not checked:
         response.status_code = 202
     return FeedbackOut(
@@ -93,27 +93,27 @@ def feedback_stats(
         90 * 24 * 3600, ge=1, le=366 * 24 * 3600, description="answers of the last this many seconds"
     ),
     freq: Literal["D", "W", "MS"] = Query("W", description="the period of `over_time`: day, week or month"),
-    rt: Runtime = Depends(get_runtime),
+    state: ServiceState = Depends(get_state),
 ) -> dict:
     """Field accuracy: the answers of the window judged by the reviewers' latest verdict on each photo, overall, per
     model version (beside its lab test accuracy), per variant, per class and over time, each with `n` and a 95% Wilson
     interval; verdict counts, abstentions and non-leaf photos answered as leaves are counted apart."""
     until = datetime.now(timezone.utc)
     try:
-        pred = rt.predlog.frame(since=until - timedelta(seconds=window_s), until=until)
-        fb = rt.feedback.frame()
+        pred = state.predlog.frame(since=until - timedelta(seconds=window_s), until=until)
+        fb = state.feedback.frame()
     except Exception as e:
         raise HTTPException(
             503,
-            f"the prediction log database is unavailable ({type(e).__name__}); {rt.feedback.spooled} verdicts and "
-            f"{rt.predlog.spooled} answers are spooled and will be written when it returns",
+            f"the prediction log database is unavailable ({type(e).__name__}); {state.feedback.spooled} verdicts and "
+            f"{state.predlog.spooled} answers are spooled and will be written when it returns",
         ) from None
-    uri = rt.settings.registry_uri()
-    versions = {(v.model_name, str(v.model_version)) for v in rt.models.variants.values()}
+    uri = state.settings.registry_uri()
+    versions = {(v.model_name, str(v.model_version)) for v in state.models.variants.values()}
     versions |= set(zip(pred.model_name.astype(str), pred.model_version.astype(str))) if len(pred) else set()
     lab = {ver: a for name, ver in versions if (a := lab_accuracy(uri, name, ver)) is not None}
     return {
         **field_summary(pred, fb, lab, freq),
         "window_s": window_s,
-        "spooled": {"answers": rt.predlog.spooled, "verdicts": rt.feedback.spooled},
+        "spooled": {"answers": state.predlog.spooled, "verdicts": state.feedback.spooled},
     }

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from ..auth import require_scope
-from ..deps import get_runtime, redis_client
-from ..runtime import Runtime
+from ..deps import get_state, redis_client
+from ..state import ServiceState
 from ..schemas import Health, Ready
 from . import MODELS
 
@@ -20,15 +20,15 @@ def health() -> Health:
     return Health(status="ok")
 
 
-def queue_status(rt: Runtime) -> dict:
+def queue_status(state: ServiceState) -> dict:
     "Is the async queue's Redis reachable, and how deep is the queue?"
-    if not rt.settings.redis_url:
+    if not state.settings.redis_url:
         return {"configured": False}
     try:
         return {
             "configured": True,
             "reachable": True,
-            "depth": int(redis_client(rt.settings.redis_url).llen(rt.settings.queue)),
+            "depth": int(redis_client(state.settings.redis_url).llen(state.settings.queue)),
         }
     except Exception as e:
         return {"configured": True, "reachable": False, "error": f"{type(e).__name__}: {e}"}
@@ -37,20 +37,20 @@ def queue_status(rt: Runtime) -> dict:
 @router.get("/ready", response_model=Ready, responses={503: {"model": Ready}})
 def ready(request: Request):
     "Readiness: models loaded and warmed up, prediction-log database reachable (no auth)."
-    rt = getattr(request.app.state, "runtime", None)
-    if rt is None:
+    state = getattr(request.app.state, "service", None)
+    if state is None:
         return JSONResponse(Ready(ready=False, models=[], prediction_log={}, queue={}).model_dump(), 503)
-    db_ok = rt.predlog.ping() and rt.migrate()
+    db_ok = state.predlog.ping() and state.migrate()
     body = Ready(
         ready=db_ok,
-        models=[v.describe() for v in rt.models.variants.values()],
-        prediction_log={"reachable": db_ok, "spooled": rt.predlog.spooled},
-        queue=queue_status(rt),
+        models=[v.describe() for v in state.models.variants.values()],
+        prediction_log={"reachable": db_ok, "spooled": state.predlog.spooled},
+        queue=queue_status(state),
     )
     return JSONResponse(body.model_dump(), 200 if db_ok else 503)
 
 
 @router.get("/models", dependencies=[Depends(require_scope("predict"))], responses=MODELS)
-def models(rt: Runtime = Depends(get_runtime)) -> list[dict]:
+def models(state: ServiceState = Depends(get_state)) -> list[dict]:
     "The served variants: model name and version, backbone, input size, traffic weight."
-    return [v.describe() for v in rt.models.variants.values()]
+    return [v.describe() for v in state.models.variants.values()]

@@ -11,12 +11,12 @@ from plant_disease.inference import InvalidImageError
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, UploadFile
 
 from ..auth import Caller, require_scope
-from ..deps import get_runtime, read_upload, request_id
+from ..deps import get_state, read_upload, request_id
 from ..observability import INFERENCE_SECONDS, PREDICTIONS
 from ..modelset import UnknownVariantError, Variant
 from ..predicting import UploadError, answer_body, log_record, predict_bytes, upload_error
 from ..ratelimit import rate_limited
-from ..runtime import Runtime
+from ..state import ServiceState
 from ..schemas import BatchItem, BatchOut, PredictionOut
 from . import PREDICT, PREDICT_BATCH
 
@@ -29,10 +29,10 @@ BYTES = {"type": "string", "format": "binary", "contentMediaType": "application/
 LEAF_PHOTO = File(..., description="a leaf photo: JPEG, PNG or WebP", json_schema_extra={**BYTES, "minLength": 1})
 
 
-def pick_variant(rt: Runtime, caller: Caller, forced: str | None) -> Variant:
+def pick_variant(state: ServiceState, caller: Caller, forced: str | None) -> Variant:
     "The caller's sticky A/B variant, or the forced one (400 if unknown)."
     try:
-        return rt.models.choose(caller.key, forced)
+        return state.models.choose(caller.key, forced)
     except UnknownVariantError as e:
         raise HTTPException(400, str(e)) from None
 
@@ -45,17 +45,17 @@ def predict(
     variant: str | None = VARIANT_HEADER,
     caller: Caller = Depends(require_scope("predict")),
     _: Caller = Depends(rate_limited),
-    rt: Runtime = Depends(get_runtime),
+    state: ServiceState = Depends(get_state),
 ) -> PredictionOut:
     "Diagnose one leaf photo."
     t = time.perf_counter()
-    v = pick_variant(rt, caller, variant)
+    v = pick_variant(state, caller, variant)
     rid = request_id()
-    data = read_upload(file, rt.settings.max_upload_bytes)
+    data = read_upload(file, state.settings.max_upload_bytes)
     try:
         body = predict_bytes(v, data, file.filename, explain=explain, top_k=top_k)
     except UploadError as e:
-        rt.predlog.record(
+        state.predlog.record(
             **log_record(
                 None,
                 request_id=rid,
@@ -68,9 +68,11 @@ def predict(
             )
         )
         raise HTTPException(e.status, e.detail) from None
-    rt.keep_photo(data, body["image_sha256"])
+    state.keep_photo(data, body["image_sha256"])
     ms = round(1000 * (time.perf_counter() - t), 2)
-    rt.predlog.record(**log_record(body, request_id=rid, caller=caller.key, route="predict", latency_ms=ms, variant=v))
+    state.predlog.record(
+        **log_record(body, request_id=rid, caller=caller.key, route="predict", latency_ms=ms, variant=v)
+    )
     return PredictionOut(**body, request_id=rid, latency_ms=ms)
 
 
@@ -83,14 +85,14 @@ def predict_batch(
     variant: str | None = VARIANT_HEADER,
     caller: Caller = Depends(require_scope("predict")),
     _: Caller = Depends(rate_limited),
-    rt: Runtime = Depends(get_runtime),
+    state: ServiceState = Depends(get_state),
 ) -> BatchOut:
     "Diagnose several photos in one model call; a bad image fails alone, with its reason."
     t = time.perf_counter()
-    s = rt.settings
+    s = state.settings
     if len(files) > s.max_batch:
         raise HTTPException(422, f"{len(files)} files: at most {s.max_batch} per batch")  # the schema's maxItems
-    v = pick_variant(rt, caller, variant)
+    v = pick_variant(state, caller, variant)
     rid = request_id()
     items: list[BatchItem | None] = []
     good: list[tuple[int, np.ndarray, str]] = []
@@ -112,7 +114,7 @@ def predict_batch(
     per_image_s = (time.perf_counter() - ti) / max(1, len(good))
     ms = round(1000 * (time.perf_counter() - t), 2)
     for (i, _, sha), p in zip(good, preds):
-        rt.keep_photo(kept[i], sha)
+        state.keep_photo(kept[i], sha)
         INFERENCE_SECONDS.labels(v.name).observe(per_image_s)
         PREDICTIONS.labels(v.name, p.label).inc()
         body = answer_body(v, p, files[i].filename, sha, per_image_s)
@@ -120,7 +122,7 @@ def predict_batch(
             filename=files[i].filename, ok=True, prediction=PredictionOut(**body, request_id=rid, latency_ms=ms)
         )
     for i, item in enumerate(items):
-        rt.predlog.record(
+        state.predlog.record(
             **log_record(
                 item.prediction.model_dump() if item.ok else None,
                 request_id=rid,

@@ -9,10 +9,10 @@ import uuid
 from fastapi import APIRouter, Depends, HTTPException, Query, UploadFile
 
 from ..auth import Caller, require_scope
-from ..deps import get_runtime, read_upload, redis_client, request_id
+from ..deps import get_state, read_upload, redis_client, request_id
 from ..predicting import UploadError, validate_upload
 from ..ratelimit import rate_limited
-from ..runtime import Runtime
+from ..state import ServiceState
 from ..schemas import PredictionOut, TaskOut
 from . import PREDICT_ASYNC, RESULT
 from .predict import LEAF_PHOTO, VARIANT_HEADER, pick_variant
@@ -21,10 +21,10 @@ router = APIRouter(tags=["async"])
 TASK_KEY = "plant-disease:task:{}"
 
 
-def _redis(rt: Runtime):
-    if not rt.settings.redis_url:
+def _redis(state: ServiceState):
+    if not state.settings.redis_url:
         raise HTTPException(503, "async predictions need a Redis queue: set PD_REDIS_URL")
-    return redis_client(rt.settings.redis_url)
+    return redis_client(state.settings.redis_url)
 
 
 @router.post(
@@ -40,19 +40,19 @@ def predict_async(
     variant: str | None = VARIANT_HEADER,
     caller: Caller = Depends(require_scope("predict")),
     _: Caller = Depends(rate_limited),
-    rt: Runtime = Depends(get_runtime),
+    state: ServiceState = Depends(get_state),
 ) -> TaskOut:
     "Queue one photo; the answer comes from `GET /result/{task_id}`. Bad images are refused here, not queued."
     from ..worker import predict_task  # imported on use: app.worker reads the settings when it is imported
 
-    s = rt.settings
+    s = state.settings
     data = read_upload(file, s.max_upload_bytes)
     try:
         validate_upload(data, s.max_upload_bytes, s.max_pixels)
     except UploadError as e:
         raise HTTPException(e.status, e.detail) from None
-    v = pick_variant(rt, caller, variant)
-    r, task_id = _redis(rt), uuid.uuid4().hex
+    v = pick_variant(state, caller, variant)
+    r, task_id = _redis(state), uuid.uuid4().hex
     try:
         r.set(TASK_KEY.format(task_id), caller.key, ex=s.result_ttl_s)
         predict_task.apply_async(
@@ -81,14 +81,14 @@ def predict_async(
 def result(
     task_id: str,
     caller: Caller = Depends(require_scope("predict")),
-    rt: Runtime = Depends(get_runtime),
+    state: ServiceState = Depends(get_state),
     wait_s: float = Query(0, ge=0, le=10, description="wait up to this long for the answer"),
 ) -> TaskOut:
     "The task's state: pending, done (the same body as /predict) or failed (with the reason)."
     from celery.result import AsyncResult
     from ..worker import celery_app
 
-    r = _redis(rt)
+    r = _redis(state)
     try:
         owner = r.get(TASK_KEY.format(task_id))
     except Exception as e:

@@ -15,7 +15,7 @@ from .modelset import ModelSet
 
 
 @dataclass
-class Runtime:
+class ServiceState:
     settings: Settings
     models: ModelSet
     predlog: PredictionLog
@@ -24,15 +24,15 @@ class Runtime:
     migrated: bool = False
 
     @classmethod
-    def start(cls, settings: Settings, migrate: bool = True, batching: bool = False) -> "Runtime":
+    def start(cls, settings: Settings, migrate: bool = True, batching: bool = False) -> "ServiceState":
         """Load and warm up the models (micro-batched when `batching`), open the prediction log (migrating its schema
         when `migrate`)."""
         predlog = open_prediction_log(settings.database_url, settings.spool_dir, migrate=False)
         feedback = open_feedback_log(settings.database_url, settings.spool_dir)
-        rt = cls(settings, ModelSet.load(settings, batching), predlog, feedback, open_photo_store(settings))
+        state = cls(settings, ModelSet.load(settings, batching), predlog, feedback, open_photo_store(settings))
         if migrate:
-            rt.migrate()
-        return rt
+            state.migrate()
+        return state
 
     def migrate(self) -> bool:
         "Bring the log's schema to the latest migration; a database that is down is logged, not fatal."
