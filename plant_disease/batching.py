@@ -130,10 +130,13 @@ class MicroBatcher:
             self._thread.join(timeout=10)
 
 # %% ../nbs/16_batching.ipynb #b8cc9c13
+from fastcore.basics import patch
+
 from .inference import Predictor
 
 
-def _enable_batching(self: Predictor, max_batch: int = 32, max_wait_ms: float = 5.0, on_batch=None) -> Predictor:
+@patch
+def enable_batching(self: Predictor, max_batch: int = 32, max_wait_ms: float = 5.0, on_batch=None) -> Predictor:
     "Answer concurrent calls in shared batches (see `MicroBatcher`); `max_batch` 1 turns batching off."
     if self.batcher is not None:
         self.batcher.close()
@@ -143,6 +146,3 @@ def _enable_batching(self: Predictor, max_batch: int = 32, max_wait_ms: float = 
         else None
     )
     return self
-
-
-Predictor.enable_batching = _enable_batching

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from fastcore.basics import patch
 import tensorflow as tf
 from PIL import Image
 
@@ -319,9 +320,8 @@ def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45)
     return Image.fromarray(np.uint8(np.clip((1 - alpha) * image + alpha * colour, 0, 255)))
 
 # %% ../nbs/07_inference.ipynb #e54baa19
-def _explain(
-    self: Predictor, image, class_id: int | None = None, alpha: float = 0.45
-) -> tuple[Prediction, Image.Image]:
+@patch
+def explain(self: Predictor, image, class_id: int | None = None, alpha: float = 0.45) -> tuple[Prediction, Image.Image]:
     "The prediction for `image` and its Grad-CAM overlay (a PIL image of the model's input size)."
     x = self.preprocess(image)
     dom = self.domain_scores(x.numpy()[None])
@@ -340,19 +340,14 @@ def _explain(
     return p, overlay_heatmap(x.numpy(), cam, alpha)
 
 
-Predictor.explain = _explain
-
-
-def _warm_up(self: Predictor, explain: bool = True) -> float:
+@patch
+def warm_up(self: Predictor, explain: bool = True) -> float:
     "Trace the prediction (and Grad-CAM) on a grey image, so the first real photo is not slow; return the seconds."
     t, img = time.perf_counter(), np.full((self.image_size, self.image_size, 3), 128, np.uint8)
     self.predict(img)
     if explain:
         self.explain(img)
     return time.perf_counter() - t
-
-
-Predictor.warm_up = _warm_up
 
 # %% ../nbs/07_inference.ipynb #2485ac3c
 def probs_in_chunks(pred, images: list, chunk: int = 64):
