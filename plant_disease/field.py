@@ -9,7 +9,7 @@ import io
 import json
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -69,28 +69,6 @@ def reviewed(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
     df["counts"] = df.verdict.isin(["confirmed", "corrected"]) & df.true_label.notna() & (df.predicted != UNKNOWN)
     df["correct"] = df["counts"] & (df.true_label == df.predicted)
     return df[REVIEWED_COLUMNS].sort_values(["answered_at", "request_id"]).reset_index(drop=True)
-
-# %% ../nbs/23_field.ipynb #03d66316
-def _frames(rows: list[dict], fb: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Test frames shaped like `PredictionLog.frame()` and `FeedbackLog.frame()` (for the notebooks' examples)."
-    from plant_disease.feedback import FEEDBACK_FIELDS
-    from plant_disease.predlog import FIELDS
-
-    t0 = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
-    p = pd.DataFrame(
-        [
-            dict.fromkeys(FIELDS) | {"status": "ok", "created_at": t0 + timedelta(hours=i), "id": f"p{i}"} | r
-            for i, r in enumerate(rows)
-        ]
-    )
-    f = pd.DataFrame(
-        [
-            dict.fromkeys(FEEDBACK_FIELDS) | {"created_at": t0 + timedelta(days=1, hours=i), "id": f"f{i}"} | r
-            for i, r in enumerate(fb)
-        ],
-        columns=list(FEEDBACK_FIELDS),
-    )
-    return p, f
 
 # %% ../nbs/23_field.ipynb #9e8ce3d8
 ACCURACY_COLUMNS = ["n", "correct", "accuracy", "ci_low", "ci_high"]
