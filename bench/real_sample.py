@@ -11,7 +11,9 @@ PlantVillage sample, then the A/B pair served side by side through the real API.
   stages up to the registry).
 - ab: the API (`python -m app`) serving `plant-disease@production` (the pretrained `cpu` recipe) as variant A and
   `plant-disease-scratch@production` as variant B, both with `runtime auto`; every test photo sent to both
-  (X-Model-Variant), then `/stats`: accuracy, unknown answers, latency and drift per variant -> ab.json.
+  (X-Model-Variant), each answer reviewed through `POST /feedback` (confirmed, or corrected to the photo's class),
+  then `/stats` and `/feedback/stats`: accuracy on the reviewed answers, unknown answers, latency and drift per
+  variant -> ab.json.
 - collect: the numbers, figures and executed notebooks into reports/real_sample/ (README.md there is written by hand
   from them).
 """
@@ -112,6 +114,18 @@ def ab(work: Path) -> dict:
                     ms = (time.perf_counter() - t0) * 1000
                     r.raise_for_status()
                     b = r.json()
+                    # an agronomist who knows the class reviews every answer: confirmed, or corrected to the class
+                    right = b["label"] == cls
+                    f = c.post(
+                        "/feedback",
+                        json={
+                            "request_id": b["request_id"],
+                            "image_sha256": b.get("image_sha256"),
+                            "verdict": "confirmed" if right else "corrected",
+                            "label": None if right else cls,
+                        },
+                    )
+                    f.raise_for_status()
                     rows.append(
                         {
                             "variant": v,
@@ -123,6 +137,8 @@ def ab(work: Path) -> dict:
                         }
                     )
             stats = c.get("/stats").json()
+            time.sleep(5)  # the last answers and verdicts reach the log
+            reviewed = c.get("/feedback/stats").json()
         df = pd.DataFrame(rows)
         per = {}
         for v, g in df.groupby("variant"):
@@ -142,7 +158,15 @@ def ab(work: Path) -> dict:
             "only_a_right": int(((a["best"] == a["true"]) & (b["best"] != b["true"])).sum()),
             "only_b_right": int(((a["best"] != a["true"]) & (b["best"] == b["true"])).sum()),
         }
-        return {"models": models, "per_variant": per, "paired": both, "stats": stats, "n_test": len(test)}
+        return {
+            "models": models,
+            "per_variant": per,
+            "paired": both,
+            "reviewed_by_variant": reviewed.get("by_variant"),
+            "stats": stats,
+            "feedback_stats": reviewed,
+            "n_test": len(test),
+        }
     finally:
         p.terminate()
         p.wait(30)
@@ -215,7 +239,7 @@ def main() -> int:
     if "ab" in steps:
         res = ab(work)
         (work / "ab.json").write_text(json.dumps(res, indent=2, default=str))
-        print(json.dumps({"per_variant": res["per_variant"], "paired": res["paired"]}, indent=2))
+        print(json.dumps({k: res[k] for k in ("per_variant", "paired", "reviewed_by_variant")}, indent=2, default=str))
     if "collect" in steps:
         collect(work)
     return 0
