@@ -182,6 +182,9 @@ def test_predict_through_nginx_keeps_the_request_id(nginx, service):
     assert r.headers.get_list("X-Request-ID") == [rid], r.headers.get_list("X-Request-ID")
     body = r.json()
     assert body["request_id"] == rid and body["label"] in service.classes
+    end = time.monotonic() + 10  # nginx writes the access line after the response has gone
+    while f"rid={rid}" not in nginx.access_log.read_text() and time.monotonic() < end:
+        time.sleep(0.1)
     assert f"rid={rid}" in nginx.access_log.read_text()
 
     # no id from the caller: nginx makes one, and the API uses that same one
