@@ -82,8 +82,9 @@ WRITES_NOTHING = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> tuple[Path, dict]:
-    "The library installed from a wheel into a folder of its own, and the environment that imports it from there."
+def installed(tmp_path_factory):
+    """The library installed from a wheel into a folder of its own, its folder, its HOME, and `run(script, *args, cwd)`:
+    the script's output, run where that copy answers the import (a failure shows the script's output)."""
     tmp = tmp_path_factory.mktemp("install")
     src, target = tmp / "src", tmp / "site"
     shutil.copytree(ROOT / "plant_disease", src / "plant_disease", ignore=shutil.ignore_patterns("__pycache__"))
@@ -103,38 +104,35 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     # the dependencies come from this environment's site-packages, after the installed copy.
     path = f"{target}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
     env = {"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "HOME": str(tmp), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return target, env
+
+    def run(script: str, *args, cwd: Path) -> str:
+        r = subprocess.run(
+            [sys.executable, "-S", "-c", script, str(target), *map(str, args)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r.stdout
+
+    return target, tmp, run
 
 
 def test_non_editable_install_migrates_the_log_and_reads_the_notes(installed, tmp_path):
-    target, env = installed
+    _, _, run = installed
     work = tmp_path / "work"
     work.mkdir()
-    r = subprocess.run(
-        [sys.executable, "-S", "-c", CHECK, str(target), str(work / "log.db"), str(work / "spool")],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = run(CHECK, work / "log.db", work / "spool", cwd=work)
     head = sorted(p.name[:4] for p in (ROOT / "plant_disease" / "migrations" / "versions").glob("0*.py"))[-1]
-    assert f"revision {head}" in r.stdout and "notes 38" in r.stdout, r.stdout  # migrated to the latest revision
+    assert f"revision {head}" in out and "notes 38" in out, out  # migrated to the latest revision
 
 
 def test_installed_library_writes_nothing_into_site_packages(installed, tmp_path):
     "Predicting and serving with the default settings from a working directory outside the package."
-    target, env = installed
-    r = subprocess.run(
-        [sys.executable, "-S", "-c", WRITES_NOTHING, str(target)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "nothing written in site-packages" in r.stdout, r.stdout
-    photos = Path(env["HOME"]) / ".local" / "share" / "plant-disease" / "photos"  # the user's data folder
-    assert any(f.is_file() for f in photos.rglob("*")), sorted(Path(env["HOME"]).rglob("*"))[:20]
+    _, home, run = installed
+    out = run(WRITES_NOTHING, cwd=tmp_path)
+    assert "nothing written in site-packages" in out, out
+    photos = home / ".local" / "share" / "plant-disease" / "photos"  # the user's data folder
+    assert any(f.is_file() for f in photos.rglob("*")), sorted(home.rglob("*"))[:20]
