@@ -137,8 +137,9 @@ def ab(work: Path) -> dict:
                         }
                     )
             stats = c.get("/stats").json()
-            time.sleep(5)  # the last answers and verdicts reach the log
-            reviewed = c.get("/feedback/stats").json()
+            end = time.time() + 60  # the log writes answers and verdicts in the background: wait for the last
+            while (reviewed := c.get("/feedback/stats").json())["n_verdicts"] < len(rows) and time.time() < end:
+                time.sleep(0.5)
         df = pd.DataFrame(rows)
         per = {}
         for v, g in df.groupby("variant"):
