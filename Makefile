@@ -22,9 +22,9 @@ test: install check lint nbtest pytest  ## everything CI runs
 check: install  ## library in sync with the notebooks, notebooks clean
 	PATH=$(abspath $(BIN)):$$PATH tools/check_sync.sh
 
-lint: install  ## ruff (ruff.toml): the linter on the library, app/, bench/, tests/ and testkit/; the formatter's check on the sources; the import layers (.importlinter: lint-imports)
-	$(BIN)/ruff check plant_disease app bench tests testkit
-	$(BIN)/ruff format --check nbs app bench tests testkit
+lint: install  ## ruff (ruff.toml): the linter on the library, app/, bench/, tests/, testkit/ and tools/; the formatter's check on the sources; the import layers (.importlinter: lint-imports)
+	$(BIN)/ruff check plant_disease app bench tests testkit tools
+	$(BIN)/ruff format --check nbs app bench tests testkit tools
 	$(BIN)/lint-imports
 
 nbtest: install  ## the notebooks' own tests
