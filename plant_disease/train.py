@@ -5,7 +5,6 @@
 # %% ../nbs/05_train.ipynb #31b2fcb5
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -20,138 +19,24 @@ import pandas as pd
 
 from .calibration import apply_temperature, calibration_report, fit_temperature
 from .distribute import is_chief, make_strategy, shard_by_data, strategy_info
-from .abstention import FEATURE_MODEL, save_features
 from .abstention_fit import MIN_DOMAIN_IMAGES, fit_abstention, fit_feature_check, split_descriptors
-from .config import Params, flatten_params
+from .cached_training import ViewCache, cache_views, earliest_cut, fit_on_cache
+from .config import Params
 from .data import Manifest
-from .model import at_size, build_model, set_trainable, unfrozen_layers
+from .model import at_size, build_model, set_trainable
 from .pipeline import configure_devices, make_datasets
+from .schedule import EpochClock, Fit, compile_model, describe_fit, make_callbacks, phase_rate, plan_fits
+from .train_outputs import plot_history, save_trained_model, write_model_card, write_train_summary
+
+# importable from here as before notebooks 05a and 05e
+from .schedule import SmoothedSparseCrossentropy, make_optimizer, one_cycle_schedule  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EpochClock', 'make_callbacks', 'SmoothedSparseCrossentropy', 'make_optimizer', 'one_cycle_schedule',
-           'compile_model', 'TrainResult', 'sync_batchnorm', 'Fit', 'plan_fits', 'ViewCache', 'earliest_cut',
-           'cache_views', 'fit_on_cache', 'train', 'plot_history', 'predict_split']
-
-# %% ../nbs/05_train.ipynb #6c5257e2
-class EpochClock(keras.callbacks.Callback):
-    """Adds to each epoch's logs: wall-clock `seconds` since training began (validation included),
-    `train_seconds` (the same without validation), the training `image_size` and the `learning_rate`."""
-
-    def __init__(self, start: float, image_size: int, val_seconds: float = 0.0):
-        super().__init__()
-        self.start, self.image_size, self.val_seconds, self._t = start, image_size, val_seconds, None
-
-    def on_test_begin(self, logs=None):
-        self._t = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        if self._t is not None:
-            self.val_seconds += time.perf_counter() - self._t
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        logs["seconds"] = round(time.perf_counter() - self.start, 2)
-        logs["train_seconds"] = round(logs["seconds"] - self.val_seconds, 2)
-        logs["image_size"] = self.image_size
-        logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-
-
-def make_callbacks(
-    params: Params,
-    ckpt: Path,
-    monitor: str,
-    best_so_far: float | None,
-    csv: Path,
-    clock: EpochClock | None = None,
-    append: bool = False,
-    reduce_lr: bool = True,
-) -> list:
-    """Best-weights checkpoint, CSV logger (after the clock, so its columns are logged) and, for the two-phase
-    schedule, EarlyStopping and (`reduce_lr`) ReduceLROnPlateau (a one-cycle schedule or a phase's cosine decay
-    sets the learning rate itself)."""
-    t = params.train
-    cbs = [] if clock is None else [clock]
-    if t.schedule == "two_phase":
-        cbs.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=t.early_stopping_patience, restore_best_weights=True, verbose=1
-            )
-        )
-        if reduce_lr:
-            cbs.append(
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor=monitor,
-                    factor=t.reduce_lr_factor,
-                    patience=t.reduce_lr_patience,
-                    min_lr=t.min_lr,
-                    verbose=1,
-                )
-            )
-    return cbs + [
-        keras.callbacks.ModelCheckpoint(
-            ckpt, monitor=monitor, save_best_only=True, save_weights_only=True, initial_value_threshold=best_so_far
-        ),
-        keras.callbacks.CSVLogger(csv, append=append),
-    ]
-
-# %% ../nbs/05_train.ipynb #f5bc85b3
-@keras.saving.register_keras_serializable(package="plant_disease")
-class SmoothedSparseCrossentropy(keras.losses.Loss):
-    "Cross-entropy of probabilities against integer labels smoothed by `smoothing` (0: plain cross-entropy)."
-
-    def __init__(self, smoothing: float = 0.0, name: str = "smoothed_sparse_crossentropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.smoothing = float(smoothing)
-
-    def call(self, y_true, y_pred):
-        n = keras.ops.shape(y_pred)[-1]
-        y = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), n, dtype=y_pred.dtype)
-        y = y * (1.0 - self.smoothing) + self.smoothing / keras.ops.cast(n, y_pred.dtype)
-        return keras.losses.categorical_crossentropy(y, y_pred)
-
-    def get_config(self):
-        return {**super().get_config(), "smoothing": self.smoothing}
-
-
-def make_optimizer(params: Params, lr) -> keras.optimizers.Optimizer:
-    "The optimizer of `params.train` at `lr` (a number or a schedule)."
-    t = params.train
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=t.weight_decay or None)
-    return keras.optimizers.Adam(lr, weight_decay=t.weight_decay or None)
-
-
-def one_cycle_schedule(
-    peak: float, total_steps: int, warmup_steps: int
-) -> keras.optimizers.schedules.LearningRateSchedule:
-    "Linear warm-up from 0 to `peak` over `warmup_steps`, then cosine decay to 0 at `total_steps`."
-    warmup_steps = min(warmup_steps, total_steps - 1)
-    return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup_steps else peak,
-        max(total_steps - warmup_steps, 1),
-        alpha=0.0,
-        warmup_target=peak if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
-
-# %% ../nbs/05_train.ipynb #2b3e2c6d
-def compile_model(model: keras.Model, lr, top_k: int = 3, xla: bool = False, params: Params | None = None) -> None:
-    """Compile with accuracy and top-k accuracy: the optimizer and label smoothing of `params.train`
-    (default: Adam and plain sparse cross-entropy) at `lr` (a number or a schedule)."""
-    opt = make_optimizer(params, lr) if params is not None else keras.optimizers.Adam(lr)
-    smoothing = params.train.label_smoothing if params is not None else 0.0
-    loss = SmoothedSparseCrossentropy(smoothing) if smoothing else "sparse_categorical_crossentropy"
-    model.compile(
-        optimizer=opt,
-        loss=loss,
-        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy")],
-        jit_compile=bool(xla),
-    )
+__all__ = ['log', 'TrainResult', 'sync_batchnorm', 'TrainingRun', 'output_dirs', 'build_data', 'build_run_model', 'start_run',
+           'compile_phase', 'fit_whole', 'fit_cached', 'fit_record', 'fit_schedule', 'best_model', 'calibrate',
+           'FittedAbstention', 'fit_abstention_rule', 'save_outputs', 'train', 'predict_split']
 
 # %% ../nbs/05_train.ipynb #1758da15
 @dataclass
@@ -165,37 +50,6 @@ class TrainResult:
     devices: dict
     fits: list[dict] = field(default_factory=list)  # one entry per `fit` call
 
-
-def _write_model_card(
-    out: Path,
-    classes,
-    params: Params,
-    synthetic: bool,
-    fits,
-    devices,
-    temperature: float = 1.0,
-    abstain: dict | None = None,
-    reference: dict | None = None,
-    domain: dict | None = None,
-) -> None:
-    meta = {
-        "classes": classes,
-        "image_size": params.pipeline.image_size,
-        "backbone": params.model.backbone,
-        "temperature": temperature,  # applied by the Predictor to every runtime's probabilities
-        "abstain": abstain,
-        "reference": reference,  # "unknown" below the threshold; the service's drift baseline
-        "domain": domain,  # the image-descriptor model of the training photos (notebook 18)
-        "weights": params.model.weights,
-        "input": "RGB uint8/float 0..255, preprocessing inside the model",
-        "synthetic_data": synthetic,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "fits": fits,
-        "devices": devices,
-        "params": flatten_params(params),
-    }
-    (out / "classes.json").write_text(json.dumps(meta, indent=2, default=str))
-
 # %% ../nbs/05_train.ipynb #9c8e1901
 def sync_batchnorm(model: keras.Model, on: bool = True) -> int:
     "Switch synchronised (global-batch) BatchNorm statistics on or off (TensorFlow backend); return the layers changed."
@@ -206,194 +60,145 @@ def sync_batchnorm(model: keras.Model, on: bool = True) -> int:
         l.synchronized = on
     return len(bns)
 
-# %% ../nbs/05_train.ipynb #ba883595
+# %% ../nbs/05_train.ipynb #98ce780c
 @dataclass
-class Fit:
-    "One `fit` call of a schedule."
+class TrainingRun:
+    "What the steps of one training run share: where it writes, its devices, data, model and plan."
 
-    phase: int  # 1: the head (or every layer from scratch), 2: fine-tuning
-    epochs: int
-    image_size: int
-    unfreeze: int | str
-    lr: float  # the phase's rate (two_phase) or the peak of the cycle (one_cycle)
-    decay: str = "plateau"  # two_phase: `plateau` (ReduceLROnPlateau) or `cosine` (to 0 over the phase)
-    warmup_epochs: float = 0.0  # `cosine`: from 0 to `lr` over these epochs first
-
-    def rate(self, steps_per_epoch: int):
-        "The phase's learning rate: a number, or its cosine decay over the phase's steps (after its warm-up)."
-        if self.decay == "cosine":
-            steps = max(steps_per_epoch * self.epochs, 1)
-            return one_cycle_schedule(self.lr, steps, round(steps_per_epoch * self.warmup_epochs))
-        return self.lr
-
-
-def plan_fits(params: Params) -> list[Fit]:
-    "The `fit` calls of `params.train.schedule`, in order."
-    t, size = params.train, params.pipeline.image_size
-    if t.schedule == "one_cycle":
-        oc = t.one_cycle
-        sizes = [*oc.progressive, (size, oc.epochs - sum(e for _, e in oc.progressive))]
-        return [Fit(1, e, s, "all", oc.lr) for s, e in sizes]
-    return [
-        Fit(
-            i,
-            st.epochs,
-            size,
-            "all" if params.from_scratch else st.unfreeze_last,
-            st.lr,
-            st.decay,
-            st.warmup_epochs if st.decay == "cosine" else 0.0,
-        )
-        for i, st in enumerate([t.phase1, t.phase2], start=1)
-        if st.epochs
-    ]
-
-# %% ../nbs/05_train.ipynb #525ad6c2
-def _batches_of(batches, n: int):
-    "The (images, labels) batches of `batches`, cut to `n` images in all."
-    left = n
-    for x, y in batches:
-        if left <= 0:
-            return
-        yield x[:left], y[:left]
-        left -= len(y)
-
-
-@dataclass
-class ViewCache:
-    "The activations at `cut` of the training views and the validation photos, cached once for a whole schedule."
-
-    cut: Any  # a tensor of the model: where its frozen bottom ends
-    train: Any  # ActivationCache: `cache_views` views of each training photo
-    val: Any  # ActivationCache of the validation photos, or None
-    seconds: float
+    params: Params
+    manifest: Manifest
+    strategy: Any  # notebook 20
+    out: Path  # the model's folder: `out_dir`, or a scratch copy on a worker that is not the chief
+    reports: Path
+    scratch: Path | None  # a non-chief worker's folder, removed at the end
+    devices: dict
+    plan: list[Fit]
+    pipeline: Any  # `params.pipeline` at the global batch size
+    data: Any  # the datasets (`pipeline.make_datasets`)
+    model: keras.Model
+    monitor: str
+    checkpoint: Path  # the best weights so far
 
     @property
-    def nbytes(self) -> int:
-        return self.train.nbytes + (self.val.nbytes if self.val is not None else 0)
+    def flexible(self) -> bool:
+        "Progressive resizing: the model is built for any input size."
+        return any(f.image_size != self.params.pipeline.image_size for f in self.plan)
+
+    @property
+    def better(self):
+        return max if self.monitor.endswith("accuracy") else min
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch or math.ceil(self.data.n_train / self.pipeline.batch_size)
 
 
-def earliest_cut(model: keras.Model, plan: list[Fit]):
-    "Where the frozen bottom of the phase that trains the most layers ends: its cache serves every phase."
-    from plant_disease.activation_cache import cut_point
-
-    widest = max(plan, key=lambda f: len(unfrozen_layers(model, f.unfreeze)))
-    return cut_point(model, widest.unfreeze)
-
-
-def cache_views(model: keras.Model, cut, params: Params, manifest: Manifest, data, folder: Path) -> ViewCache:
-    """Run the model's bottom (up to `cut`) once over the training photos (each photo, then `train.cache_views - 1`
-    augmented copies of it by the training pipeline) and the validation photos; write the activations to `folder`."""
-    from plant_disease.activation_cache import cache_activations, split_model
-    from plant_disease.pipeline import make_dataset
-
-    t0, pp, views = time.perf_counter(), params.pipeline, params.train.cache_views
-    bottom, _ = split_model(model, cut)
-    train_df, val_df = manifest.split("train"), manifest.split("val")
-    index = {c: i for i, c in enumerate(manifest.classes)}
-    n, steps = len(train_df), math.ceil(len(train_df) / pp.batch_size)
-    plain = make_dataset(train_df["path"], train_df["class"].map(index).to_numpy(), pp, tag="train")
-    augmented = [data.train_batches().take(steps + 1) for _ in range(views - 1)]
-    batches = (b for v in [plain, *augmented] for b in _batches_of(v, n))
-    train = cache_activations(bottom, batches, n * views, folder / "train")
-    val = cache_activations(bottom, data.val, len(val_df), folder / "val") if data.val is not None else None
-    c = ViewCache(cut, train, val, round(time.perf_counter() - t0, 2))
-    print(
-        f"cached {len(train)} training views and {len(val) if val else 0} validation photos at "
-        f"{tuple(cut.shape[1:])} ({c.nbytes / 2**20:.0f} MiB) in {c.seconds:.0f} s"
-    )
-    return c
-
-
-def fit_on_cache(
-    model: keras.Model,
-    fit: Fit,
-    params: Params,
-    base: ViewCache,
-    data,
-    callbacks_for,
-    initial_epoch: int,
-    ckpt: Path,
-):
-    """One phase of the two-phase schedule on cached activations: returns (the `fit` history, seconds and bytes of
-    the cache it derived). Where the phase's frozen bottom ends later than `base.cut` (the head alone trains, say),
-    the frozen layers between run once over `base` first. `callbacks_for(checkpoint)` gives the phase's callbacks;
-    the best epoch, if it beats the checkpoint, ends up in `ckpt` (the whole model's weights) and in the model."""
-    from plant_disease.activation_cache import CachedBatches, cache_activations, cut_point, split_model
-
-    t0, pp = time.perf_counter(), params.pipeline
-    cut = cut_point(model, fit.unfreeze)
-    train, val, folder, derived = base.train, base.val, None, {"cache_seconds": 0.0, "cache_bytes": 0}
-    try:
-        if cut is not base.cut:  # the frozen layers between the two cuts, once
-            mid = keras.Model(base.cut, cut, name=f"{model.name}_phase{fit.phase}_frozen")
-            folder = Path(tempfile.mkdtemp(prefix=f"phase{fit.phase}-", dir=base.train.folder.parent))
-            train = cache_activations(
-                mid, CachedBatches(base.train, 256, shuffle=False), len(base.train), folder / "train"
-            )
-            if base.val is not None:
-                val = cache_activations(mid, CachedBatches(base.val, 256, shuffle=False), len(base.val), folder / "val")
-            derived = {
-                "cache_seconds": round(time.perf_counter() - t0, 2),
-                "cache_bytes": train.nbytes + (val.nbytes if val is not None else 0),
-            }
-            print(
-                f"phase {fit.phase}: derived the activations at {tuple(cut.shape[1:])} in {derived['cache_seconds']:.0f} s"
-            )
-        _, top = split_model(model, cut)
-        compile_model(top, fit.rate(math.ceil(len(train) / pp.batch_size)), 3, False, params)
-        top_ckpt = ckpt.with_name(f"best_phase{fit.phase}_top.weights.h5")
-        top_ckpt.unlink(missing_ok=True)
-        h = top.fit(
-            CachedBatches(train, pp.batch_size, seed=params.train.seed),
-            validation_data=CachedBatches(val, 256, shuffle=False) if val is not None else None,
-            epochs=initial_epoch + fit.epochs,
-            initial_epoch=initial_epoch,
-            class_weight=data.class_weight,
-            callbacks=callbacks_for(top_ckpt),
-            verbose=params.train.verbose,
-        )
-        if top_ckpt.exists():  # this phase beat the ones before: the whole model's best weights
-            top.load_weights(top_ckpt)
-            model.save_weights(ckpt)
-            top_ckpt.unlink()
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-    return h, derived
-
-# %% ../nbs/05_train.ipynb #6a6e98ae
-def train(
-    params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train"
-) -> TrainResult:
-    "Run the schedule of `params.train` on `manifest`; save the model, class list and history."
-    strategy = make_strategy(
-        params.train.distribute, params.train.logical_cpus
-    )  # notebook 20; before devices are set up
+def output_dirs(params: Params, out_dir, reports_dir) -> tuple[Path, Path, Path | None]:
+    """(models folder, reports folder, scratch): `out_dir` and `reports_dir` on the chief; on another worker of a
+    multi-worker run, folders in a scratch folder (only the chief keeps files)."""
     chief = is_chief() if params.train.distribute == "multi_worker" else True
-    scratch = None if chief else Path(tempfile.mkdtemp(prefix="plant-disease-worker-"))  # only the chief keeps files
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="plant-disease-worker-"))
     out, rep = (Path(out_dir), Path(reports_dir)) if scratch is None else (scratch / "models", scratch / "reports")
     out.mkdir(parents=True, exist_ok=True)
     (rep / "figures").mkdir(parents=True, exist_ok=True)
+    return out, rep, scratch
+
+
+def build_data(params: Params, manifest: Manifest, strategy):
+    """(pipeline params, datasets) at the global batch size (`pipeline.batch_size` per replica), the validation
+    split sharded by data."""
+    pp = params.pipeline.model_copy(update={"batch_size": params.pipeline.batch_size * strategy.num_replicas_in_sync})
+    data = make_datasets(manifest.df, manifest.classes, pp, params.augment, seed=params.train.seed)
+    return pp, replace(data, val=shard_by_data(data.val))
+
+
+def build_run_model(params: Params, n_classes: int, plan: list[Fit], strategy) -> keras.Model:
+    """The model, built under the strategy: for any input size when the plan resizes, with global-batch BatchNorm
+    statistics on several replicas (as on one device)."""
+    flexible = any(f.image_size != params.pipeline.image_size for f in plan)  # progressive resizing
+    with strategy.scope():
+        model = build_model(n_classes, None if flexible else params.pipeline.image_size, params.model)
+    sync_batchnorm(model, strategy.num_replicas_in_sync > 1)
+    return model
+
+
+def start_run(params: Params, manifest: Manifest, out_dir, reports_dir) -> TrainingRun:
+    "Set up a run: the strategy, its folders, the seed, the devices, the plan, the data and the model."
+    strategy = make_strategy(params.train.distribute, params.train.logical_cpus)  # notebook 20; before the devices
+    out, rep, scratch = output_dirs(params, out_dir, reports_dir)
     keras.utils.set_random_seed(params.train.seed)
     devices = {**configure_devices(params.pipeline), **strategy_info(strategy)}
-    classes, plan = manifest.classes, plan_fits(params)
+    plan = plan_fits(params)
     if not plan:
         raise ValueError("train.phase1.epochs and train.phase2.epochs are both 0: nothing to train")
-    pp = params.pipeline.model_copy(
-        update={"batch_size": params.pipeline.batch_size * strategy.num_replicas_in_sync}
-    )  # global batch
-    data = make_datasets(manifest.df, classes, pp, params.augment, seed=params.train.seed)
-    data = replace(data, val=shard_by_data(data.val))
-    flexible = any(ph.image_size != params.pipeline.image_size for ph in plan)  # progressive resizing
-    with strategy.scope():
-        model = build_model(len(classes), None if flexible else params.pipeline.image_size, params.model)
-    sync_batchnorm(model, strategy.num_replicas_in_sync > 1)  # global-batch statistics, as on one device
+    pp, data = build_data(params, manifest, strategy)
+    model = build_run_model(params, len(manifest.classes), plan, strategy)
     monitor = params.train.monitor if data.val is not None else params.train.monitor.removeprefix("val_")
-    better = max if monitor.endswith("accuracy") else min
     ckpt = out / "best.weights.h5"
     ckpt.unlink(missing_ok=True)
-    steps = data.steps_per_epoch or math.ceil(data.n_train / pp.batch_size)
+    return TrainingRun(params, manifest, strategy, out, rep, scratch, devices, plan, pp, data, model, monitor, ckpt)
+
+# %% ../nbs/05_train.ipynb #5a565a5d
+def compile_phase(run: TrainingRun, fit: Fit) -> dict:
+    "Set what `fit`'s phase trains and compile the model at the phase's rate; returns the sizes of what trains."
+    params = run.params
+    lr = phase_rate(params, fit, run.steps_per_epoch)
+    with run.strategy.scope():
+        sizes = set_trainable(
+            run.model, fit.unfreeze, train_bn=params.from_scratch or params.train.schedule == "one_cycle"
+        )
+        compile_model(run.model, lr, 3, run.devices["xla"], params)
+    log.info("phase %d: %s", fit.phase, sizes)
+    return sizes
+
+
+def fit_whole(run: TrainingRun, fit: Fit, epoch: int, callbacks: list):
+    "One `fit` call of the whole model on the training batches at `fit.image_size`, from epoch `epoch`."
+    return run.model.fit(
+        shard_by_data(run.data.train_batches(fit.image_size)),
+        validation_data=run.data.val,
+        shuffle=False,
+        epochs=epoch + fit.epochs,
+        initial_epoch=epoch,
+        steps_per_epoch=run.data.steps_per_epoch,
+        class_weight=run.data.class_weight,
+        callbacks=callbacks,
+        verbose=run.params.train.verbose,
+    )
+
+
+def fit_cached(run: TrainingRun, fit: Fit, base: ViewCache, callbacks_for, epoch: int, first: bool):
+    """One phase on cached activations (`fit_on_cache`): its history and what caching cost it (the first `fit`
+    call counts the making of `base` too)."""
+    h, derived = fit_on_cache(run.model, fit, run.params, base, run.data, callbacks_for, epoch, run.checkpoint)
+    return h, {
+        "cache_seconds": round(derived["cache_seconds"] + (base.seconds if first else 0), 2),
+        "cache_bytes": derived["cache_bytes"] + (base.nbytes if first else 0),
+    }
+
+
+def fit_record(run: TrainingRun, fit: Fit, h, seconds: float, sizes: dict, best: float, cached: dict) -> dict:
+    "What one `fit` call did, for the summary and the model card."
+    images = len(h.epoch) * run.steps_per_epoch * run.pipeline.batch_size
+    return {
+        "phase": fit.phase,
+        "image_size": fit.image_size,
+        "epochs_run": len(h.epoch),
+        "seconds": round(seconds, 2),
+        "lr": fit.lr,
+        "unfrozen_layers": sizes["unfrozen_layers"],
+        "trainable_params": sizes["trainable_params"],
+        "images_per_second": round(images / seconds, 1),  # incl. validation time
+        f"best_{run.monitor}": best,
+        **cached,
+    }
+
+
+def fit_schedule(run: TrainingRun) -> tuple[list[pd.DataFrame], list[dict], float | None]:
+    """Run the plan's `fit` calls in order; returns the history of each, what each did and the best value of the
+    monitored metric. A phase compiles once (one_cycle's schedule runs across its resizing `fit` calls); each
+    call's checkpoint only takes an epoch that beats every one before."""
+    params, plan = run.params, run.plan
     histories, fits, best, epoch, start, clock = [], [], None, 0, time.perf_counter(), None
     # the activation cache's folder: removed below, or by its finalizer if training stops on an error
     cache_root = tempfile.TemporaryDirectory(prefix="plant-disease-cache-") if params.train.cache_views else None
@@ -401,180 +206,136 @@ def train(
     for k, ph in enumerate(plan):
         first_of_phase = k == 0 or plan[k - 1].phase != ph.phase
         if first_of_phase:  # one_cycle compiles once: its schedule runs across the resizing phases
-            lr = (
-                ph.rate(steps)
-                if params.train.schedule == "two_phase"
-                else one_cycle_schedule(
-                    ph.lr, steps * params.train.one_cycle.epochs, round(steps * params.train.one_cycle.warmup_epochs)
-                )
-            )
-            with strategy.scope():
-                sizes = set_trainable(
-                    model, ph.unfreeze, train_bn=params.from_scratch or params.train.schedule == "one_cycle"
-                )
-                compile_model(model, lr, 3, devices["xla"], params)
-            log.info("phase %d: %s", ph.phase, sizes)
-        print(
-            f"phase {ph.phase}: {ph.epochs} epoch(s) at {ph.image_size} px, "
-            + (
-                f"lr {ph.lr}"
-                + (f" after {ph.warmup_epochs:g} epoch(s) of warm-up" if ph.warmup_epochs else "")
-                + (" with cosine decay" if ph.decay == "cosine" else "")
-                if params.train.schedule == "two_phase"
-                else f"one cycle to lr {ph.lr}"
-            )
-            + f", unfrozen backbone layers: {sizes['unfrozen_layers']}, trainable params: {sizes['trainable_params']:,}"
-        )
+            sizes = compile_phase(run, ph)
+        print(describe_fit(params, ph, sizes))
         clock = EpochClock(start, ph.image_size, clock.val_seconds if clock else 0.0)
+        csv = run.out / f"history_phase{ph.phase}.csv"
         callbacks_for = lambda checkpoint: make_callbacks(  # noqa: E731
             params,
             checkpoint,
-            monitor,
+            run.monitor,
             best,
-            out / f"history_phase{ph.phase}.csv",
+            csv,
             clock,
             append=not first_of_phase,
             reduce_lr=ph.decay == "plateau",
         )
         t0, cached = time.perf_counter(), {}
-        if params.train.cache_views:  # the frozen bottom once, the top on its cached activations (notebook 05b)
+        if params.train.cache_views:  # the frozen bottom once, the top on its cached activations (notebook 05d)
             if base is None:  # at the earliest cut of the schedule: one cache serves every phase
-                base = cache_views(model, earliest_cut(model, plan), params, manifest, data, Path(cache_root.name))
-            h, derived = fit_on_cache(model, ph, params, base, data, callbacks_for, epoch, ckpt)
-            first = k == 0
-            cached = {
-                "cache_seconds": round(derived["cache_seconds"] + (base.seconds if first else 0), 2),
-                "cache_bytes": derived["cache_bytes"] + (base.nbytes if first else 0),
-            }
+                base = cache_views(
+                    run.model, earliest_cut(run.model, plan), params, run.manifest, run.data, Path(cache_root.name)
+                )
+            h, cached = fit_cached(run, ph, base, callbacks_for, epoch, first=k == 0)
         else:
-            h = model.fit(
-                shard_by_data(data.train_batches(ph.image_size)),
-                validation_data=data.val,
-                shuffle=False,
-                epochs=epoch + ph.epochs,
-                initial_epoch=epoch,
-                steps_per_epoch=data.steps_per_epoch,
-                class_weight=data.class_weight,
-                callbacks=callbacks_for(ckpt),
-                verbose=params.train.verbose,
-            )
+            h = fit_whole(run, ph, epoch, callbacks_for(run.checkpoint))
         secs = time.perf_counter() - t0
         hist = pd.DataFrame(h.history).assign(phase=ph.phase, epoch=h.epoch)
         histories.append(hist)
         epoch += len(h.epoch)
-        phase_best = float(better(hist[monitor]))
-        fits.append(
-            {
-                "phase": ph.phase,
-                "image_size": ph.image_size,
-                "epochs_run": len(h.epoch),
-                "seconds": round(secs, 2),
-                "lr": ph.lr,
-                "unfrozen_layers": sizes["unfrozen_layers"],
-                "trainable_params": sizes["trainable_params"],
-                "images_per_second": round(len(h.epoch) * steps * pp.batch_size / secs, 1),  # incl. validation time
-                f"best_{monitor}": phase_best,
-                **cached,
-            }
-        )
-        best = phase_best if best is None else better(best, phase_best)
+        phase_best = float(run.better(hist[run.monitor]))
+        fits.append(fit_record(run, ph, h, secs, sizes, phase_best, cached))
+        best = phase_best if best is None else run.better(best, phase_best)
     if cache_root is not None:
         cache_root.cleanup()
-    if ckpt.exists():
-        model.load_weights(ckpt)  # the best epoch of the whole schedule
-    if flexible:
-        with strategy.scope():
-            model = at_size(model, params.pipeline.image_size, params.model)
-        sync_batchnorm(model, strategy.num_replicas_in_sync > 1)
-    calibration = None
-    if data.val is not None:  # temperature scaling on the validation split (notebook 17)
-        y_val, p_val, _ = predict_split(model, manifest, classes, params, "val")
-        calibration = calibration_report(p_val, y_val, fit_temperature(p_val, y_val))
-        print(
-            f"calibration: temperature {calibration['temperature']}, validation ECE {calibration['ece_before']:.4f} -> "
-            f"{calibration['ece_after']:.4f}"
-        )
-        desc = (
-            (split_descriptors(manifest, params, "train"), split_descriptors(manifest, params, "val"))
-            if params.abstain.domain_check
-            else (None, None)
-        )
-        features = val_feature = None
-        if params.abstain.feature_check and len(manifest.split("train")) >= MIN_DOMAIN_IMAGES:
-            features, val_feature = fit_feature_check(model, manifest, classes, params)
-        elif params.abstain.feature_check:
-            log.warning("abstention: too few training photos to model their features: no feature check")
-        abstain, reference, domain = fit_abstention(
-            apply_temperature(p_val, calibration["temperature"]), classes, params.abstain, *desc, val_feature
-        )
-        print(
-            f"abstention: {abstain['score']} below {abstain['threshold']:.4f}"
-            + (f" or domain score below {abstain['domain_threshold']:.3f}" if domain else "")
-            + (f" or feature score below {abstain['feature_threshold']:.3f}" if features is not None else "")
-            + f" answers unknown ({abstain['val_false_rejection']:.1%} of validation leaves)"
-        )
-    else:
-        abstain = reference = domain = features = None
-    history = pd.concat(histories, ignore_index=True)
-    history.to_csv(rep / "history.csv", index=False)
-    (rep / "train_summary.json").write_text(
-        json.dumps(
-            {
-                "fits": fits,
-                "epochs": int(len(history)),
-                f"best_{monitor}": best,
-                "n_train": data.n_train,
-                "seconds": round(sum(s["seconds"] for s in fits), 2),
-                "devices": devices,
-                "calibration": calibration,
-                "abstain": abstain,
-            },
-            indent=2,
-            default=str,
-        )
+    return histories, fits, best
+
+# %% ../nbs/05_train.ipynb #447956b5
+def best_model(run: TrainingRun) -> keras.Model:
+    "The model at the best epoch of the whole schedule, at `pipeline.image_size`."
+    model = run.model
+    if run.checkpoint.exists():
+        model.load_weights(run.checkpoint)
+    if run.flexible:
+        with run.strategy.scope():
+            model = at_size(model, run.params.pipeline.image_size, run.params.model)
+        sync_batchnorm(model, run.strategy.num_replicas_in_sync > 1)
+    return model
+
+
+def calibrate(model: keras.Model, manifest: Manifest, params: Params):
+    """Temperature scaling on the validation split (notebook 17): (the calibration report, the calibrated
+    validation probabilities)."""
+    y_val, p_val, _ = predict_split(model, manifest, manifest.classes, params, "val")
+    calibration = calibration_report(p_val, y_val, fit_temperature(p_val, y_val))
+    print(
+        f"calibration: temperature {calibration['temperature']}, validation ECE {calibration['ece_before']:.4f} -> "
+        f"{calibration['ece_after']:.4f}"
     )
-    model_path = out / "model.keras"
+    return calibration, apply_temperature(p_val, calibration["temperature"])
+
+
+@dataclass
+class FittedAbstention:
+    "The abstention rule fitted at the end of training (notebook 05c); all None without a validation split."
+
+    rule: dict | None = None  # the model card's `abstain`
+    reference: dict | None = None
+    domain: dict | None = None
+    features: dict | None = None  # the feature check's bank (`features.npz`)
+
+
+def fit_abstention_rule(model: keras.Model, manifest: Manifest, params: Params, p_val) -> FittedAbstention:
+    "The abstention rule on the calibrated validation probabilities `p_val`, with the checks `params.abstain` asks for."
+    desc = (
+        (split_descriptors(manifest, params, "train"), split_descriptors(manifest, params, "val"))
+        if params.abstain.domain_check
+        else (None, None)
+    )
+    features = val_feature = None
+    if params.abstain.feature_check and len(manifest.split("train")) >= MIN_DOMAIN_IMAGES:
+        features, val_feature = fit_feature_check(model, manifest, manifest.classes, params)
+    elif params.abstain.feature_check:
+        log.warning("abstention: too few training photos to model their features: no feature check")
+    abstain, reference, domain = fit_abstention(p_val, manifest.classes, params.abstain, *desc, val_feature)
+    print(
+        f"abstention: {abstain['score']} below {abstain['threshold']:.4f}"
+        + (f" or domain score below {abstain['domain_threshold']:.3f}" if domain else "")
+        + (f" or feature score below {abstain['feature_threshold']:.3f}" if features is not None else "")
+        + f" answers unknown ({abstain['val_false_rejection']:.1%} of validation leaves)"
+    )
+    return FittedAbstention(abstain, reference, domain, features)
+
+
+def save_outputs(run: TrainingRun, model, history, fits, best, calibration, abstention: FittedAbstention) -> Path:
+    "Write the history, the summary, the model with its feature bank and card, and the curves (notebook 05e)."
+    summary = {
+        "fits": fits,
+        "epochs": int(len(history)),
+        f"best_{run.monitor}": best,
+        "n_train": run.data.n_train,
+        "seconds": round(sum(s["seconds"] for s in fits), 2),
+        "devices": run.devices,
+        "calibration": calibration,
+        "abstain": abstention.rule,
+    }
+    write_train_summary(history, summary, run.reports)
     sync_batchnorm(model, False)  # the saved model runs anywhere
-    model.save(model_path)
-    (out / FEATURE_MODEL).unlink(missing_ok=True)  # an earlier model's
-    if features is not None:
-        save_features(features, out / FEATURE_MODEL)
-    _write_model_card(
-        out,
-        classes,
-        params,
-        bool(manifest.summary.get("synthetic")),
-        fits,
-        devices,
-        calibration["temperature"] if calibration else 1.0,
-        abstain,
-        reference,
-        domain,
-    )
-    plot_history(history, rep / "figures" / "training_curves.png", synthetic=bool(manifest.summary.get("synthetic")))
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)  # a non-chief worker's copies
-    return TrainResult(model, classes, history, model_path, devices, fits)
+    model_path = save_trained_model(model, run.out, abstention.features)
+    synthetic = bool(run.manifest.summary.get("synthetic"))
+    temperature = calibration["temperature"] if calibration else 1.0
+    card = (abstention.rule, abstention.reference, abstention.domain)
+    write_model_card(run.out, run.manifest.classes, run.params, synthetic, fits, run.devices, temperature, *card)
+    plot_history(history, run.reports / "figures" / "training_curves.png", synthetic=synthetic)
+    return model_path
 
-# %% ../nbs/05_train.ipynb #1b658694
-def plot_history(history: pd.DataFrame, path: str | Path, synthetic: bool = False) -> Path:
-    "Loss and accuracy per epoch for both phases (phase boundary marked); saved as PNG."
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ["loss", "accuracy"]):
-        for col, style in [(metric, "-"), (f"val_{metric}", "--")]:
-            if col in history:
-                ax.plot(history["epoch"] + 1, history[col], style, marker="o", label=col)
-        for e in history.groupby("phase")["epoch"].min().iloc[1:]:
-            ax.axvline(e + 0.5, color="grey", lw=1, ls=":")
-            ax.text(e + 0.6, ax.get_ylim()[1], "phase 2", va="top", fontsize=8)
-        ax.set(xlabel="epoch", ylabel=metric, title=("SYNTHETIC DATA — " if synthetic else "") + metric)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
+def train(
+    params: Params, manifest: Manifest, out_dir: str | Path = "models", reports_dir: str | Path = "reports/train"
+) -> TrainResult:
+    "Run the schedule of `params.train` on `manifest`; save the model, class list and history."
+    run = start_run(params, manifest, out_dir, reports_dir)
+    histories, fits, best = fit_schedule(run)
+    model = best_model(run)
+    calibration, abstention = None, FittedAbstention()
+    if run.data.val is not None:  # temperature scaling and the abstention rule, on the validation split
+        calibration, p_val = calibrate(model, manifest, params)
+        abstention = fit_abstention_rule(model, manifest, params, p_val)
+    history = pd.concat(histories, ignore_index=True)
+    model_path = save_outputs(run, model, history, fits, best, calibration, abstention)
+    if run.scratch is not None:
+        shutil.rmtree(run.scratch, ignore_errors=True)  # a non-chief worker's copies
+    return TrainResult(model, manifest.classes, history, model_path, run.devices, fits)
 
 # %% ../nbs/05_train.ipynb #6e75ad88
 def predict_split(model: keras.Model, manifest: Manifest, classes: list[str], params: Params, split: str = "test"):
