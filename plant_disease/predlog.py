@@ -5,16 +5,10 @@
 # %% ../nbs/12_predlog.ipynb #1f31c818
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import math
 import os
-import queue
-import re
-import socket
-import threading
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,12 +21,13 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
 import plant_disease
+from .spool import _STOP, SpoolingWriter, _alive, drained, spool_pattern  # noqa: F401 (were here)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'metadata', 'predictions', 'FIELDS', 'UTCDateTime', 'PGDialect_pyodbc', 'make_engine', 'make_row',
-           'spool_pattern', 'drained', 'SpooledLog', 'PredictionLog', 'migrations_dir', 'upgrade']
+__all__ = ['log', 'metadata', 'predictions', 'FIELDS', 'UTCDateTime', 'in_window', 'PGDialect_pyodbc', 'make_engine', 'make_row',
+           'SpooledLog', 'PredictionLog', 'migrations_dir', 'upgrade']
 
 # %% ../nbs/12_predlog.ipynb #4aa4f777
 class UTCDateTime(sa.TypeDecorator):
@@ -53,6 +48,15 @@ def _utc(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def in_window(q, column: sa.Column, since: datetime | None, until: datetime | None):
+    "Query `q` narrowed to `since <= column < until` (naive datetimes are UTC, None is no bound)."
+    if since is not None:
+        q = q.where(column >= _utc(since))
+    if until is not None:
+        q = q.where(column < _utc(until))
+    return q
 
 
 metadata = sa.MetaData(
@@ -193,11 +197,6 @@ def make_row(**fields) -> dict:
     return row
 
 # %% ../nbs/12_predlog.ipynb #b3ccf6f6
-def spool_pattern(prefix: str) -> re.Pattern:
-    "The names of the spool files of a log whose files start with `prefix`: `<prefix>-<host>-<pid>[.<hex>].jsonl`."
-    return re.compile(rf"^{re.escape(prefix)}-(?P<host>.+)-(?P<pid>\d+)(?:\.[0-9a-f]+)?\.jsonl$")
-
-
 _SPOOL_RE = spool_pattern("predlog")
 
 
@@ -228,42 +227,20 @@ def _read(path: Path) -> list[dict]:
         rows.append({**r, "created_at": _utc(r["created_at"])})
     return rows
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 # %% ../nbs/12_predlog.ipynb #eb57f584
-def drained(q: queue.Queue, timeout: float) -> bool:
-    "Wait until every item put on `q` is done (`task_done`); True if that happened within `timeout` seconds."
-    deadline = time.monotonic() + timeout
-    with q.all_tasks_done:
-        while q.unfinished_tasks:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            q.all_tasks_done.wait(left)
-    return True
-
-
-_STOP = object()
 _REFUSED = (sa.exc.IntegrityError, sa.exc.DataError)  # the row's data, not the database's state, is the problem
 
 
-class SpooledLog:
+class SpooledLog(SpoolingWriter):
     """A non-blocking, loss-free log of one table: `record()` queues, a background thread writes or spools. Subclasses
     name the `table`, the `make_row` that validates a record, and the `spool_prefix` of their spool files."""
 
     batch_size = 500
     table: sa.Table
     make_row = None  # a function: fields -> row
-    spool_prefix, rejected_prefix = "log", "rejected"  # the file names of the spool, and of the refused records
-    what = "log"  # in log messages
+    spool_prefix, spool_suffix = "log", ".jsonl"
+    rejected_prefix = "rejected"  # the file names of the refused records
+    what, noun, _where = "log", "record(s)", "database"  # in log messages
 
     def __init__(
         self,
@@ -272,60 +249,32 @@ class SpooledLog:
         retry_every: float = 2.0,
         connect_timeout: float = 3.0,
     ):
-        self.url, self.spool_dir = url, Path(spool_dir)
-        self.retry_every, self.connect_timeout = retry_every, connect_timeout
+        self.url, self.connect_timeout = url, connect_timeout
         self.engine = make_engine(url, connect_timeout)
-        self._closed = False
-        self._start()
-        atexit.register(self.close)
-
-    def _start(self) -> None:
-        "(Re)start the per-process state: queue, spool name, writer thread; claim orphaned spools."
-        self._pid, self._host = os.getpid(), socket.gethostname()
-        self._lock, self._replay_lock = threading.Lock(), threading.Lock()
-        self._queue, self._healthy = queue.Queue(), True
-        self._spool_re = spool_pattern(self.spool_prefix)
-        self._spool_file = self.spool_dir / f"{self.spool_prefix}-{self._host}-{self._pid}.jsonl"
-        self._claim_orphans()
-        self._thread = threading.Thread(target=self._run, name=f"{self.spool_prefix}-writer", daemon=True)
-        self._thread.start()
+        super().__init__(spool_dir, retry_every)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.engine.url!r}, spool_dir={str(self.spool_dir)!r})"
 
-    def __enter__(self):
-        return self
+    def _after_fork(self) -> None:
+        self.engine.dispose(close=False)  # the parent's connections stay the parent's
 
-    def __exit__(self, *exc):
-        self.close()
+    def _on_down(self) -> None:
+        self.engine.dispose()  # drop pooled connections to a server that may have restarted
+
+    def _stopped(self) -> None:
+        self.engine.dispose()
 
     # -- the caller's side
     def record(self, **fields) -> str:
         "Queue one record (see `make_row`) and return its id; never blocks on, or raises for, the database."
         row = type(self).make_row(**fields)
-        if os.getpid() != self._pid:  # forked after creation: fresh thread and connections
-            self.engine.dispose(close=False)
-            self._start()
+        self._this_process()  # forked after creation: fresh thread and connections
         if self._closed:
             self._spool([row])
         else:
             self._queue.put(row)
         return row["id"]
-
-    def flush(self, timeout: float = 30.0) -> bool:
-        "Wait until every queued record is in the database or spooled; True if the queue drained in time."
-        return drained(self._queue, timeout)
-
-    def close(self, timeout: float = 30.0) -> None:
-        "Drain the queue, stop the writer thread and release the connections; idempotent."
-        if self._closed:
-            return
-        self.flush(timeout)
-        self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        self.engine.dispose()
-        atexit.unregister(self.close)
 
     def ping(self) -> bool:
         "True if the database answers `SELECT 1` (connection attempts give up after `connect_timeout`)."
@@ -336,120 +285,40 @@ class SpooledLog:
         except Exception:
             return False
 
-    # -- the writer thread
-    def _run(self) -> None:
-        next_replay = time.monotonic() if self._spool_files() else time.monotonic() + self.retry_every
-        while True:
-            batch = []
-            try:
-                batch.append(self._queue.get(timeout=max(0.0, next_replay - time.monotonic())))
-            except queue.Empty:
-                pass
-            while batch and len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            rows = [r for r in batch if r is not _STOP]
-            try:
-                if rows:
-                    self._write(rows)
-            except Exception:
-                log.exception(f"{self.what}: %d record(s) could not even be spooled", len(rows))
-            for _ in batch:
-                self._queue.task_done()
-            if time.monotonic() >= next_replay:
-                try:
-                    if not self._healthy or self._spool_files():
-                        self.replay()
-                except Exception:
-                    log.exception(f"{self.what}: replay failed")  # e.g. spool_dir unreadable
-                next_replay = time.monotonic() + self.retry_every
-            if len(rows) < len(batch):
-                return
-
+    # -- writing and spooling
     def _write(self, rows: list[dict]) -> None:
-        "Insert `rows` in one transaction, or spool them; while the database is down, spool straight away."
-        if self._healthy:
-            try:
-                with self.engine.begin() as c:
-                    c.execute(self.table.insert(), rows)
-                return
-            except Exception as e:
-                self._down(e, f"spooling {len(rows)} record(s)")
-        self._spool(rows)
+        "Insert `rows` in one transaction."
+        with self.engine.begin() as c:
+            c.execute(self.table.insert(), rows)
 
-    def _down(self, e: Exception, what: str) -> None:
-        if self._healthy:
-            log.warning(f"{self.what}: database unavailable (%s), %s", str(e).splitlines()[0][:300], what)
-        self._healthy = False
-        self.engine.dispose()  # drop pooled connections to a server that may have restarted
-
-    # -- the spool
     def _spool(self, rows: list[dict]) -> None:
         with self._lock:
-            _append(self._spool_file, rows)
-
-    def _spool_files(self) -> list[Path]:
-        "This process's spool files (its own and the ones it claimed)."
-        if not self.spool_dir.is_dir():
-            return []
-        return sorted(
-            p
-            for p in self.spool_dir.iterdir()
-            if (m := self._spool_re.match(p.name)) and m["host"] == self._host and int(m["pid"]) == self._pid
-        )
-
-    def _claim_orphans(self) -> None:
-        "Take over (atomic rename) the spool files of dead processes on this host."
-        if not self.spool_dir.is_dir():
-            return
-        for p in self.spool_dir.iterdir():
-            m = self._spool_re.match(p.name)
-            if not m or m["host"] != self._host or int(m["pid"]) == self._pid or _alive(int(m["pid"])):
-                continue
-            try:
-                p.rename(self.spool_dir / f"{self.spool_prefix}-{self._host}-{self._pid}.{uuid.uuid4().hex[:12]}.jsonl")
-            except FileNotFoundError:
-                continue  # claimed by another process first
-            log.info(f"{self.what}: claimed orphaned spool %s", p.name)
-
-    @property
-    def healthy(self) -> bool:
-        "False from a failed write until a replay succeeds (the database is down: records go to the spool)."
-        return self._healthy
+            _append(self._spool_here, rows)
 
     @property
     def spooled(self) -> int:
         "Number of this process's records waiting in the spool on disk."
         n = 0
-        for p in self._spool_files():
+        for p in self._spool_entries():
             try:
                 n += sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
             except FileNotFoundError:
                 pass
         return n
 
-    def replay(self) -> int:
-        "Write the spooled records that are not in the database yet; return how many were written."
-        with self._replay_lock:
-            with self._lock:  # new spooling goes to a fresh file while this one is replayed
-                if self._spool_file.exists():
-                    self._spool_file.rename(self._spool_file.with_suffix(f".{uuid.uuid4().hex[:12]}.jsonl"))
-            written = 0
-            try:
-                for path in self._spool_files():
-                    try:
-                        written += self._replay_file(path)
-                    except FileNotFoundError:
-                        continue  # replayed meanwhile by another log of this process
-                    path.unlink(missing_ok=True)
-                if not self._healthy:
-                    log.warning(f"{self.what}: database back, %d spooled record(s) written", written)
-                self._healthy = True
-            except Exception as e:
-                self._down(e, "keeping the spool for the next retry")
-            return written
+    # -- replaying
+    def _before_replay(self) -> None:
+        with self._lock:  # new spooling goes to a fresh file while this one is replayed
+            if self._spool_here.exists():
+                self._spool_here.rename(self._fresh_spool())
+
+    def _replay_entry(self, path: Path) -> int:
+        try:
+            written = self._replay_file(path)
+        except FileNotFoundError:
+            return 0  # replayed meanwhile by another log of this process
+        path.unlink(missing_ok=True)
+        return written
 
     def _missing(self, rows: list[dict]) -> list[dict]:
         "The rows whose id is not in the table yet."
@@ -467,37 +336,29 @@ class SpooledLog:
         if not todo:
             return 0
         try:
-            with self.engine.begin() as c:
-                c.execute(self.table.insert(), todo)
+            self._write(todo)
             return len(todo)
-        except _REFUSED:
-            pass
-        written = 0  # the database refuses some row's data: insert one by one and set the refused rows aside
-        for r in todo:
-            try:
-                with self.engine.begin() as c:
-                    c.execute(self.table.insert(), [r])
-                written += 1
-            except _REFUSED as e:
-                if not self._missing([r]):
-                    continue  # written meanwhile: nothing to set aside
-                log.error(
-                    f"{self.what}: database refuses record %s (%s): moved to %s-*.jsonl",
-                    r["id"],
-                    e,
-                    self.rejected_prefix,
-                )
-                with self._lock:
-                    _append(self.spool_dir / f"{self.rejected_prefix}-{self._host}-{self._pid}.jsonl", [r])
-        return written
+        except _REFUSED:  # the database refuses some row's data: insert one by one and set the refused rows aside
+            return sum(self._write_or_reject(r) for r in todo)
+
+    def _write_or_reject(self, row: dict) -> bool:
+        "Insert `row`; if the database refuses its data, move it to the rejected file. True if written."
+        try:
+            self._write([row])
+            return True
+        except _REFUSED as e:
+            if not self._missing([row]):
+                return False  # written meanwhile: nothing to set aside
+            log.error(
+                f"{self.what}: database refuses record %s (%s): moved to %s-*.jsonl", row["id"], e, self.rejected_prefix
+            )
+            with self._lock:
+                _append(self.spool_dir / f"{self.rejected_prefix}-{self._host}-{self._pid}.jsonl", [row])
+            return False
 
     # -- reading
     def _window(self, q, since: datetime | None, until: datetime | None):
-        if since is not None:
-            q = q.where(self.table.c.created_at >= _utc(since))
-        if until is not None:
-            q = q.where(self.table.c.created_at < _utc(until))
-        return q
+        return in_window(q, self.table.c.created_at, since, until)
 
     def frame(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
         "The records with `since <= created_at < until` (UTC), oldest first, `created_at` as UTC datetimes."
