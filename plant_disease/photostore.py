@@ -5,14 +5,11 @@
 # %% ../nbs/22_photostore.ipynb #b217d514
 from __future__ import annotations
 
-import atexit
 import hashlib
 import logging
 import os
-import queue
 import random
 import re
-import socket
 import struct
 import threading
 import time
@@ -24,7 +21,7 @@ from pathlib import Path
 import fsspec
 import piexif
 
-from .predlog import drained
+from .spool import SpoolingWriter
 
 log = logging.getLogger(__name__)
 
@@ -168,17 +165,6 @@ def _as_bytes(data) -> bytes:
     return data
 
 # %% ../nbs/22_photostore.ipynb #82c5532a
-_STOP = object()
-_fork_lock = threading.Lock()  # a fresh one in each forked child: a parent's thread may have held it at the fork
-
-
-def _new_fork_lock() -> None:
-    global _fork_lock
-    _fork_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_fork_lock)
-_SPOOL_RE = re.compile(r"^photos-(?P<store>[0-9a-f]{8})-(?P<host>.+)-(?P<pid>\d+)(?:\.[0-9a-f]{12})?$")
 _TMP_RE = re.compile(r"^\.[0-9a-f]{64}\.[0-9a-f]+\.tmp$")
 _TMP_MAX_AGE = 3600.0  # a temporary file this old is a crash's leftover
 
@@ -203,16 +189,6 @@ def _durable_write(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _mtime(info: dict) -> float | None:
     "A listing entry's modification time as POSIX seconds, whatever the filesystem calls it."
     for k in ("mtime", "LastModified", "last_modified", "updated", "modified", "created", "creation_time"):
@@ -229,8 +205,10 @@ def _mtime(info: dict) -> float | None:
     return None
 
 # %% ../nbs/22_photostore.ipynb #b69d03e5
-class PhotoStore:
+class PhotoStore(SpoolingWriter):
     "Photos by SHA-256 in a folder or fsspec URL: `keep()` queues, a thread strips the location and stores or spools."
+
+    what, noun, thread_name = "photo store", "photo(s)", "photostore-writer"  # in log messages
 
     def __init__(
         self,
@@ -255,15 +233,14 @@ class PhotoStore:
         self.url = str(url)
         if not self.url.strip():
             raise ValueError("photo store URL is empty: give a folder or an fsspec URL such as s3://bucket/photos")
-        self.spool_dir, self.storage_options = Path(spool_dir), dict(storage_options or {})
+        self.storage_options = dict(storage_options or {})
         self.max_bytes, self.max_age_days, self.keep_location = max_bytes, max_age_days, keep_location
-        self.retry_every, self.prune_every, self.max_queue_bytes = retry_every, prune_every, max_queue_bytes
+        self.prune_every, self.max_queue_bytes = prune_every, max_queue_bytes
         self._open_fs()
         where = f"{self._protocol}://{self.root}"  # the same store however its URL is spelled (relative path, ...)
         self._store_tag = hashlib.sha256(where.encode()).hexdigest()[:8]
-        self._closed = False
-        self._start()
-        atexit.register(self.close)
+        self.spool_prefix, self._where = f"photos-{self._store_tag}", self.url  # this store's spools, in messages
+        super().__init__(spool_dir, retry_every)
 
     def _open_fs(self) -> None:
         try:
@@ -274,41 +251,20 @@ class PhotoStore:
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self._protocol, self._local = protocols[0], "file" in protocols
 
-    def _start(self) -> None:
-        "(Re)start the per-process state: queue, spool folder, writer thread; claim orphaned spools."
-        if getattr(self, "_pid", None) is not None:  # forked: a fresh filesystem object (connections, event loops)
-            self._open_fs()
-        self._pid, self._host = os.getpid(), socket.gethostname()
-        self._lock, self._replay_lock, self._prune_lock = threading.Lock(), threading.Lock(), threading.Lock()
-        self._queue, self._pending, self._pending_bytes, self._healthy = queue.Queue(), {}, 0, True
-        self._spool_here = self.spool_dir / f"photos-{self._store_tag}-{self._host}-{self._pid}"
-        try:
-            self._claim_orphans()
-        except OSError as e:
-            log.warning("photo store: spool folder %s unreadable (%s)", self.spool_dir, e)
-        self._thread = threading.Thread(target=self._run, name="photostore-writer", daemon=True)
-        self._thread.start()
+    def _reset(self) -> None:
+        self._prune_lock = threading.Lock()
+        self._pending, self._pending_bytes = {}, 0  # the queued photos by key, and their size
+
+    def _after_fork(self) -> None:
+        self._open_fs()  # a fresh filesystem object (connections, event loops)
 
     def __repr__(self):
         return f"PhotoStore({self.url!r}, spool_dir={str(self.spool_dir)!r})"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def path(self, sha256: str) -> str:
         "Where the photo `sha256` lives in the store (a path of `self.fs`)."
         sha = check_sha256(sha256)
         return f"{self.root}/{sha[:2]}/{sha}"
-
-    def _this_process(self) -> None:
-        "After a fork (Celery's prefork workers fork after start-up): a fresh queue, writer thread and filesystem."
-        if os.getpid() != self._pid:
-            with _fork_lock:
-                if os.getpid() != self._pid:
-                    self._start()
 
     # -- the caller's side
     def keep(self, data: bytes, sha256: str | None = None) -> str:
@@ -326,35 +282,22 @@ class PhotoStore:
                     self._pending[sha] = data
                     self._pending_bytes += len(data)
             if direct:  # closed, or the queue is full: the spool, on local disk, now
-                self._spool(*self._prepare(sha, data))
+                self._spool(self._prepare(sha, data))
             else:
                 self._queue.put(sha)
         except Exception:
             log.exception("photo store: photo %s could not even be spooled", sha)
         return sha
 
-    def flush(self, timeout: float = 30.0) -> bool:
-        "Wait until every queued photo is in the store or spooled; True if the queue drained in time."
-        if os.getpid() != self._pid:
-            return True  # nothing was queued in this process
-        return drained(self._queue, timeout)
-
-    def close(self, timeout: float = 30.0) -> None:
-        "Write or spool what is queued and stop the writer thread; idempotent."
-        if self._closed or os.getpid() != self._pid:
-            return
-        self.flush(timeout)
-        self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+    def _stopped(self) -> None:
+        "Spool the photos queued while closing."
         with self._lock:
             left = list(self._pending.items())
-        for sha, data in left:  # queued while closing
+        for sha, data in left:
             try:
-                self._spool(*self._prepare(sha, data))
+                self._spool(self._prepare(sha, data))
             except Exception:
                 log.exception("photo store: photo %s could not even be spooled", sha)
-        atexit.unregister(self.close)
 
     # -- reading
     def get(self, sha256: str) -> bytes | None:
@@ -396,53 +339,36 @@ class PhotoStore:
             return False
 
     @property
-    def healthy(self) -> bool:
-        "False from a failed write until a replay succeeds (the store refuses: photos go to the spool)."
-        return self._healthy
-
-    @property
     def spooled(self) -> int:
         "Number of this process's photos waiting in the spool on disk."
         self._this_process()
         return sum(1 for _ in self._spool_files())
 
     # -- the writer thread
-    def _run(self) -> None:
-        now = time.monotonic()
-        next_replay = now if any(self._spool_files()) else now + self.retry_every
+    def _first_chore(self, now: float) -> float:
+        "The first pruning: at a random time within `prune_every`, so that replicas started together do not list together."
         limited = self.max_bytes is not None or self.max_age_days is not None
-        next_prune = now + random.uniform(0.05, 1.0) * self.prune_every if limited else float("inf")
-        while True:
+        return now + random.uniform(0.05, 1.0) * self.prune_every if limited else float("inf")
+
+    def _chore(self) -> float:
+        try:
+            self.prune()
+        except Exception as e:
+            log.warning("photo store: pruning %s failed (%s)", self.url, str(e).splitlines()[0][:300])
+        return self.prune_every
+
+    def _handle(self, shas: list[str]) -> None:
+        "Store the queued photos `shas`; while the store refuses, spool them straight away."
+        for sha in shas:
             try:
-                sha = self._queue.get(timeout=max(0.0, min(next_replay, next_prune) - time.monotonic()))
-            except queue.Empty:
-                sha = None
-            if sha is _STOP:
-                self._queue.task_done()
-                return
-            if sha is not None:
-                try:
-                    self._write(sha)
-                except Exception:
-                    log.exception("photo store: photo %s could not even be spooled", sha)
-                finally:
-                    with self._lock:
-                        self._pending_bytes -= len(self._pending.pop(sha, b""))
-                    self._queue.task_done()
-            now = time.monotonic()
-            if now >= next_replay:
-                try:
-                    if not self._healthy or any(self._spool_files()):
-                        self.replay()
-                except Exception:
-                    log.exception("photo store: replay failed")  # e.g. spool_dir unreadable
-                next_replay = time.monotonic() + self.retry_every
-            if now >= next_prune:
-                try:
-                    self.prune()
-                except Exception as e:
-                    log.warning("photo store: pruning %s failed (%s)", self.url, str(e).splitlines()[0][:300])
-                next_prune = time.monotonic() + self.prune_every
+                with self._lock:
+                    data = self._pending[sha]
+                self._write_or_spool(self._prepare(sha, data), 1)
+            except Exception:
+                log.exception("photo store: photo %s could not even be spooled", sha)
+            finally:
+                with self._lock:
+                    self._pending_bytes -= len(self._pending.pop(sha, b""))
 
     def _prepare(self, sha: str, data: bytes) -> tuple[str, bytes]:
         "The key and the bytes to store: the key checked against the bytes, the location stripped unless kept."
@@ -454,18 +380,8 @@ class PhotoStore:
             sha = real
         return sha, data if self.keep_location else strip_location(data)
 
-    def _write(self, sha: str) -> None:
-        "Store photo `sha` from the queue; while the store refuses, spool it straight away."
-        with self._lock:
-            data = self._pending[sha]
-        sha, data = self._prepare(sha, data)
-        if self._healthy:
-            try:
-                self._put(sha, data)
-                return
-            except Exception as e:
-                self._down(e, "spooling photos")
-        self._spool(sha, data)
+    def _write(self, photo: tuple[str, bytes]) -> None:
+        self._put(*photo)
 
     def _put(self, sha: str, data: bytes) -> bool:
         "Write photo `sha` to the store unless it is there already; True if written."
@@ -478,85 +394,42 @@ class PhotoStore:
             self.fs.pipe_file(path, data)
         return True
 
-    def _down(self, e: Exception, what: str) -> None:
-        if self._healthy:
-            log.warning("photo store: %s unavailable (%s: %s), %s", self.url, type(e).__name__, str(e)[:300], what)
-        self._healthy = False
-
     # -- the spool
-    def _spool(self, sha: str, data: bytes) -> None:
+    def _spool(self, photo: tuple[str, bytes]) -> None:
+        sha, data = photo
         _durable_write(self._spool_here / sha, data)
 
-    def _spool_dirs(self, mine: bool = True) -> list[Path]:
-        "The spool folders of this store: this process's own and claimed ones, or (`mine=False`) this host's."
-        try:
-            entries = list(self.spool_dir.iterdir())
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        out = []
-        for p in entries:
-            m = _SPOOL_RE.match(p.name)
-            if (
-                m
-                and m["store"] == self._store_tag
-                and (not mine or (m["host"], int(m["pid"])) == (self._host, self._pid))
-            ):
-                out.append(p)
-        return sorted(out)
+    def _has_spooled(self) -> bool:
+        return any(self._spool_files())
 
     def _spool_files(self):
-        for d in self._spool_dirs():
+        for d in self._spool_entries():
             try:
                 yield from (f for f in sorted(d.iterdir()) if _SHA_RE.match(f.name))
             except FileNotFoundError:
                 continue
 
     def _spooled_copies(self, sha: str) -> list[Path]:
-        return [d / sha for d in self._spool_dirs(mine=False) if (d / sha).is_file()]
+        return [d / sha for d in self._spool_entries(mine=False) if (d / sha).is_file()]
 
-    def _claim_orphans(self) -> None:
-        "Take over (atomic rename) the spool folders that dead processes on this host left for this store."
-        if not self.spool_dir.is_dir():
-            return
-        for p in self.spool_dir.iterdir():
-            m = _SPOOL_RE.match(p.name)
-            if not m or m["store"] != self._store_tag or m["host"] != self._host:
-                continue
-            if int(m["pid"]) == self._pid or _alive(int(m["pid"])):
+    def _replay_entry(self, d: Path) -> int:
+        "Write the photos of spool folder `d` to the store (those it has already are not counted); remove a claimed `d`."
+        written = 0
+        for f in sorted(d.iterdir()) if d.is_dir() else []:
+            if not _SHA_RE.match(f.name):
                 continue
             try:
-                p.rename(self.spool_dir / f"{self._spool_here.name}.{uuid.uuid4().hex[:12]}")
-            except (FileNotFoundError, OSError):
-                continue  # claimed by another process first
-            log.info("photo store: claimed orphaned spool %s", p.name)
-
-    def replay(self) -> int:
-        "Write the spooled photos to the store; return how many were written (photos it had already are not)."
-        self._this_process()
-        with self._replay_lock:
-            written = 0
+                data = f.read_bytes()
+            except FileNotFoundError:
+                continue  # replayed meanwhile by another PhotoStore of this process
+            written += self._put(f.name, data)
+            f.unlink(missing_ok=True)
+        if d != self._spool_here:
             try:
-                for d in self._spool_dirs():
-                    for f in sorted(d.iterdir()) if d.is_dir() else []:
-                        if not _SHA_RE.match(f.name):
-                            continue
-                        try:
-                            data = f.read_bytes()
-                        except FileNotFoundError:
-                            continue  # replayed meanwhile by another PhotoStore of this process
-                        written += self._put(f.name, data)
-                        f.unlink(missing_ok=True)
-                    if d != self._spool_here:
-                        try:
-                            d.rmdir()  # a claimed folder, now empty
-                        except OSError:
-                            pass
-                if not self._healthy:
-                    log.warning("photo store: %s back, %d spooled photo(s) written", self.url, written)
-                self._healthy = True
-            except Exception as e:
-                self._down(e, "keeping the spool for the next retry")
-            return written
+                d.rmdir()  # a claimed folder, now empty
+            except OSError:
+                pass
+        return written
 
     # -- limits
     def _listing(self) -> list[tuple[str, int, float]]:
