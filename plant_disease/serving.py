@@ -70,7 +70,7 @@ class ServingSettings(BaseSettings):
     database_url: str | None = None  # the prediction log (a SQLAlchemy URL)
     spool_dir: Path = Field(default_factory=lambda: data_home() / "spool")
     drift_window: int = Field(500, ge=10, le=1_000_000)
-    # the field loop: keeping the answered photos is opt-in (privacy; notebook 22)
+    # the field loop: keeping the answered photos is opt-in (privacy; notebook 22a)
     keep_photos: bool = False
     # a folder, or any fsspec URL (s3://bucket/photos)
     photo_store: str = Field(default_factory=lambda: str(data_home() / "photos"))
