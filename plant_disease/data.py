@@ -149,15 +149,7 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
     out_dir.mkdir(parents=True, exist_ok=True)
     root = acquire(params, out_dir)
     listing = find_images(root)
-    images = select_classes(listing.images, params.classes)
-    if params.max_per_class:
-        images = (
-            images.sample(frac=1.0, random_state=params.seed)
-            .groupby("class")
-            .head(params.max_per_class)
-            .sort_values(["class", "path"])
-            .reset_index(drop=True)
-        )
+    images = _cap_per_class(select_classes(listing.images, params.classes), params.max_per_class, params.seed)
     good, bad = verify_images(images.assign(origin="lab"), progress=progress)
     rejected = pd.concat([bad, listing.ignored.assign(bytes=0, sha256="", origin="lab")], ignore_index=True)
     if good.empty:
@@ -167,11 +159,49 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
         field, not_a_leaf, field_rejected = field_photos(params.field_sources, set(good["class"]), out_dir, progress)
         good = pd.concat([good, field], ignore_index=True)
         rejected = pd.concat([rejected, field_rejected], ignore_index=True)
+    held = _assign_splits(good, params)
+    df = good[MANIFEST_COLUMNS].sort_values(["class", "path"]).reset_index(drop=True)
+    summary = _manifest_summary(params, root, df, rejected, listing.empty_classes, held, len(not_a_leaf))
+    df.to_csv(out_dir / "manifest.csv", index=False)
+    rejected.to_csv(out_dir / "rejected.csv", index=False)
+    not_a_leaf.sort_values("path").to_csv(out_dir / FIELD_NOT_A_LEAF, index=False)
+    (out_dir / "manifest.json").write_text(json.dumps(summary, indent=2))
+    return Manifest.from_rows(df, rejected, summary)
+
+
+def _cap_per_class(images: pd.DataFrame, max_per_class: int | None, seed: int) -> pd.DataFrame:
+    "At most `max_per_class` images of each class (all without a cap), drawn at random, in class and path order."
+    if not max_per_class:
+        return images
+    return (
+        images.sample(frac=1.0, random_state=seed)
+        .groupby("class")
+        .head(max_per_class)
+        .sort_values(["class", "path"])
+        .reset_index(drop=True)
+    )
+
+
+def _assign_splits(good: pd.DataFrame, params: DataParams) -> list[str]:
+    """Give each photo of `good` its split (`split` column): the held-out classes' photos, and any photo with the same
+    bytes as one of them, go to the holdout split. Returns the held-out classes."""
     good["split"] = split_with_origins(good, params.split, params.seed)
     held = pick_holdout(sorted(good["class"].unique()), params.holdout_classes, params.seed)
     good.loc[good["class"].isin(held), "split"] = HOLDOUT
     good.loc[good["sha256"].isin(good.loc[good["split"] == HOLDOUT, "sha256"]), "split"] = HOLDOUT  # one SHA, one split
-    df = good[MANIFEST_COLUMNS].sort_values(["class", "path"]).reset_index(drop=True)
+    return held
+
+
+def _manifest_summary(
+    params: DataParams,
+    root,
+    df: pd.DataFrame,
+    rejected: pd.DataFrame,
+    empty_classes,
+    held: list[str],
+    n_not_a_leaf: int,
+) -> dict:
+    "`manifest.json`: where the photos came from, how they split, what was rejected, the manifest's digest."
     n_twins = int((df["origin"].eq("field") & df["sha256"].isin(df.loc[df["origin"].eq("lab"), "sha256"])).sum())
     synthetic = (Path(root) / SYNTHETIC_MARKER).exists()
     summary = {
@@ -183,7 +213,7 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
         "n_images": len(df),
         "n_rejected": len(rejected),
         "n_classes": int(df["class"].nunique()),
-        "empty_classes": listing.empty_classes,
+        "empty_classes": empty_classes,
         "splits": df["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
         "per_class": {
             c: g["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict() for c, g in df.groupby("class")
@@ -195,16 +225,12 @@ def build_manifest(params: DataParams, out_dir: str | os.PathLike = "data", prog
         "n_field": int(df["origin"].eq("field").sum()),
         "n_field_rejected": int(rejected["origin"].eq("field").sum()),
         "n_field_same_as_lab": n_twins,  # field photos byte-identical to a lab photo (in its split)
-        "n_field_not_a_leaf": len(not_a_leaf),
+        "n_field_not_a_leaf": n_not_a_leaf,
         "manifest_sha256": _digest(df),
     }
     if held:
         summary["n_classes"] -= len(held)  # the classes the model learns
-    df.to_csv(out_dir / "manifest.csv", index=False)
-    rejected.to_csv(out_dir / "rejected.csv", index=False)
-    not_a_leaf.sort_values("path").to_csv(out_dir / FIELD_NOT_A_LEAF, index=False)
-    (out_dir / "manifest.json").write_text(json.dumps(summary, indent=2))
-    return Manifest.from_rows(df, rejected, summary)
+    return summary
 
 # %% ../nbs/01_data.ipynb #2f8c8f84
 def load_manifest(out_dir: str | os.PathLike = "data") -> Manifest:

@@ -284,6 +284,43 @@ def _size_summary(df: pd.DataFrame) -> dict:
     }
 
 
+def _full_set_counts(full_path, figs: Path, t) -> tuple[float | None, list[Path]]:
+    """The full set's imbalance ratio and class-distribution figure, from the counts file `eda.full_counts`
+    (None and no figure without one)."""
+    if not full_path:
+        return None, []
+    if not Path(full_path).exists():
+        warnings.warn(f"eda.full_counts {full_path} not found: full-set imbalance skipped")
+        return None, []
+    full = load_counts_csv(full_path)
+    ratio = imbalance_ratio(full)
+    title = t(f"Images per class: full set (real counts from {Path(full_path).name})")
+    return ratio, [plot_class_distribution(full, figs / "full_class_distribution.png", title)]
+
+
+def _split_summary(df: pd.DataFrame) -> dict:
+    "Images per split, and per class and split: the usual splits first, any other after them."
+    splits = [s for s in SPLITS if s in set(df["split"])] + sorted(set(df["split"]) - set(SPLITS))
+    return {
+        "split_counts": {s: int((df["split"] == s).sum()) for s in splits},
+        "class_split_counts": {
+            c: {s: int(n) for s, n in g["split"].value_counts().reindex(splits, fill_value=0).items()}
+            for c, g in df.groupby("class", sort=True)
+        },
+    }
+
+
+def _duplicate_summary(dups: pd.DataFrame, leaks: pd.DataFrame, max_leak_listed: int) -> dict:
+    "The duplicate groups (`find_duplicates`) counted, and the first `max_leak_listed` leaks across splits listed."
+    return {
+        "duplicate_groups": int(len(dups)),
+        "duplicate_extra_files": int((dups["n"] - 1).sum()) if len(dups) else 0,
+        "cross_class_duplicates": int(dups["cross_class"].sum()) if len(dups) else 0,
+        "cross_split_duplicates": int(len(leaks)),
+        "cross_split_sha256": leaks["sha256"].tolist()[:max_leak_listed],
+    }
+
+
 def run_eda(
     manifest: Manifest,
     params: EdaParams = EdaParams(),
@@ -304,20 +341,9 @@ def run_eda(
 
     counts = class_counts(df)
     figures = [plot_class_distribution(counts, figs / "class_distribution.png", t("Images per class (this data set)"))]
-    full_ratio, full_path = None, params.full_counts
-    if full_path:
-        if Path(full_path).exists():
-            full = load_counts_csv(full_path)
-            full_ratio = imbalance_ratio(full)
-            figures.append(
-                plot_class_distribution(
-                    full,
-                    figs / "full_class_distribution.png",
-                    t(f"Images per class: full set (real counts from {Path(full_path).name})"),
-                )
-            )
-        else:
-            warnings.warn(f"eda.full_counts {full_path} not found: full-set imbalance skipped")
+    full_path = params.full_counts
+    full_ratio, full_figures = _full_set_counts(full_path, figs, t)
+    figures += full_figures
 
     stats = image_stats(df, params.sample_per_class, seed)
     if stats.empty:
@@ -333,25 +359,16 @@ def run_eda(
     leaks = dups[dups["cross_split"]]
     if len(leaks):
         warnings.warn(f"{len(leaks)} file(s) appear in more than one split (leakage): see eda.json")
-    splits = [s for s in SPLITS if s in set(df["split"])] + sorted(set(df["split"]) - set(SPLITS))
     summary = {
         "synthetic": synthetic,
         "n_images": int(len(df)),
         "n_classes": int(df["class"].nunique()),
         "class_counts": {k: int(v) for k, v in counts.items()},
-        "split_counts": {s: int((df["split"] == s).sum()) for s in splits},
-        "class_split_counts": {
-            c: {s: int(n) for s, n in g["split"].value_counts().reindex(splits, fill_value=0).items()}
-            for c, g in df.groupby("class", sort=True)
-        },
+        **_split_summary(df),
         "imbalance_ratio": imbalance_ratio(counts),
         "full_counts": str(full_path) if full_ratio is not None else None,
         "full_imbalance_ratio": full_ratio,
-        "duplicate_groups": int(len(dups)),
-        "duplicate_extra_files": int((dups["n"] - 1).sum()) if len(dups) else 0,
-        "cross_class_duplicates": int(dups["cross_class"].sum()) if len(dups) else 0,
-        "cross_split_duplicates": int(len(leaks)),
-        "cross_split_sha256": leaks["sha256"].tolist()[:max_leak_listed],
+        **_duplicate_summary(dups, leaks, max_leak_listed),
         "image_size": _size_summary(df),
         "stats_sample_per_class": params.sample_per_class,
         "n_images_measured": int(len(stats)),

@@ -262,6 +262,49 @@ def plot_per_class_f1(metrics: dict, path: str | os.PathLike, title: str = "Per-
     ax.legend(loc="lower right", fontsize=8)
     return save_figure(fig, path)
 
+# %% ../nbs/06_evaluate.ipynb #e7a1c3d5
+def _write_tables(m: dict, y: np.ndarray, pred: np.ndarray, classes: list[str], out_dir: Path, prefix: str) -> None:
+    "`classification_report.csv` (the per-class metrics of `m`) and `confusion_matrix.csv` (counts, true class by row)."
+    (
+        pd.DataFrame(m["per_class"])
+        .T.rename_axis("class")
+        .astype({"support": int})
+        .to_csv(out_dir / f"{prefix}classification_report.csv")
+    )
+    pd.DataFrame(_confusion(y, pred, len(classes)), index=pd.Index(classes, name="true"), columns=classes).to_csv(
+        out_dir / f"{prefix}confusion_matrix.csv"
+    )
+
+
+def _prediction_table(y, pred, conf, classes: list[str], paths=None, origins=None) -> pd.DataFrame:
+    "One row per image: its path (given `paths`), true and predicted class, confidence, correct, origin (given `origins`)."
+    preds = pd.DataFrame(
+        {
+            "true": np.asarray(classes)[y],
+            "predicted": np.asarray(classes)[pred],
+            "confidence": conf.round(6),
+            "correct": pred == y,
+        }
+    )
+    if paths is not None:
+        preds.insert(0, "path", [str(p) for p in paths])
+    if origins is not None:
+        preds["origin"] = list(origins)
+    return preds
+
+
+def _plot_evaluation(m: dict, y, pred, probs, classes: list[str], figs: Path, prefix: str, bins: int, t) -> None:
+    "The confusion matrix, the reliability diagram and the per-class F1, in `figs`; `t` titles each."
+    plot_confusion_matrix(
+        y,
+        pred,
+        classes,
+        figs / f"{prefix}confusion_matrix.png",
+        t(f"Confusion matrix (row-normalised), accuracy {m['accuracy']:.3f}"),
+    )
+    plot_reliability(reliability_table(y, probs, bins), figs / f"{prefix}reliability.png", t("Reliability diagram"))
+    plot_per_class_f1(m, figs / f"{prefix}per_class_f1.png", t("Per-class F1"))
+
 # %% ../nbs/06_evaluate.ipynb #bc1dbbe5
 def evaluate_predictions(
     y_true,
@@ -293,40 +336,7 @@ def evaluate_predictions(
     m |= extra or {}  # e.g. the temperature and the uncalibrated ECE (stages.run_evaluate)
     flat = {k: v for k, v in m.items() if k != "per_class"} | {"synthetic": bool(synthetic)}
     (out_dir / f"{prefix}metrics.json").write_text(json.dumps(flat, indent=2))
-    (
-        pd.DataFrame(m["per_class"])
-        .T.rename_axis("class")
-        .astype({"support": int})
-        .to_csv(out_dir / f"{prefix}classification_report.csv")
-    )
-    pd.DataFrame(_confusion(y, pred, len(classes)), index=pd.Index(classes, name="true"), columns=classes).to_csv(
-        out_dir / f"{prefix}confusion_matrix.csv"
-    )
-    preds = pd.DataFrame(
-        {
-            "true": np.asarray(classes)[y],
-            "predicted": np.asarray(classes)[pred],
-            "confidence": conf.round(6),
-            "correct": pred == y,
-        }
-    )
-    if paths is not None:
-        preds.insert(0, "path", [str(p) for p in paths])
-    if origins is not None:
-        preds["origin"] = list(origins)
-    preds.to_csv(out_dir / f"{prefix}predictions.csv", index=False)
-
-    plot_confusion_matrix(
-        y,
-        pred,
-        classes,
-        figs / f"{prefix}confusion_matrix.png",
-        t(f"Confusion matrix (row-normalised), accuracy {m['accuracy']:.3f}"),
-    )
-    plot_reliability(
-        reliability_table(y, probs, params.calibration_bins),
-        figs / f"{prefix}reliability.png",
-        t("Reliability diagram"),
-    )
-    plot_per_class_f1(m, figs / f"{prefix}per_class_f1.png", t("Per-class F1"))
+    _write_tables(m, y, pred, classes, out_dir, prefix)
+    _prediction_table(y, pred, conf, classes, paths, origins).to_csv(out_dir / f"{prefix}predictions.csv", index=False)
+    _plot_evaluation(m, y, pred, probs, classes, figs, prefix, params.calibration_bins, t)
     return m

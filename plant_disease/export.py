@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from .abstention import FEATURE_MODEL, feature_score, fit_threshold, load_featur
 
 # %% auto #0
 __all__ = ['export_savedmodel', 'export_tflite', 'export_onnx', 'split_images', 'batched', 'batched_run', 'calibrate_int8',
-           'export_model']
+           'ExportCheck', 'load_check', 'check_keras', 'check_format', 'format_line', 'fastest_within_limit',
+           'prepare_export_folder', 'write_format', 'export_model']
 
 # %% ../nbs/15_export.ipynb #6ebc5808
 def export_savedmodel(model, path: str | os.PathLike) -> Path:
@@ -204,20 +206,106 @@ def _unknown_share(probs: np.ndarray, feature: np.ndarray | None, meta: dict, th
         out |= feature < thresholds["feature_threshold"]
     return round(float(out.mean()), 5)
 
+# %% ../nbs/15_export.ipynb #f0bd573a
+@dataclass
+class ExportCheck:
+    """What every format is checked on: the images of a split, the validation images its abstention thresholds are
+    refitted on, and the Keras model's answers on the split."""
 
-def export_model(
-    model_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    manifest: Manifest,
-    ep: ExportParams = ExportParams(),
-    batch: int = 32,
-    log=print,
-) -> dict:
-    "Write the formats of `ep` for the model in `model_dir` into `out_dir` (a complete model folder) with `export.json`."
+    meta: dict  # the model card (`classes.json`)
+    size: int  # the model's image size
+    split: str
+    x: np.ndarray
+    y: np.ndarray
+    xv: np.ndarray | None  # the validation images, where the model abstains
+    features: dict | None  # the feature check's bank
+    ref: np.ndarray  # the Keras model's probabilities on `x`
+    ref_feature: np.ndarray | None  # ... and its feature scores
+    batch: int
+
+    @property
+    def ref_acc(self) -> float:
+        return float((self.ref.argmax(1) == self.y).mean())
+
+
+def load_check(src: Path, out: Path, manifest: Manifest, batch: int):
+    """(the graph to export, the Keras model's runtime, the `ExportCheck`): the test split (the validation split
+    without one), and the Keras model's answers on it. The graph is the model, with the pooled features as a second
+    output where the model has a feature check."""
     import keras
     import plant_disease.model  # noqa: F401  (registers the preprocessing layer)
 
-    src, out = Path(model_dir), Path(out_dir)
+    meta = json.loads((src / "classes.json").read_text())
+    classes = meta["classes"]
+    model = keras.saving.load_model(src / "model.keras", compile=False)
+    size = int(model.input_shape[1])
+    split = "test" if len(manifest.split("test")) else "val"
+    x, y = split_images(manifest, classes, split, size)
+    features = load_features(src / FEATURE_MODEL)  # the pooled features become every format's second output
+    graph = model
+    if features is not None:
+        from plant_disease.model import features_model
+
+        graph = features_model(model)
+    keras_rt = load_runtime("keras", out, model)
+    ref, ref_feature = batched_run(keras_rt, x, batch)
+    xv = split_images(manifest, classes, "val", size)[0] if meta.get("abstain") and len(manifest.split("val")) else None
+    ref_feature = None if ref_feature is None else feature_score(ref_feature, features)
+    return graph, keras_rt, ExportCheck(meta, size, split, x, y, xv, features, ref, ref_feature, batch)
+
+
+def check_keras(rt, check: ExportCheck, out: Path) -> dict:
+    "The Keras model's entry in `export.json`: the reference the formats are checked against."
+    thr = _abstain_thresholds(rt, check.xv, check.meta, check.batch, check.features)
+    return {
+        "file": "model.keras",
+        "size_bytes": _size(out / "model.keras"),
+        "accuracy": round(check.ref_acc, 5),
+        "batch1_ms": round(time_runtime(rt), 2),
+        **thr,
+        "unknown_share": _unknown_share(check.ref, check.ref_feature, check.meta, thr),
+    }
+
+
+def check_format(name: str, out: Path, check: ExportCheck, seconds: float) -> dict:
+    """Format `name`'s entry in `export.json`: loaded through `runtimes`, its answers on the split against Keras's, its
+    latency, its own abstention thresholds, and how far it moves the feature score."""
+    rt = load_runtime(name, out)
+    probs, feature = batched_run(rt, check.x, check.batch)
+    thr = _abstain_thresholds(rt, check.xv, check.meta, check.batch, check.features)
+    feature = None if feature is None else feature_score(feature, check.features)
+    entry = {
+        "file": RUNTIME_FILES[name],
+        "size_bytes": _size(out / RUNTIME_FILES[name]),
+        **_check(probs, check.y, check.ref, check.ref_acc),
+        "batch1_ms": round(time_runtime(rt), 2),
+        "export_seconds": round(seconds, 1),
+        **thr,
+        "unknown_share": _unknown_share(probs, feature, check.meta, thr),
+    }
+    if check.ref_feature is not None:  # how far quantisation moves the feature score (relative to its spread)
+        spread = float(np.std(check.ref_feature)) or 1.0
+        entry["feature_score_rel_error"] = round(float(np.median(np.abs(feature - check.ref_feature)) / spread), 5)
+    return entry
+
+
+def format_line(name: str, entry: dict) -> str:
+    "One line on an exported format, for the log."
+    return (
+        f"export: {name}: {entry['size_bytes'] / 1e6:.1f} MB, accuracy {entry['accuracy']:.4f} "
+        f"(drop {entry['accuracy_drop']:+.4f}, agreement {entry['agreement']:.4f}), {entry['batch1_ms']} ms/image"
+    )
+
+
+def fastest_within_limit(formats: dict, max_accuracy_drop: float) -> str:
+    "The fastest format (single image) whose accuracy drop against Keras is within `max_accuracy_drop`; Keras at worst."
+    ok = {k: v for k, v in formats.items() if k == "keras" or v["accuracy_drop"] <= max_accuracy_drop + 1e-12}
+    return min(ok, key=lambda k: ok[k]["batch1_ms"])
+
+# %% ../nbs/15_export.ipynb #aba11f71
+def prepare_export_folder(src: Path, out: Path) -> None:
+    """Check that `src` holds a trained model; make `out` a model folder of it (its model, card and feature bank
+    linked, an earlier model's removed) without the formats of an earlier export."""
     for f in ("model.keras", "classes.json"):
         if not (src / f).exists():
             raise FileNotFoundError(f"{src / f} not found: train a model first (plant-disease train)")
@@ -234,41 +322,41 @@ def export_model(
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    meta = json.loads((src / "classes.json").read_text())
-    classes = meta["classes"]
-    model = keras.saving.load_model(src / "model.keras", compile=False)
-    size = int(model.input_shape[1])
-    split = "test" if len(manifest.split("test")) else "val"
-    x, y = split_images(manifest, classes, split, size)
-    features = load_features(src / FEATURE_MODEL)  # the pooled features become every format's second output
-    graph = model
-    if features is not None:
-        from plant_disease.model import features_model
 
-        graph = features_model(model)
-    keras_rt = load_runtime("keras", out, model)
-    ref, ref_feature = batched_run(keras_rt, x, batch)
-    ref_acc = float((ref.argmax(1) == y).mean())
-    xv = split_images(manifest, classes, "val", size)[0] if meta.get("abstain") and len(manifest.split("val")) else None
-    thr = _abstain_thresholds(keras_rt, xv, meta, batch, features)
-    ref_feature = None if ref_feature is None else feature_score(ref_feature, features)
+
+def write_format(name: str, sm: Path, path: Path, manifest: Manifest, check: ExportCheck, ep: ExportParams, keras_rt):
+    """Convert the SavedModel `sm` to format `name` at `path` (`savedmodel`: written already); returns full int8's
+    calibration report, None for the other formats."""
+    if name == "tflite_int8":
+        classes = check.meta["classes"]
+        return calibrate_int8(sm, path, manifest, classes, check.size, ep.representative_images, keras_rt)
+    if name.startswith("tflite_"):
+        export_tflite(sm, path, {"tflite_fp32": "none", "tflite_dynamic": "dynamic"}[name])
+    elif name == "onnx":
+        export_onnx(sm, path, ep.onnx_opset)
+    return None
+
+
+def export_model(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    manifest: Manifest,
+    ep: ExportParams = ExportParams(),
+    batch: int = 32,
+    log=print,
+) -> dict:
+    "Write the formats of `ep` for the model in `model_dir` into `out_dir` (a complete model folder) with `export.json`."
+    src, out = Path(model_dir), Path(out_dir)
+    prepare_export_folder(src, out)
+    graph, keras_rt, check = load_check(src, out, manifest, batch)
     report = {
-        "image_size": size,
-        "classes": len(classes),
-        "split": split,
-        "n_images": int(len(x)),
+        "image_size": check.size,
+        "classes": len(check.meta["classes"]),
+        "split": check.split,
+        "n_images": int(len(check.x)),
         "max_accuracy_drop": ep.max_accuracy_drop,
         "machine": f"{os.cpu_count()} CPU cores",
-        "formats": {
-            "keras": {
-                "file": "model.keras",
-                "size_bytes": _size(out / "model.keras"),
-                "accuracy": round(ref_acc, 5),
-                "batch1_ms": round(time_runtime(keras_rt), 2),
-                **thr,
-                "unknown_share": _unknown_share(ref, ref_feature, meta, thr),
-            }
-        },
+        "formats": {"keras": check_keras(keras_rt, check, out)},
     }
     with tempfile.TemporaryDirectory() as tmp:
         sm = export_savedmodel(
@@ -276,42 +364,11 @@ def export_model(
         )
         for name in ep.formats:
             t = time.perf_counter()
-            path = out / RUNTIME_FILES[name]
-            if name == "tflite_int8":
-                report["int8_calibration"] = calibrate_int8(
-                    sm, path, manifest, classes, size, ep.representative_images, keras_rt
-                )
-            elif name.startswith("tflite_"):
-                export_tflite(sm, path, {"tflite_fp32": "none", "tflite_dynamic": "dynamic"}[name])
-            elif name == "onnx":
-                export_onnx(sm, path, ep.onnx_opset)
-            seconds = time.perf_counter() - t
-            rt = load_runtime(name, out)
-            probs, feature = batched_run(rt, x, batch)
-            t_fmt = _abstain_thresholds(rt, xv, meta, batch, features)
-            feature = None if feature is None else feature_score(feature, features)
-            report["formats"][name] = {
-                "file": RUNTIME_FILES[name],
-                "size_bytes": _size(path),
-                **_check(probs, y, ref, ref_acc),
-                "batch1_ms": round(time_runtime(rt), 2),
-                "export_seconds": round(seconds, 1),
-                **t_fmt,
-                "unknown_share": _unknown_share(probs, feature, meta, t_fmt),
-            }
-            if ref_feature is not None:  # how far quantisation moves the feature score (relative to its spread)
-                spread = float(np.std(ref_feature)) or 1.0
-                report["formats"][name]["feature_score_rel_error"] = round(
-                    float(np.median(np.abs(feature - ref_feature)) / spread), 5
-                )
-            r = report["formats"][name]
-            log(
-                f"export: {name}: {r['size_bytes'] / 1e6:.1f} MB, accuracy {r['accuracy']:.4f} "
-                f"(drop {r['accuracy_drop']:+.4f}, agreement {r['agreement']:.4f}), {r['batch1_ms']} ms/image"
-            )
-    ok = {
-        k: v for k, v in report["formats"].items() if k == "keras" or v["accuracy_drop"] <= ep.max_accuracy_drop + 1e-12
-    }
-    report["fastest_within_limit"] = min(ok, key=lambda k: ok[k]["batch1_ms"])
+            int8_calibration = write_format(name, sm, out / RUNTIME_FILES[name], manifest, check, ep, keras_rt)
+            if int8_calibration is not None:
+                report["int8_calibration"] = int8_calibration
+            report["formats"][name] = check_format(name, out, check, time.perf_counter() - t)
+            log(format_line(name, report["formats"][name]))
+    report["fastest_within_limit"] = fastest_within_limit(report["formats"], ep.max_accuracy_drop)
     (out / EXPORT_REPORT).write_text(json.dumps(report, indent=2))
     return report

@@ -54,6 +54,29 @@ def _plot_ood_scores(
     return path
 
 
+def _unknown_sets(op, m, data_dir) -> dict[str, list]:
+    """The images that are no leaf the model knows, by kind: the held-out classes and the field photos of no leaf
+    (where the data has them), then objects and noise (`params.ood`)."""
+    sets = {
+        "objects": list(object_images(op.n_objects, 256, op.seed)),
+        "noise": list(noise_images(op.n_noise, 256, op.seed)),
+    }
+    if len(not_leaves := field_not_a_leaf(data_dir)):
+        sets = {"field_not_a_leaf": not_leaves["path"].tolist(), **sets}
+    if len(m.holdout):
+        sets = {"holdout_classes": m.holdout["path"].tolist(), **sets}
+    return sets
+
+
+def _field_rejection(rejected: np.ndarray, field: np.ndarray) -> dict:
+    "The share of field test leaves answered unknown (`rejected`), of lab ones, and how many field leaves there are."
+    return {
+        "false_rejection_field": round(float(rejected[field].mean()), 4),
+        "false_rejection_lab": round(float(rejected[~field].mean()), 4) if (~field).any() else None,
+        "n_in_field": int(field.sum()),
+    }
+
+
 def run_ood(params, dirs: Dirs) -> dict:
     "What the model answers to what is not a leaf it knows -> reports/ood/ (metrics.json, figures/scores.png)."
     from plant_disease.inference import Predictor, probs_in_chunks
@@ -69,15 +92,7 @@ def run_ood(params, dirs: Dirs) -> dict:
         raise ValueError("the manifest has no test images")
     y = test["class"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
     p_in, d_in, f_in = probs_in_chunks(pred, test["path"].tolist())
-    sets = {
-        "objects": list(object_images(op.n_objects, 256, op.seed)),
-        "noise": list(noise_images(op.n_noise, 256, op.seed)),
-    }
-    if len(not_leaves := field_not_a_leaf(dirs.data)):
-        sets = {"field_not_a_leaf": not_leaves["path"].tolist(), **sets}
-    if len(m.holdout):
-        sets = {"holdout_classes": m.holdout["path"].tolist(), **sets}
-    out = {name: probs_in_chunks(pred, imgs) for name, imgs in sets.items()}
+    out = {name: probs_in_chunks(pred, imgs) for name, imgs in _unknown_sets(op, m, dirs.data).items()}
     d_out = {k: v[1] for k, v in out.items()}
     f_out = {k: v[2] for k, v in out.items()}
     rep = ood_report(
@@ -93,10 +108,7 @@ def run_ood(params, dirs: Dirs) -> dict:
     rep["holdout_classes"] = m.summary.get("holdout_classes", [])
     field = (test["origin"] == "field").to_numpy()
     if field.any():  # field test leaves answered unknown: what a user in the field meets
-        rejected = abstains(p_in, pred.abstain, d_in, f_in)
-        rep["false_rejection_field"] = round(float(rejected[field].mean()), 4)
-        rep["false_rejection_lab"] = round(float(rejected[~field].mean()), 4) if (~field).any() else None
-        rep["n_in_field"] = int(field.sum())
+        rep |= _field_rejection(abstains(p_in, pred.abstain, d_in, f_in), field)
     mean_auroc = {k: round(float(np.mean(list(v.values()))), 4) for k, v in rep["auroc"].items()}
     rep["best_probability_score"] = max(SCORES, key=lambda k: mean_auroc[k])
     rep["mean_auroc"] = mean_auroc
