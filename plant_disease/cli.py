@@ -25,7 +25,7 @@ __all__ = ['log', 'QUIET_ENV', 'EXPECTED_ERRORS', 'build_parser', 'main']
 # %% ../nbs/08_cli.ipynb #203a895f
 def build_parser() -> argparse.ArgumentParser:
     "The `plant-disease` argument parser: one command per stage unit, `run`, `stage`, `params` and `predict`."
-    # Over 60 lines on purpose: a flat list of argparse declarations, one per option and command, read top to bottom as
+    # why so long: a flat list of argparse declarations, one per option and command, read top to bottom as
     # the command line's reference; helpers would only scatter it.
     from plant_disease.stages.runner import pipeline_stages
 
