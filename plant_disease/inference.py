@@ -163,7 +163,7 @@ def _to_tensor(image, size: int, max_pixels: int) -> tf.Tensor:
         f"unsupported input type {type(image).__name__}: give bytes, a path, a PIL image or an array"
     )
 
-# %% ../nbs/07_inference.ipynb #7e8d2d29
+# %% ../nbs/07_inference.ipynb #bbfcf8ef
 class Predictor:
     "A trained classifier with its class names: validated inputs in, `Prediction`s (and Grad-CAM) out."
 
@@ -206,40 +206,9 @@ class Predictor:
                     "features: export the model again (plant-disease export) or serve it with the keras runtime"
                 )
 
-    @classmethod
-    def from_dir(
-        cls,
-        model_dir: str | os.PathLike = "models",
-        runtime: str = "keras",
-        max_accuracy_drop: float | None = None,
-        **kwargs,
-    ) -> "Predictor":
-        """Load `model.keras` and `classes.json` written by `train`; answer with `runtime` (a name in `runtimes.RUNTIMES`,
-        or `auto`: the fastest exported format within `max_accuracy_drop`, see `runtimes.select_runtime`)."""
-        d = Path(model_dir)
-        for f in ("model.keras", "classes.json"):
-            if not (d / f).exists():
-                raise FileNotFoundError(f"{d / f} not found: train a model first (plant-disease train)")
-        meta = json.loads((d / "classes.json").read_text())
-        import plant_disease.model  # registers the preprocessing layer  # noqa: F401
-
-        model = keras.saving.load_model(d / "model.keras", compile=False)
-        rt, why = select_runtime(d, runtime, model, max_accuracy_drop)
-        fmt = (
-            json.loads((d / EXPORT_REPORT).read_text()).get("formats", {}).get(rt.name, {})
-            if (d / EXPORT_REPORT).exists()
-            else {}
-        )
-        if (
-            meta.get("abstain") and fmt.get("abstain_threshold") is not None
-        ):  # refitted with this runtime's probabilities (and feature scores)
-            refit = {"threshold": fmt["abstain_threshold"], "runtime": rt.name}
-            if meta["abstain"].get("feature_threshold") is not None and fmt.get("feature_threshold") is not None:
-                refit["feature_threshold"] = fmt["feature_threshold"]
-            meta = {**meta, "abstain": {**meta["abstain"], **refit}}
-        p = cls(model, meta["classes"], metadata=meta, runtime=rt, features=load_features(d / FEATURE_MODEL), **kwargs)
-        p.runtime_choice = why
-        return p
+    def preprocess(self, image) -> tf.Tensor:
+        "Validate and resize one image (bytes, path, PIL image or HxWx3 array) to the model's input."
+        return _to_tensor(image, self.image_size, self.max_pixels)
 
     def _infer(self, x: np.ndarray, call=None) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated probabilities and feature scores (None without a feature model) for a float32 batch, from `call`
@@ -248,52 +217,58 @@ class Predictor:
         score = None if feats is None or self.features is None else feature_score(feats, self.features)
         return apply_temperature(probs, self.temperature), score
 
-    def preprocess(self, image) -> tf.Tensor:
-        "Validate and resize one image (bytes, path, PIL image or HxWx3 array) to the model's input."
-        return _to_tensor(image, self.image_size, self.max_pixels)
+# %% ../nbs/07_inference.ipynb #ef5163ae
+@patch
+def _forward(self: Predictor, images: list, tta: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    "Calibrated probabilities, the model-size input batch and the feature scores (None without) of images."
+    if self.batcher is not None and not tta:
+        with self.batcher.reserve() as infer:  # the batcher may wait for this request while it decodes
+            x = tf.stack([self.preprocess(im) for im in images]).numpy()
+            probs, feature = self._infer(x, infer)
+            return probs, x, feature
+    x = tf.stack([self.preprocess(im) for im in images])
+    if not tta:
+        probs, feature = self._infer(x.numpy())
+        return probs, x.numpy(), feature
+    outs = [self._infer(v.numpy()) for v in (x, tf.image.flip_left_right(x), tf.image.flip_up_down(x))]
+    feature = None if outs[0][1] is None else np.mean([f for _, f in outs], axis=0)
+    return np.mean([p for p, _ in outs], axis=0), x.numpy(), feature
 
-    def _forward(self, images: list, tta: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        "Calibrated probabilities, the model-size input batch and the feature scores (None without) of images."
-        if self.batcher is not None and not tta:
-            with self.batcher.reserve() as infer:  # the batcher may wait for this request while it decodes
-                x = tf.stack([self.preprocess(im) for im in images]).numpy()
-                probs, feature = self._infer(x, infer)
-                return probs, x, feature
-        x = tf.stack([self.preprocess(im) for im in images])
-        if not tta:
-            probs, feature = self._infer(x.numpy())
-            return probs, x.numpy(), feature
-        outs = [self._infer(v.numpy()) for v in (x, tf.image.flip_left_right(x), tf.image.flip_up_down(x))]
-        feature = None if outs[0][1] is None else np.mean([f for _, f in outs], axis=0)
-        return np.mean([p for p, _ in outs], axis=0), x.numpy(), feature
 
-    def predict_proba(self, images: list, tta: bool = False) -> np.ndarray:
-        "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
-        return self._forward(images, tta)[0]
+@patch
+def predict_proba(self: Predictor, images: list, tta: bool = False) -> np.ndarray:
+    "Class probabilities for a list of images, shape (n, n_classes); `tta` averages flips."
+    return self._forward(images, tta)[0]
 
-    def domain_scores(self, x: np.ndarray) -> np.ndarray | None:
-        "The domain score of each image in a model-size batch, or None when the model has no domain model."
-        return domain_score(image_descriptors(x), self.domain) if self.domain and self.abstain else None
 
-    def predict(self, image, top_k: int | None = None, tta: bool = False) -> Prediction:
-        "The answer for one image."
-        return self.predict_batch([image], top_k, tta)[0]
+@patch
+def domain_scores(self: Predictor, x: np.ndarray) -> np.ndarray | None:
+    "The domain score of each image in a model-size batch, or None when the model has no domain model."
+    return domain_score(image_descriptors(x), self.domain) if self.domain and self.abstain else None
 
-    def predict_batch(self, images: list, top_k: int | None = None, tta: bool = False) -> list[Prediction]:
-        "Answers for several images in one model call."
-        probs, x, feature = self._forward(images, tta)
-        dom = self.domain_scores(x)
-        return [
-            _prediction(
-                p,
-                self.classes,
-                min(top_k or self.top_k, len(self.classes)),
-                self.abstain,
-                None if dom is None else dom[i],
-                None if feature is None else feature[i],
-            )
-            for i, p in enumerate(probs)
-        ]
+# %% ../nbs/07_inference.ipynb #3f11ba55
+@patch
+def predict(self: Predictor, image, top_k: int | None = None, tta: bool = False) -> Prediction:
+    "The answer for one image."
+    return self.predict_batch([image], top_k, tta)[0]
+
+
+@patch
+def predict_batch(self: Predictor, images: list, top_k: int | None = None, tta: bool = False) -> list[Prediction]:
+    "Answers for several images in one model call."
+    probs, x, feature = self._forward(images, tta)
+    dom = self.domain_scores(x)
+    return [
+        _prediction(
+            p,
+            self.classes,
+            min(top_k or self.top_k, len(self.classes)),
+            self.abstain,
+            None if dom is None else dom[i],
+            None if feature is None else feature[i],
+        )
+        for i, p in enumerate(probs)
+    ]
 
 # %% ../nbs/07_inference.ipynb #0df61af7
 def gradcam(model: keras.Model, x: tf.Tensor, class_id: int | None = None) -> np.ndarray:
@@ -348,6 +323,42 @@ def warm_up(self: Predictor, explain: bool = True) -> float:
     if explain:
         self.explain(img)
     return time.perf_counter() - t
+
+# %% ../nbs/07_inference.ipynb #47e992ec
+@patch(cls_method=True)
+def from_dir(
+    cls: Predictor,
+    model_dir: str | os.PathLike = "models",
+    runtime: str = "keras",
+    max_accuracy_drop: float | None = None,
+    **kwargs,
+) -> "Predictor":
+    """Load `model.keras` and `classes.json` written by `train`; answer with `runtime` (a name in `runtimes.RUNTIMES`,
+    or `auto`: the fastest exported format within `max_accuracy_drop`, see `runtimes.select_runtime`)."""
+    d = Path(model_dir)
+    for f in ("model.keras", "classes.json"):
+        if not (d / f).exists():
+            raise FileNotFoundError(f"{d / f} not found: train a model first (plant-disease train)")
+    meta = json.loads((d / "classes.json").read_text())
+    import plant_disease.model  # registers the preprocessing layer  # noqa: F401
+
+    model = keras.saving.load_model(d / "model.keras", compile=False)
+    rt, why = select_runtime(d, runtime, model, max_accuracy_drop)
+    fmt = (
+        json.loads((d / EXPORT_REPORT).read_text()).get("formats", {}).get(rt.name, {})
+        if (d / EXPORT_REPORT).exists()
+        else {}
+    )
+    if (
+        meta.get("abstain") and fmt.get("abstain_threshold") is not None
+    ):  # refitted with this runtime's probabilities (and feature scores)
+        refit = {"threshold": fmt["abstain_threshold"], "runtime": rt.name}
+        if meta["abstain"].get("feature_threshold") is not None and fmt.get("feature_threshold") is not None:
+            refit["feature_threshold"] = fmt["feature_threshold"]
+        meta = {**meta, "abstain": {**meta["abstain"], **refit}}
+    p = cls(model, meta["classes"], metadata=meta, runtime=rt, features=load_features(d / FEATURE_MODEL), **kwargs)
+    p.runtime_choice = why
+    return p
 
 # %% ../nbs/07_inference.ipynb #2485ac3c
 def probs_in_chunks(pred, images: list, chunk: int = 64):

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import fsspec
+from fastcore.basics import patch
 
 from .photo_location import strip_location
 from .spool import SpoolingWriter
@@ -49,7 +50,7 @@ def _as_bytes(data) -> bytes:
         raise ValueError("keep() got an empty photo (0 bytes)")
     return data
 
-# %% ../nbs/22a_photostore.ipynb #82c5532a
+# %% ../nbs/22a_photostore.ipynb #adb793f9
 _TMP_RE = re.compile(r"^\.[0-9a-f]{64}\.[0-9a-f]+\.tmp$")
 _TMP_MAX_AGE = 3600.0  # a temporary file this old is a crash's leftover
 
@@ -73,7 +74,7 @@ def _durable_write(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
 
-
+# %% ../nbs/22a_photostore.ipynb #f8aead7a
 def _mtime(info: dict) -> float | None:
     "A listing entry's modification time as POSIX seconds, whatever the filesystem calls it."
     for k in ("mtime", "LastModified", "last_modified", "updated", "modified", "created", "creation_time"):
@@ -89,7 +90,7 @@ def _mtime(info: dict) -> float | None:
                 continue
     return None
 
-# %% ../nbs/22a_photostore.ipynb #b69d03e5
+# %% ../nbs/22a_photostore.ipynb #c9778677
 class PhotoStore(SpoolingWriter):
     "Photos by SHA-256 in a folder or fsspec URL: `keep()` queues, a thread strips the location and stores or spools."
 
@@ -151,227 +152,261 @@ class PhotoStore(SpoolingWriter):
         sha = check_sha256(sha256)
         return f"{self.root}/{sha[:2]}/{sha}"
 
-    # -- the caller's side
-    def keep(self, data: bytes, sha256: str | None = None) -> str:
-        """Queue photo `data` (the bytes as uploaded; `sha256` their SHA-256 if already known) and return its key;
-        never blocks on, or raises for, the store."""
-        data = _as_bytes(data)
-        sha = hashlib.sha256(data).hexdigest() if sha256 is None else check_sha256(sha256)
-        self._this_process()
+# %% ../nbs/22a_photostore.ipynb #a8c7dd25
+@patch
+def _first_chore(self: PhotoStore, now: float) -> float:
+    "The first pruning: at a random time within `prune_every`, so that replicas started together do not list together."
+    limited = self.max_bytes is not None or self.max_age_days is not None
+    return now + random.uniform(0.05, 1.0) * self.prune_every if limited else float("inf")
+
+
+@patch
+def _chore(self: PhotoStore) -> float:
+    try:
+        self.prune()
+    except Exception as e:
+        log.warning("photo store: pruning %s failed (%s)", self.url, str(e).splitlines()[0][:300])
+    return self.prune_every
+
+
+@patch
+def _handle(self: PhotoStore, shas: list[str]) -> None:
+    "Store the queued photos `shas`; while the store refuses, spool them straight away."
+    for sha in shas:
         try:
             with self._lock:
-                if sha in self._pending:
-                    return sha
-                direct = self._closed or self._pending_bytes + len(data) > self.max_queue_bytes
-                if not direct:
-                    self._pending[sha] = data
-                    self._pending_bytes += len(data)
-            if direct:  # closed, or the queue is full: the spool, on local disk, now
-                self._spool(self._prepare(sha, data))
-            else:
-                self._queue.put(sha)
+                data = self._pending[sha]
+            self._write_or_spool(self._prepare(sha, data), 1)
         except Exception:
             log.exception("photo store: photo %s could not even be spooled", sha)
-        return sha
+        finally:
+            with self._lock:
+                self._pending_bytes -= len(self._pending.pop(sha, b""))
 
-    def _stopped(self) -> None:
-        "Spool the photos queued while closing."
-        with self._lock:
-            left = list(self._pending.items())
-        for sha, data in left:
-            try:
-                self._spool(self._prepare(sha, data))
-            except Exception:
-                log.exception("photo store: photo %s could not even be spooled", sha)
 
-    # -- reading
-    def get(self, sha256: str) -> bytes | None:
-        "The stored bytes of photo `sha256` (from the queue, the store or a spool), None if it is not kept."
-        sha = check_sha256(sha256)
-        self._this_process()
-        with self._lock:
-            data = self._pending.get(sha)
-        if data is not None:
-            return self._prepare(sha, data)[1]
+@patch
+def _prepare(self: PhotoStore, sha: str, data: bytes) -> tuple[str, bytes]:
+    "The key and the bytes to store: the key checked against the bytes, the location stripped unless kept."
+    real = hashlib.sha256(data).hexdigest()
+    if real != sha:
+        log.error(
+            "photo store: keep() was given sha256 %s for a photo whose SHA-256 is %s; kept as %s", sha, real, real
+        )
+        sha = real
+    return sha, data if self.keep_location else strip_location(data)
+
+
+@patch
+def _write(self: PhotoStore, photo: tuple[str, bytes]) -> None:
+    self._put(*photo)
+
+
+@patch
+def _put(self: PhotoStore, sha: str, data: bytes) -> bool:
+    "Write photo `sha` to the store unless it is there already; True if written."
+    path = self.path(sha)
+    if self.fs.exists(path):
+        return False
+    if self._local:
+        _durable_write(Path(path), data)
+    else:
+        self.fs.pipe_file(path, data)
+    return True
+
+# %% ../nbs/22a_photostore.ipynb #5147841f
+@patch
+def _spool(self: PhotoStore, photo: tuple[str, bytes]) -> None:
+    sha, data = photo
+    _durable_write(self._spool_here / sha, data)
+
+
+@patch
+def _has_spooled(self: PhotoStore) -> bool:
+    return any(self._spool_files())
+
+
+@patch
+def _spool_files(self: PhotoStore):
+    for d in self._spool_entries():
         try:
-            return self.fs.cat_file(self.path(sha))
+            yield from (f for f in sorted(d.iterdir()) if _SHA_RE.match(f.name))
         except FileNotFoundError:
+            continue
+
+
+@patch
+def _spooled_copies(self: PhotoStore, sha: str) -> list[Path]:
+    return [d / sha for d in self._spool_entries(mine=False) if (d / sha).is_file()]
+
+
+@patch
+def _replay_entry(self: PhotoStore, d: Path) -> int:
+    "Write the photos of spool folder `d` to the store (those it has already are not counted); remove a claimed `d`."
+    written = 0
+    for f in sorted(d.iterdir()) if d.is_dir() else []:
+        if not _SHA_RE.match(f.name):
+            continue
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:
+            continue  # replayed meanwhile by another PhotoStore of this process
+        written += self._put(f.name, data)
+        f.unlink(missing_ok=True)
+    if d != self._spool_here:
+        try:
+            d.rmdir()  # a claimed folder, now empty
+        except OSError:
             pass
-        except Exception as e:
-            log.debug("photo store: reading %s failed (%s), trying the spool", sha, e)
-        for f in self._spooled_copies(sha):
-            try:
-                return f.read_bytes()
-            except FileNotFoundError:
-                continue  # written to the store meanwhile
-        try:
-            return self.fs.cat_file(self.path(sha))
-        except Exception:
-            return None
+    return written
 
-    def has(self, sha256: str) -> bool:
-        "True if photo `sha256` is kept (in the queue, the store or a spool)."
-        sha = check_sha256(sha256)
-        self._this_process()
-        if sha in self._pending or self._stored(sha):
-            return True
-        return bool(self._spooled_copies(sha)) or self._stored(sha)  # (replayed between the two looks)
 
-    def _stored(self, sha: str) -> bool:
-        try:
-            return self.fs.exists(self.path(sha))
-        except Exception:
-            return False
+@patch(as_prop=True)
+def spooled(self: PhotoStore) -> int:
+    "Number of this process's photos waiting in the spool on disk."
+    self._this_process()
+    return sum(1 for _ in self._spool_files())
 
-    @property
-    def spooled(self) -> int:
-        "Number of this process's photos waiting in the spool on disk."
-        self._this_process()
-        return sum(1 for _ in self._spool_files())
-
-    # -- the writer thread
-    def _first_chore(self, now: float) -> float:
-        "The first pruning: at a random time within `prune_every`, so that replicas started together do not list together."
-        limited = self.max_bytes is not None or self.max_age_days is not None
-        return now + random.uniform(0.05, 1.0) * self.prune_every if limited else float("inf")
-
-    def _chore(self) -> float:
-        try:
-            self.prune()
-        except Exception as e:
-            log.warning("photo store: pruning %s failed (%s)", self.url, str(e).splitlines()[0][:300])
-        return self.prune_every
-
-    def _handle(self, shas: list[str]) -> None:
-        "Store the queued photos `shas`; while the store refuses, spool them straight away."
-        for sha in shas:
-            try:
-                with self._lock:
-                    data = self._pending[sha]
-                self._write_or_spool(self._prepare(sha, data), 1)
-            except Exception:
-                log.exception("photo store: photo %s could not even be spooled", sha)
-            finally:
-                with self._lock:
-                    self._pending_bytes -= len(self._pending.pop(sha, b""))
-
-    def _prepare(self, sha: str, data: bytes) -> tuple[str, bytes]:
-        "The key and the bytes to store: the key checked against the bytes, the location stripped unless kept."
-        real = hashlib.sha256(data).hexdigest()
-        if real != sha:
-            log.error(
-                "photo store: keep() was given sha256 %s for a photo whose SHA-256 is %s; kept as %s", sha, real, real
-            )
-            sha = real
-        return sha, data if self.keep_location else strip_location(data)
-
-    def _write(self, photo: tuple[str, bytes]) -> None:
-        self._put(*photo)
-
-    def _put(self, sha: str, data: bytes) -> bool:
-        "Write photo `sha` to the store unless it is there already; True if written."
-        path = self.path(sha)
-        if self.fs.exists(path):
-            return False
-        if self._local:
-            _durable_write(Path(path), data)
+# %% ../nbs/22a_photostore.ipynb #ea58ec24
+@patch
+def keep(self: PhotoStore, data: bytes, sha256: str | None = None) -> str:
+    """Queue photo `data` (the bytes as uploaded; `sha256` their SHA-256 if already known) and return its key;
+    never blocks on, or raises for, the store."""
+    data = _as_bytes(data)
+    sha = hashlib.sha256(data).hexdigest() if sha256 is None else check_sha256(sha256)
+    self._this_process()
+    try:
+        with self._lock:
+            if sha in self._pending:
+                return sha
+            direct = self._closed or self._pending_bytes + len(data) > self.max_queue_bytes
+            if not direct:
+                self._pending[sha] = data
+                self._pending_bytes += len(data)
+        if direct:  # closed, or the queue is full: the spool, on local disk, now
+            self._spool(self._prepare(sha, data))
         else:
-            self.fs.pipe_file(path, data)
-        return True
+            self._queue.put(sha)
+    except Exception:
+        log.exception("photo store: photo %s could not even be spooled", sha)
+    return sha
 
-    # -- the spool
-    def _spool(self, photo: tuple[str, bytes]) -> None:
-        sha, data = photo
-        _durable_write(self._spool_here / sha, data)
 
-    def _has_spooled(self) -> bool:
-        return any(self._spool_files())
-
-    def _spool_files(self):
-        for d in self._spool_entries():
-            try:
-                yield from (f for f in sorted(d.iterdir()) if _SHA_RE.match(f.name))
-            except FileNotFoundError:
-                continue
-
-    def _spooled_copies(self, sha: str) -> list[Path]:
-        return [d / sha for d in self._spool_entries(mine=False) if (d / sha).is_file()]
-
-    def _replay_entry(self, d: Path) -> int:
-        "Write the photos of spool folder `d` to the store (those it has already are not counted); remove a claimed `d`."
-        written = 0
-        for f in sorted(d.iterdir()) if d.is_dir() else []:
-            if not _SHA_RE.match(f.name):
-                continue
-            try:
-                data = f.read_bytes()
-            except FileNotFoundError:
-                continue  # replayed meanwhile by another PhotoStore of this process
-            written += self._put(f.name, data)
-            f.unlink(missing_ok=True)
-        if d != self._spool_here:
-            try:
-                d.rmdir()  # a claimed folder, now empty
-            except OSError:
-                pass
-        return written
-
-    # -- limits
-    def _listing(self) -> list[tuple[str, int, float]]:
-        "(path, size, mtime) of every photo in the store; also removes crash leftovers of local writes."
+@patch
+def _stopped(self: PhotoStore) -> None:
+    "Spool the photos queued while closing."
+    with self._lock:
+        left = list(self._pending.items())
+    for sha, data in left:
         try:
-            found = self.fs.find(self.root, detail=True)
+            self._spool(self._prepare(sha, data))
+        except Exception:
+            log.exception("photo store: photo %s could not even be spooled", sha)
+
+# %% ../nbs/22a_photostore.ipynb #d52dc8dd
+@patch
+def get(self: PhotoStore, sha256: str) -> bytes | None:
+    "The stored bytes of photo `sha256` (from the queue, the store or a spool), None if it is not kept."
+    sha = check_sha256(sha256)
+    self._this_process()
+    with self._lock:
+        data = self._pending.get(sha)
+    if data is not None:
+        return self._prepare(sha, data)[1]
+    try:
+        return self.fs.cat_file(self.path(sha))
+    except FileNotFoundError:
+        pass
+    except Exception as e:
+        log.debug("photo store: reading %s failed (%s), trying the spool", sha, e)
+    for f in self._spooled_copies(sha):
+        try:
+            return f.read_bytes()
         except FileNotFoundError:
-            return []
-        out, now = [], time.time()
-        for path, info in found.items():
-            parent, _, name = path.rpartition("/")
-            t = _mtime(info)
-            if t is None:
-                t = now
-            if _SHA_RE.match(name) and parent.rpartition("/")[2] == name[:2]:
-                out.append((path, int(info.get("size") or 0), t))
-            elif self._local and _TMP_RE.match(name) and now - t > _TMP_MAX_AGE:
-                Path(path).unlink(missing_ok=True)
-        return out
+            continue  # written to the store meanwhile
+    try:
+        return self.fs.cat_file(self.path(sha))
+    except Exception:
+        return None
 
-    def _remove(self, paths: list[str]) -> None:
-        for i in range(0, len(paths), 1000):
-            batch = paths[i : i + 1000]
-            try:
-                self.fs.rm(batch)
-            except FileNotFoundError:  # another process pruned some of them: one by one
-                for p in batch:
-                    try:
-                        self.fs.rm_file(p)
-                    except FileNotFoundError:
-                        pass
 
-    def prune(self) -> dict:
-        """Delete the photos older than `max_age_days`, then the oldest until the total is at most `max_bytes`;
-        return what was removed and what is kept."""
-        self._this_process()
-        with self._prune_lock:
-            photos = sorted(self._listing(), key=lambda p: (p[2], p[0]))
-            old, size = [], []
-            if self.max_age_days is not None:
-                cutoff = time.time() - self.max_age_days * 86400
-                old = [p for p in photos if p[2] < cutoff]
-                photos = [p for p in photos if p[2] >= cutoff]
-            total = sum(p[1] for p in photos)
-            if self.max_bytes is not None:
-                while photos and total > self.max_bytes:
-                    size.append(photos.pop(0))
-                    total -= size[-1][1]
-            self._remove([p[0] for p in old + size])
-            self.fs.invalidate_cache()
-            res = {
-                "removed_old": len(old),
-                "removed_for_size": len(size),
-                "removed_bytes": sum(p[1] for p in old + size),
-                "kept": len(photos),
-                "kept_bytes": total,
-            }
-            if old or size:
-                log.info("photo store: pruned %s", res)
-            return res
+@patch
+def has(self: PhotoStore, sha256: str) -> bool:
+    "True if photo `sha256` is kept (in the queue, the store or a spool)."
+    sha = check_sha256(sha256)
+    self._this_process()
+    if sha in self._pending or self._stored(sha):
+        return True
+    return bool(self._spooled_copies(sha)) or self._stored(sha)  # (replayed between the two looks)
+
+
+@patch
+def _stored(self: PhotoStore, sha: str) -> bool:
+    try:
+        return self.fs.exists(self.path(sha))
+    except Exception:
+        return False
+
+# %% ../nbs/22a_photostore.ipynb #9597f9bc
+@patch
+def _listing(self: PhotoStore) -> list[tuple[str, int, float]]:
+    "(path, size, mtime) of every photo in the store; also removes crash leftovers of local writes."
+    try:
+        found = self.fs.find(self.root, detail=True)
+    except FileNotFoundError:
+        return []
+    out, now = [], time.time()
+    for path, info in found.items():
+        parent, _, name = path.rpartition("/")
+        t = _mtime(info)
+        if t is None:
+            t = now
+        if _SHA_RE.match(name) and parent.rpartition("/")[2] == name[:2]:
+            out.append((path, int(info.get("size") or 0), t))
+        elif self._local and _TMP_RE.match(name) and now - t > _TMP_MAX_AGE:
+            Path(path).unlink(missing_ok=True)
+    return out
+
+
+@patch
+def _remove(self: PhotoStore, paths: list[str]) -> None:
+    for i in range(0, len(paths), 1000):
+        batch = paths[i : i + 1000]
+        try:
+            self.fs.rm(batch)
+        except FileNotFoundError:  # another process pruned some of them: one by one
+            for p in batch:
+                try:
+                    self.fs.rm_file(p)
+                except FileNotFoundError:
+                    pass
+
+
+@patch
+def prune(self: PhotoStore) -> dict:
+    """Delete the photos older than `max_age_days`, then the oldest until the total is at most `max_bytes`;
+    return what was removed and what is kept."""
+    self._this_process()
+    with self._prune_lock:
+        photos = sorted(self._listing(), key=lambda p: (p[2], p[0]))
+        old, size = [], []
+        if self.max_age_days is not None:
+            cutoff = time.time() - self.max_age_days * 86400
+            old = [p for p in photos if p[2] < cutoff]
+            photos = [p for p in photos if p[2] >= cutoff]
+        total = sum(p[1] for p in photos)
+        if self.max_bytes is not None:
+            while photos and total > self.max_bytes:
+                size.append(photos.pop(0))
+                total -= size[-1][1]
+        self._remove([p[0] for p in old + size])
+        self.fs.invalidate_cache()
+        res = {
+            "removed_old": len(old),
+            "removed_for_size": len(size),
+            "removed_bytes": sum(p[1] for p in old + size),
+            "kept": len(photos),
+            "kept_bytes": total,
+        }
+        if old or size:
+            log.info("photo store: pruned %s", res)
+        return res

@@ -41,7 +41,7 @@ class RuntimeUnavailableError(ValueError):
 def _threads() -> int:
     return int(os.environ.get("PLANT_DISEASE_THREADS") or os.cpu_count() or 1)
 
-# %% ../nbs/14_runtimes.ipynb #a08fca96
+# %% ../nbs/14_runtimes.ipynb #886b1b9e
 def _split_outputs(outs: list, feature_dim: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     "The probabilities and the pooled features (None without) among a graph's outputs, told apart by their width."
     outs = [np.asarray(o) for o in outs]
@@ -69,7 +69,7 @@ def _output_dims(shapes: list, feature_dim: int | None) -> tuple[int, bool]:
     dims.remove(feature_dim)
     return dims[0], True
 
-
+# %% ../nbs/14_runtimes.ipynb #d786f9ac
 class Runtime:
     """A model engine: `runtime(x)` maps a float32 (n, size, size, 3) batch of 0..255 pixels to class probabilities;
     `runtime.run(x)` to the probabilities and the pooled features (None when the graph does not give them)."""
@@ -89,7 +89,7 @@ class Runtime:
     def __repr__(self):
         return f"{type(self).__name__}({self.name}, {self.image_size}px, {self.n_classes} classes)"
 
-
+# %% ../nbs/14_runtimes.ipynb #26bdfe9a
 class KerasRuntime(Runtime):
     """The Keras model through one `tf.function` with a fixed signature (no retracing); safe to call from several
     threads. With `features`, the graph also gives the pooled features (notebook 04's `features_model`)."""
@@ -114,7 +114,7 @@ class KerasRuntime(Runtime):
         out = self._fn(np.asarray(x, np.float32))
         return tuple(o.numpy() for o in out) if isinstance(out, (list, tuple)) else (out.numpy(), None)
 
-
+# %% ../nbs/14_runtimes.ipynb #4616895b
 class SavedModelRuntime(Runtime):
     "The exported TensorFlow SavedModel's `serve` signature (what TF Serving would run)."
 
@@ -136,7 +136,7 @@ class SavedModelRuntime(Runtime):
             [o.numpy() for o in out] if isinstance(out, (list, tuple)) else [out.numpy()], self.feature_dim
         )
 
-
+# %% ../nbs/14_runtimes.ipynb #782ca848
 class LiteRTRuntime(Runtime):
     """A `.tflite` model through LiteRT (`ai-edge-litert`, XNNPACK on CPU). An interpreter is not thread-safe and
     re-allocates on a new batch size, so calls are serialised and one interpreter is kept per batch size seen."""
@@ -174,7 +174,7 @@ class LiteRTRuntime(Runtime):
             it.invoke()
             return _split_outputs([it.get_tensor(d["index"]) for d in it.get_output_details()], self.feature_dim)
 
-
+# %% ../nbs/14_runtimes.ipynb #80d97c52
 class OnnxRuntime(Runtime):
     "An `.onnx` model through ONNX Runtime's CPU provider (thread-safe; one session, intra-op threads = cores)."
 

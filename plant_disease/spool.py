@@ -16,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+from fastcore.basics import patch
+
 log = logging.getLogger(__name__)
 
 # %% auto #0
@@ -60,7 +62,7 @@ def _new_fork_lock() -> None:
 
 os.register_at_fork(after_in_child=_new_fork_lock)
 
-# %% ../nbs/12_spool.ipynb #7623eae2785240b9bd12b16a66d81610
+# %% ../nbs/12_spool.ipynb #d2e7c273
 class SpoolingWriter:
     """A non-blocking, loss-free writer: callers put items on `_queue`, a background thread writes them, or spools
     them to `spool_dir` while the destination is down and replays the spool every `retry_every` seconds.
@@ -108,173 +110,212 @@ class SpoolingWriter:
     def __exit__(self, *exc):
         self.close()
 
-    # -- what subclasses add
-    def _reset(self) -> None:
-        "Per-process state of the subclass, made fresh by `_start`."
+# %% ../nbs/12_spool.ipynb #4c5ae8b2
+@patch
+def _reset(self: SpoolingWriter) -> None:
+    "Per-process state of the subclass, made fresh by `_start`."
 
-    def _after_fork(self) -> None:
-        "Drop what must not be shared with the parent (connections, event loops) before `_start`."
 
-    def _handle(self, items: list) -> None:
-        "Write or spool items taken from the queue (the writer thread)."
-        self._write_or_spool(items, len(items))
+@patch
+def _after_fork(self: SpoolingWriter) -> None:
+    "Drop what must not be shared with the parent (connections, event loops) before `_start`."
 
-    def _write(self, payload) -> None:
-        raise NotImplementedError
 
-    def _spool(self, payload) -> None:
-        raise NotImplementedError
+@patch
+def _handle(self: SpoolingWriter, items: list) -> None:
+    "Write or spool items taken from the queue (the writer thread)."
+    self._write_or_spool(items, len(items))
 
-    def _replay_entry(self, path: Path) -> int:
-        "Write spool `path` (this process's) to the destination, remove it, return how many were written."
-        raise NotImplementedError
 
-    def _on_down(self) -> None:
-        "Called when the destination fails."
+@patch
+def _write(self: SpoolingWriter, payload) -> None:
+    raise NotImplementedError
 
-    def _stopped(self) -> None:
-        "Called by `close` after the writer thread stopped."
 
-    def _before_replay(self) -> None:
-        "Called at the start of `replay`, under the replay lock."
+@patch
+def _spool(self: SpoolingWriter, payload) -> None:
+    raise NotImplementedError
 
-    def _first_chore(self, now: float) -> float:
-        "When (`time.monotonic()`) the writer thread first runs `_chore`; never by default."
-        return float("inf")
 
-    def _chore(self) -> float:
-        "A periodic task of the writer thread (say pruning); return seconds until the next one."
-        return float("inf")
+@patch
+def _replay_entry(self: SpoolingWriter, path: Path) -> int:
+    "Write spool `path` (this process's) to the destination, remove it, return how many were written."
+    raise NotImplementedError
 
-    def _has_spooled(self) -> bool:
-        return bool(self._spool_entries())
 
-    # -- the caller's side
-    def flush(self, timeout: float = 30.0) -> bool:
-        "Wait until every queued item is written or spooled; True if the queue drained in time."
-        if os.getpid() != self._pid:
-            return True  # nothing was queued in this process
-        return drained(self._queue, timeout)
+@patch
+def _on_down(self: SpoolingWriter) -> None:
+    "Called when the destination fails."
 
-    def close(self, timeout: float = 30.0) -> None:
-        "Write or spool what is queued, stop the writer thread; idempotent."
-        if self._closed or os.getpid() != self._pid:
-            return
-        self.flush(timeout)
-        self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        self._stopped()
-        atexit.unregister(self.close)
 
-    @property
-    def healthy(self) -> bool:
-        "False from a failed write until a replay succeeds (the destination is down: items go to the spool)."
-        return self._healthy
+@patch
+def _stopped(self: SpoolingWriter) -> None:
+    "Called by `close` after the writer thread stopped."
 
-    # -- the writer thread
-    def _run(self) -> None:
+
+@patch
+def _before_replay(self: SpoolingWriter) -> None:
+    "Called at the start of `replay`, under the replay lock."
+
+
+@patch
+def _first_chore(self: SpoolingWriter, now: float) -> float:
+    "When (`time.monotonic()`) the writer thread first runs `_chore`; never by default."
+    return float("inf")
+
+
+@patch
+def _chore(self: SpoolingWriter) -> float:
+    "A periodic task of the writer thread (say pruning); return seconds until the next one."
+    return float("inf")
+
+
+@patch
+def _has_spooled(self: SpoolingWriter) -> bool:
+    return bool(self._spool_entries())
+
+# %% ../nbs/12_spool.ipynb #4eac9957
+@patch
+def _spool_entries(self: SpoolingWriter, mine: bool = True) -> list[Path]:
+    "The spools of this writer: this process's own and claimed ones, or (`mine=False`) every process's."
+    try:
+        entries = list(self.spool_dir.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for p in entries:
+        m = self._spool_re.match(p.name)
+        if m and (not mine or (m["host"], int(m["pid"])) == (self._host, self._pid)):
+            out.append(p)
+    return sorted(out)
+
+
+@patch
+def _fresh_spool(self: SpoolingWriter) -> Path:
+    "A new name for a spool of this process: `<prefix>-<host>-<pid>.<hex>[<suffix>]`."
+    return self.spool_dir / f"{self.spool_prefix}-{self._host}-{self._pid}.{uuid.uuid4().hex[:12]}{self.spool_suffix}"
+
+
+@patch
+def _claim_orphans(self: SpoolingWriter) -> None:
+    "Take over (atomic rename) the spools that dead processes on this host left."
+    for p in self._spool_entries(mine=False):
+        m = self._spool_re.match(p.name)
+        if m["host"] != self._host or int(m["pid"]) == self._pid or _alive(int(m["pid"])):
+            continue
+        try:
+            p.rename(self._fresh_spool())
+        except OSError:
+            continue  # claimed by another process first
+        log.info(f"{self.what}: claimed orphaned spool %s", p.name)
+
+# %% ../nbs/12_spool.ipynb #2120f803
+@patch
+def _run(self: SpoolingWriter) -> None:
+    now = time.monotonic()
+    next_replay = now if self._has_spooled() else now + self.retry_every
+    next_chore = self._first_chore(now)
+    while True:
+        batch = self._take(min(next_replay, next_chore))
+        items = [x for x in batch if x is not _STOP]
+        try:
+            if items:
+                self._handle(items)
+        except Exception:
+            log.exception(f"{self.what}: %d {self.noun} could not even be spooled", len(items))
+        for _ in batch:
+            self._queue.task_done()
         now = time.monotonic()
-        next_replay = now if self._has_spooled() else now + self.retry_every
-        next_chore = self._first_chore(now)
-        while True:
-            batch = self._take(min(next_replay, next_chore))
-            items = [x for x in batch if x is not _STOP]
+        if now >= next_replay:
             try:
-                if items:
-                    self._handle(items)
+                if not self._healthy or self._has_spooled():
+                    self.replay()
             except Exception:
-                log.exception(f"{self.what}: %d {self.noun} could not even be spooled", len(items))
-            for _ in batch:
-                self._queue.task_done()
-            now = time.monotonic()
-            if now >= next_replay:
-                try:
-                    if not self._healthy or self._has_spooled():
-                        self.replay()
-                except Exception:
-                    log.exception(f"{self.what}: replay failed")  # e.g. spool_dir unreadable
-                next_replay = time.monotonic() + self.retry_every
-            if len(items) < len(batch):
-                return
-            if now >= next_chore:
-                next_chore = time.monotonic() + self._chore()
+                log.exception(f"{self.what}: replay failed")  # e.g. spool_dir unreadable
+            next_replay = time.monotonic() + self.retry_every
+        if len(items) < len(batch):
+            return
+        if now >= next_chore:
+            next_chore = time.monotonic() + self._chore()
 
-    def _take(self, until: float) -> list:
-        "Up to `batch_size` items from the queue, waiting for the first until `until` (monotonic)."
-        batch = []
-        try:
-            batch.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
-        except queue.Empty:
-            return batch
-        while len(batch) < self.batch_size:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+
+@patch
+def _take(self: SpoolingWriter, until: float) -> list:
+    "Up to `batch_size` items from the queue, waiting for the first until `until` (monotonic)."
+    batch = []
+    try:
+        batch.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
+    except queue.Empty:
         return batch
-
-    def _write_or_spool(self, payload, n: int) -> None:
-        "Write `payload` (`n` items), or spool it; while the destination is down, spool straight away."
-        if self._healthy:
-            try:
-                self._write(payload)
-                return
-            except Exception as e:
-                self._down(e, f"spooling {n} {self.noun}")
-        self._spool(payload)
-
-    def _down(self, e: Exception, doing: str) -> None:
-        if self._healthy:
-            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
-            log.warning(f"{self.what}: {self._where} unavailable (%s), %s", reason, doing)
-        self._healthy = False
-        self._on_down()
-
-    # -- the spool
-    def _spool_entries(self, mine: bool = True) -> list[Path]:
-        "The spools of this writer: this process's own and claimed ones, or (`mine=False`) every process's."
+    while len(batch) < self.batch_size:
         try:
-            entries = list(self.spool_dir.iterdir())
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        out = []
-        for p in entries:
-            m = self._spool_re.match(p.name)
-            if m and (not mine or (m["host"], int(m["pid"])) == (self._host, self._pid)):
-                out.append(p)
-        return sorted(out)
+            batch.append(self._queue.get_nowait())
+        except queue.Empty:
+            break
+    return batch
 
-    def _fresh_spool(self) -> Path:
-        "A new name for a spool of this process: `<prefix>-<host>-<pid>.<hex>[<suffix>]`."
-        return (
-            self.spool_dir / f"{self.spool_prefix}-{self._host}-{self._pid}.{uuid.uuid4().hex[:12]}{self.spool_suffix}"
-        )
 
-    def _claim_orphans(self) -> None:
-        "Take over (atomic rename) the spools that dead processes on this host left."
-        for p in self._spool_entries(mine=False):
-            m = self._spool_re.match(p.name)
-            if m["host"] != self._host or int(m["pid"]) == self._pid or _alive(int(m["pid"])):
-                continue
-            try:
-                p.rename(self._fresh_spool())
-            except OSError:
-                continue  # claimed by another process first
-            log.info(f"{self.what}: claimed orphaned spool %s", p.name)
+@patch
+def _write_or_spool(self: SpoolingWriter, payload, n: int) -> None:
+    "Write `payload` (`n` items), or spool it; while the destination is down, spool straight away."
+    if self._healthy:
+        try:
+            self._write(payload)
+            return
+        except Exception as e:
+            self._down(e, f"spooling {n} {self.noun}")
+    self._spool(payload)
 
-    def replay(self) -> int:
-        "Write the spooled items to the destination; return how many were written."
-        self._this_process()
-        with self._replay_lock:
-            self._before_replay()
-            written = 0
-            try:
-                for path in self._spool_entries():
-                    written += self._replay_entry(path)
-                if not self._healthy:
-                    log.warning(f"{self.what}: {self._where} back, %d spooled {self.noun} written", written)
-                self._healthy = True
-            except Exception as e:
-                self._down(e, "keeping the spool for the next retry")
-            return written
+
+@patch
+def _down(self: SpoolingWriter, e: Exception, doing: str) -> None:
+    if self._healthy:
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+        log.warning(f"{self.what}: {self._where} unavailable (%s), %s", reason, doing)
+    self._healthy = False
+    self._on_down()
+
+# %% ../nbs/12_spool.ipynb #27615323
+@patch
+def flush(self: SpoolingWriter, timeout: float = 30.0) -> bool:
+    "Wait until every queued item is written or spooled; True if the queue drained in time."
+    if os.getpid() != self._pid:
+        return True  # nothing was queued in this process
+    return drained(self._queue, timeout)
+
+
+@patch
+def close(self: SpoolingWriter, timeout: float = 30.0) -> None:
+    "Write or spool what is queued, stop the writer thread; idempotent."
+    if self._closed or os.getpid() != self._pid:
+        return
+    self.flush(timeout)
+    self._closed = True
+    self._queue.put(_STOP)
+    self._thread.join(timeout)
+    self._stopped()
+    atexit.unregister(self.close)
+
+
+@patch(as_prop=True)
+def healthy(self: SpoolingWriter) -> bool:
+    "False from a failed write until a replay succeeds (the destination is down: items go to the spool)."
+    return self._healthy
+
+
+@patch
+def replay(self: SpoolingWriter) -> int:
+    "Write the spooled items to the destination; return how many were written."
+    self._this_process()
+    with self._replay_lock:
+        self._before_replay()
+        written = 0
+        try:
+            for path in self._spool_entries():
+                written += self._replay_entry(path)
+            if not self._healthy:
+                log.warning(f"{self.what}: {self._where} back, %d spooled {self.noun} written", written)
+            self._healthy = True
+        except Exception as e:
+            self._down(e, "keeping the spool for the next retry")
+        return written

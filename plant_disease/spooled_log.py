@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+from fastcore.basics import patch
 
 from .logdb import _utc, in_window, make_engine
 from .spool import SpoolingWriter
@@ -50,7 +51,7 @@ def _read(path: Path) -> list[dict]:
         rows.append({**r, "created_at": _utc(r["created_at"])})
     return rows
 
-# %% ../nbs/12c_spooled_log.ipynb #ad5dfd4b
+# %% ../nbs/12c_spooled_log.ipynb #232dec34
 _REFUSED = (sa.exc.IntegrityError, sa.exc.DataError)  # the row's data, not the database's state, is the problem
 
 
@@ -88,105 +89,124 @@ class SpooledLog(SpoolingWriter):
     def _stopped(self) -> None:
         self.engine.dispose()
 
-    # -- the caller's side
-    def record(self, **fields) -> str:
-        "Queue one record (see `make_row`) and return its id; never blocks on, or raises for, the database."
-        row = type(self).make_row(**fields)
-        self._this_process()  # forked after creation: fresh thread and connections
-        if self._closed:
-            self._spool([row])
-        else:
-            self._queue.put(row)
-        return row["id"]
+# %% ../nbs/12c_spooled_log.ipynb #76983cf2
+@patch
+def _write(self: SpooledLog, rows: list[dict]) -> None:
+    "Insert `rows` in one transaction."
+    with self.engine.begin() as c:
+        c.execute(self.table.insert(), rows)
 
-    def ping(self) -> bool:
-        "True if the database answers `SELECT 1` (connection attempts give up after `connect_timeout`)."
+
+@patch
+def _spool(self: SpooledLog, rows: list[dict]) -> None:
+    with self._lock:
+        _append(self._spool_here, rows)
+
+
+@patch(as_prop=True)
+def spooled(self: SpooledLog) -> int:
+    "Number of this process's records waiting in the spool on disk."
+    n = 0
+    for p in self._spool_entries():
         try:
-            with self.engine.connect() as c:
-                c.execute(sa.select(1))
-            return True
-        except Exception:
-            return False
-
-    # -- writing and spooling
-    def _write(self, rows: list[dict]) -> None:
-        "Insert `rows` in one transaction."
-        with self.engine.begin() as c:
-            c.execute(self.table.insert(), rows)
-
-    def _spool(self, rows: list[dict]) -> None:
-        with self._lock:
-            _append(self._spool_here, rows)
-
-    @property
-    def spooled(self) -> int:
-        "Number of this process's records waiting in the spool on disk."
-        n = 0
-        for p in self._spool_entries():
-            try:
-                n += sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
-            except FileNotFoundError:
-                pass
-        return n
-
-    # -- replaying
-    def _before_replay(self) -> None:
-        with self._lock:  # new spooling goes to a fresh file while this one is replayed
-            if self._spool_here.exists():
-                self._spool_here.rename(self._fresh_spool())
-
-    def _replay_entry(self, path: Path) -> int:
-        try:
-            written = self._replay_file(path)
+            n += sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
         except FileNotFoundError:
-            return 0  # replayed meanwhile by another log of this process
-        path.unlink(missing_ok=True)
-        return written
+            pass
+    return n
 
-    def _missing(self, rows: list[dict]) -> list[dict]:
-        "The rows whose id is not in the table yet."
-        todo = {r["id"]: r for r in rows}
-        ids = list(todo)
+# %% ../nbs/12c_spooled_log.ipynb #e02eb683
+@patch
+def record(self: SpooledLog, **fields) -> str:
+    "Queue one record (see `make_row`) and return its id; never blocks on, or raises for, the database."
+    row = type(self).make_row(**fields)
+    self._this_process()  # forked after creation: fresh thread and connections
+    if self._closed:
+        self._spool([row])
+    else:
+        self._queue.put(row)
+    return row["id"]
+
+
+@patch
+def ping(self: SpooledLog) -> bool:
+    "True if the database answers `SELECT 1` (connection attempts give up after `connect_timeout`)."
+    try:
         with self.engine.connect() as c:
-            for i in range(0, len(ids), 500):  # SQL Server allows 2100 parameters per statement
-                q = sa.select(self.table.c.id).where(self.table.c.id.in_(ids[i : i + 500]))
-                for (done,) in c.execute(q):
-                    todo.pop(done, None)
-        return list(todo.values())
+            c.execute(sa.select(1))
+        return True
+    except Exception:
+        return False
 
-    def _replay_file(self, path: Path) -> int:
-        todo = self._missing(_read(path))
-        if not todo:
-            return 0
-        try:
-            self._write(todo)
-            return len(todo)
-        except _REFUSED:  # the database refuses some row's data: insert one by one and set the refused rows aside
-            return sum(self._write_or_reject(r) for r in todo)
+# %% ../nbs/12c_spooled_log.ipynb #0164bc93
+@patch
+def _window(self: SpooledLog, q, since: datetime | None, until: datetime | None):
+    return in_window(q, self.table.c.created_at, since, until)
 
-    def _write_or_reject(self, row: dict) -> bool:
-        "Insert `row`; if the database refuses its data, move it to the rejected file. True if written."
-        try:
-            self._write([row])
-            return True
-        except _REFUSED as e:
-            if not self._missing([row]):
-                return False  # written meanwhile: nothing to set aside
-            log.error(
-                f"{self.what}: database refuses record %s (%s): moved to %s-*.jsonl", row["id"], e, self.rejected_prefix
-            )
-            with self._lock:
-                _append(self.spool_dir / f"{self.rejected_prefix}-{self._host}-{self._pid}.jsonl", [row])
-            return False
 
-    # -- reading
-    def _window(self, q, since: datetime | None, until: datetime | None):
-        return in_window(q, self.table.c.created_at, since, until)
+@patch
+def frame(self: SpooledLog, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+    "The records with `since <= created_at < until` (UTC), oldest first, `created_at` as UTC datetimes."
+    q = self._window(sa.select(self.table), since, until).order_by(self.table.c.created_at, self.table.c.id)
+    with self.engine.connect() as c:
+        df = pd.DataFrame(c.execute(q).all(), columns=list(self.table.c.keys()))
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
+    return df
 
-    def frame(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
-        "The records with `since <= created_at < until` (UTC), oldest first, `created_at` as UTC datetimes."
-        q = self._window(sa.select(self.table), since, until).order_by(self.table.c.created_at, self.table.c.id)
-        with self.engine.connect() as c:
-            df = pd.DataFrame(c.execute(q).all(), columns=list(self.table.c.keys()))
-        df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
-        return df
+# %% ../nbs/12c_spooled_log.ipynb #1217bff1
+@patch
+def _before_replay(self: SpooledLog) -> None:
+    with self._lock:  # new spooling goes to a fresh file while this one is replayed
+        if self._spool_here.exists():
+            self._spool_here.rename(self._fresh_spool())
+
+
+@patch
+def _replay_entry(self: SpooledLog, path: Path) -> int:
+    try:
+        written = self._replay_file(path)
+    except FileNotFoundError:
+        return 0  # replayed meanwhile by another log of this process
+    path.unlink(missing_ok=True)
+    return written
+
+
+@patch
+def _missing(self: SpooledLog, rows: list[dict]) -> list[dict]:
+    "The rows whose id is not in the table yet."
+    todo = {r["id"]: r for r in rows}
+    ids = list(todo)
+    with self.engine.connect() as c:
+        for i in range(0, len(ids), 500):  # SQL Server allows 2100 parameters per statement
+            q = sa.select(self.table.c.id).where(self.table.c.id.in_(ids[i : i + 500]))
+            for (done,) in c.execute(q):
+                todo.pop(done, None)
+    return list(todo.values())
+
+
+@patch
+def _replay_file(self: SpooledLog, path: Path) -> int:
+    todo = self._missing(_read(path))
+    if not todo:
+        return 0
+    try:
+        self._write(todo)
+        return len(todo)
+    except _REFUSED:  # the database refuses some row's data: insert one by one and set the refused rows aside
+        return sum(self._write_or_reject(r) for r in todo)
+
+
+@patch
+def _write_or_reject(self: SpooledLog, row: dict) -> bool:
+    "Insert `row`; if the database refuses its data, move it to the rejected file. True if written."
+    try:
+        self._write([row])
+        return True
+    except _REFUSED as e:
+        if not self._missing([row]):
+            return False  # written meanwhile: nothing to set aside
+        log.error(
+            f"{self.what}: database refuses record %s (%s): moved to %s-*.jsonl", row["id"], e, self.rejected_prefix
+        )
+        with self._lock:
+            _append(self.spool_dir / f"{self.rejected_prefix}-{self._host}-{self._pid}.jsonl", [row])
+        return False

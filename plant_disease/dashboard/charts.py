@@ -23,7 +23,7 @@ __all__ = ['FIELD_FREQ', 'FIELD_STEP', 'fig_png', 'answered', 'chart_top_k', 'va
            'chart_predictions_over_time', 'chart_confidence', 'chart_latency', 'summarise', 'served_models',
            'drift_rows', 'chart_field_accuracy', 'thumbnail', 'scaled_png', 'confusion_png', 'per_class_png']
 
-# %% ../../nbs/13d_dashboard_charts.ipynb #0b5d14fe
+# %% ../../nbs/13d_dashboard_charts.ipynb #e79adde5
 def fig_png(fig: Figure) -> bytes:
     "A figure as PNG bytes (dpi 100, tight)."
     buf = io.BytesIO()
@@ -49,7 +49,7 @@ def answered(df: pd.DataFrame) -> pd.DataFrame:
     d["variant"] = d["variant"].fillna("unknown").astype(str)
     return d
 
-
+# %% ../../nbs/13d_dashboard_charts.ipynb #c98baf86
 def chart_top_k(top_k: list[dict], min_confidence: float, guesses: bool = False) -> Figure:
     """Horizontal bars of the top-k probabilities (best on top) in words, with the confidence threshold; `guesses`
     (an unknown answer): titled as the model's guesses, all bars grey."""
@@ -66,7 +66,7 @@ def chart_top_k(top_k: list[dict], min_confidence: float, guesses: bool = False)
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
-
+# %% ../../nbs/13d_dashboard_charts.ipynb #33b31b20
 def variant_colours(df: pd.DataFrame) -> dict[str, str]:
     "One colour per variant (sorted by name), the same in every chart."
     return {v: f"C{i}" for i, v in enumerate(sorted(answered(df)["variant"].unique()))}
@@ -102,7 +102,7 @@ def chart_disease_frequency(df: pd.DataFrame) -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
-
+# %% ../../nbs/13d_dashboard_charts.ipynb #30a4a816
 def _buckets(d: pd.DataFrame, freq: str) -> pd.Series:
     return d["created_at"].dt.floor(freq)
 
@@ -151,7 +151,7 @@ def chart_predictions_over_time(df: pd.DataFrame, freq: str = "1h", start=None, 
     _time_axis(ax, start, end, counts=True)
     return fig
 
-
+# %% ../../nbs/13d_dashboard_charts.ipynb #4ffde883
 def chart_confidence(df: pd.DataFrame, min_confidence: float) -> Figure:
     "Histogram of the top-1 confidence per variant (20 bins on 0..1), with the not-sure threshold."
     fig, ax = _fig(7.5, 3.4)
@@ -171,7 +171,7 @@ def chart_confidence(df: pd.DataFrame, min_confidence: float) -> Figure:
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
-
+# %% ../../nbs/13d_dashboard_charts.ipynb #e3649f0c
 def chart_latency(df: pd.DataFrame, freq: str = "1h", start=None, end=None) -> Figure:
     "Latency p50 (solid) and p95 (dashed) per time bucket, per variant."
     fig, ax = _fig(7.5, 3.4)
@@ -190,7 +190,7 @@ def chart_latency(df: pd.DataFrame, freq: str = "1h", start=None, end=None) -> F
     _time_axis(ax, start, end)
     return fig
 
-
+# %% ../../nbs/13d_dashboard_charts.ipynb #b08ed33f
 def summarise(df: pd.DataFrame) -> dict:
     "Counts, and per variant: answers, mean confidence and latency p50/p95 (ms)."
     d = answered(df)

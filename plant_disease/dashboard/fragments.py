@@ -14,7 +14,7 @@ from ..eda import label_words
 __all__ = ['CSS', 'FIELD_HEAD', 'answer_html', 'notes_html', 'meta_html', 'error_html', 'model_card_html', 'drift_html',
            'recorded_html', 'verdict_problem_html', 'review_item_html', 'accuracy_cells', 'field_html']
 
-# %% ../../nbs/13e_dashboard_fragments.ipynb #805800d9
+# %% ../../nbs/13e_dashboard_fragments.ipynb #5624696d
 _esc = html.escape
 CSS = """<style>
 .pd-header h2 {margin: 0 0 .2em 0} .pd-muted {color: #555; font-size: 90%}
@@ -34,7 +34,7 @@ CSS = """<style>
 .pd-field-accuracy {font-size: 150%}
 </style>"""
 
-
+# %% ../../nbs/13e_dashboard_fragments.ipynb #cac7d00e
 def answer_html(answer: dict, v: dict, min_confidence: float) -> str:
     """Headline (the answer in words), the raw label and the confidence line; the not-sure box when unsure; for an
     unknown answer, *Unknown — retake the photo* with the advice."""
@@ -60,7 +60,7 @@ def answer_html(answer: dict, v: dict, min_confidence: float) -> str:
         f'<span class="pd-muted">(sure from {min_confidence:.0%})</span></div>{sure}'
     )
 
-
+# %% ../../nbs/13e_dashboard_fragments.ipynb #517b0379
 def notes_html(label: str, notes: dict, sure: bool, unknown: bool = False) -> str:
     "The class's management points and their source (or a line saying there are none)."
     if unknown:
@@ -80,7 +80,7 @@ def notes_html(label: str, notes: dict, sure: bool, unknown: bool = False) -> st
         "use only products registered for the crop, as the label says.</div></div>"
     )
 
-
+# %% ../../nbs/13e_dashboard_fragments.ipynb #02f0da20
 def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
 
@@ -96,7 +96,7 @@ def meta_html(answer: dict, size: int | None = None) -> str:
         parts.append(f"photo {_esc(answer['filename'])}" + (f" ({_size(size)})" if size else ""))
     return f'<div class="pd-meta pd-muted">{" · ".join(parts)}</div>'
 
-
+# %% ../../nbs/13e_dashboard_fragments.ipynb #3df7a9c7
 def error_html(filename: str | None, e: Exception) -> str:
     "A refused photo: its name, the plain reason and (small) the technical detail."
     detail = getattr(e, "detail", None)
@@ -104,7 +104,7 @@ def error_html(filename: str | None, e: Exception) -> str:
     message = f'<span class="pd-error-message">{_esc(str(e))}</span>'
     return f'<div role="alert"><b>{_esc(filename or "photo")}</b>: {message}{small}</div>'
 
-
+# %% ../../nbs/13e_dashboard_fragments.ipynb #3a499d92
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.0f}" if v.is_integer() and abs(v) >= 1 else f"{v:.4f}"
@@ -153,7 +153,7 @@ def model_card_html(card: dict) -> str:
         f"<table class='pd-table pd-model-facts'>{rows}</table></div><div>{metrics}</div></div>{missing}"
     )
 
-
+# %% ../../nbs/13e_dashboard_fragments.ipynb #bba94db9
 def drift_html(rows: list[dict], window: int) -> str:
     "The drift panel: per model its status, answers compared, unknown rate against the expected one, and the two PSIs."
     head = (
@@ -189,7 +189,7 @@ def drift_html(rows: list[dict], window: int) -> str:
         "<th>answers</th><th>unknown rate</th><th>answers PSI</th><th>confidence PSI</th></tr>" + body + "</table>"
     )
 
-# %% ../../nbs/13e_dashboard_fragments.ipynb #6125cf2a
+# %% ../../nbs/13e_dashboard_fragments.ipynb #51517bef
 def recorded_html(verdict: str, said: str | None, label: str | None = None, pending: bool = False) -> str:
     "The note of a recorded verdict (`pending`: the database was down, the verdict waits in the spool)."
     later = (
@@ -205,7 +205,7 @@ def verdict_problem_html(message: str) -> str:
     "Why a verdict was not recorded, as the card shows it."
     return f'<div class="pd-verdict-problem" role="alert">{_esc(message)}</div>'
 
-
+# %% ../../nbs/13e_dashboard_fragments.ipynb #eaaa84bd
 def _when(t) -> str:
     try:
         return t.strftime("%Y-%m-%d %H:%M UTC")
@@ -240,7 +240,7 @@ def review_item_html(row: dict) -> str:
         f'<div class="pd-meta pd-muted">{" · ".join(facts)}</div>'
     )
 
-
+# %% ../../nbs/13e_dashboard_fragments.ipynb #97da3593
 def _pct(x) -> str:
     return "–" if x is None or x != x else f"{100 * float(x):.0f}%"
 
