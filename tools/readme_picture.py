@@ -12,36 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from testkit.processes import free_port, wait_for
+from testkit.service import CHROMIUM, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 
 
-def wait_for(check, timeout: float, what: str, log: Path):
-    t = time.monotonic()
-    while time.monotonic() - t < timeout:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"{what} not ready after {timeout:.0f} s; its log:\n{log.read_text()[-3000:]}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_voila(model: str, work: Path) -> tuple[subprocess.Popen, str, Path]:
+def start_voila(model: str, work: Path) -> tuple[subprocess.Popen, str]:
     "Voilà serving app/dashboard.ipynb with `model`, once its preheated kernel has loaded and warmed the model."
     port, log = free_port(), work / "voila.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PD_")}
@@ -60,8 +42,12 @@ def start_voila(model: str, work: Path) -> tuple[subprocess.Popen, str, Path]:
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
     )
-    wait_for(lambda: "loaded and warmed up" in log.read_text(), 300, "voila's preheated kernel", log)
-    return proc, f"http://127.0.0.1:{port}/", log
+    try:
+        wait_for(lambda: "loaded and warmed up" in log.read_text(), 300, "voila's preheated kernel", proc, log)
+    except Exception:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc, f"http://127.0.0.1:{port}/"
 
 
 def photograph(url: str, photo: Path, out: Path, width: int = 1200):
@@ -69,7 +55,7 @@ def photograph(url: str, photo: Path, out: Path, width: int = 1200):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": width, "height": 1000})
         page.goto(url, wait_until="load", timeout=300_000)
         page.wait_for_selector(".pd-upload", timeout=300_000)
@@ -99,7 +85,7 @@ def main(argv=None):
     if not CHROMIUM.exists():
         sys.exit(f"{CHROMIUM} not found: apt-get install chromium")
     with tempfile.TemporaryDirectory() as work:
-        proc, url, _ = start_voila(a.model, Path(work))
+        proc, url = start_voila(a.model, Path(work))
         try:
             text = photograph(url, a.photo, a.out)
         finally:
