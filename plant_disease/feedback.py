@@ -41,7 +41,6 @@ feedback = sa.Table(
     sa.Column("note", sa.Text),
     sa.Column("reviewer", sa.String(128)),
     sa.Column("source", sa.String(16)),  # "api" | "dashboard"
-    extend_existing=True,  # defined again when this notebook runs in a process that imported the module
 )
 FEEDBACK_FIELDS = tuple(feedback.c.keys())
 _MAXLEN = {c.name: c.type.length for c in feedback.c if isinstance(c.type, sa.String) and c.type.length}
