@@ -7,20 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from plant_disease.logdb import (  # noqa: F401 (importable from here, as before the split)
-    PGDialect_pyodbc,
-    UTCDateTime,
-    _utc,
-    in_window,
-    make_engine,
-    metadata,
-    migrations_dir,
-    upgrade,
-)
-from .predlog_queries import _percentiles, prediction_stats, recent_answers  # noqa: F401
-from .predlog_table import FIELDS, make_row, predictions  # noqa: F401
-from .spool import _STOP, _alive, drained, spool_pattern  # noqa: F401
-from .spooled_log import _REFUSED, SpooledLog, _append, _dumps, _read  # noqa: F401
+from .logdb import metadata, migrations_dir, upgrade  # noqa: F401 (importable from here, as before the split)
+from .predlog_queries import prediction_stats, recent_answers
+from .predlog_table import FIELDS, make_row, predictions  # noqa: F401 (FIELDS: as before the split)
+from .spooled_log import SpooledLog, _append  # noqa: F401 (_append: as before the split)
 
 # %% auto #0
 __all__ = ['PredictionLog']
