@@ -28,8 +28,6 @@ from .pipeline import configure_devices, make_datasets
 from .schedule import EpochClock, Fit, compile_model, describe_fit, make_callbacks, phase_rate, plan_fits
 from .train_outputs import plot_history, save_trained_model, write_model_card, write_train_summary
 
-# importable from here as before notebooks 05a and 05e
-from .schedule import SmoothedSparseCrossentropy, make_optimizer, one_cycle_schedule  # noqa: F401
 
 log = logging.getLogger(__name__)
 

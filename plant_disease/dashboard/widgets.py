@@ -8,22 +8,14 @@ from __future__ import annotations
 import html
 import logging
 
-from .analytics import FIELD_PERIODS as FIELD_PERIODS
-from .analytics import WINDOWS as WINDOWS
 from .analytics import AnalyticsTab
-from .analytics import auto_freq as auto_freq
-from .analytics import field_period as field_period
 from .backends import ApiBackend, LibraryBackend
-from .diagnose import ACCEPT as ACCEPT
 from .diagnose import DiagnoseTab
 from .fragments import CSS
 from .model_cards import ModelTab
 from .model_facts import ModelFacts
-from .review import REVIEW_PAGE as REVIEW_PAGE
-from .review import REVIEW_WINDOW as REVIEW_WINDOW
 from .review import ReviewTab
 from .settings import DashboardConfigError, DashboardSettings, load_notes
-from .verdicts import VerdictBox as VerdictBox
 from .verdicts import Verdicts
 from ..serving import SettingsError, open_feedback_log, open_photo_store, open_prediction_log
 
