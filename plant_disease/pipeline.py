@@ -27,7 +27,13 @@ __all__ = ['log', 'AUTOTUNE', 'decode_and_resize', 'load_image', 'augment', 'cla
 # %% ../nbs/03_pipeline.ipynb #9729da1a
 def decode_and_resize(data: tf.Tensor, image_size: int) -> tf.Tensor:
     "Encoded JPEG/PNG bytes -> float32 RGB image of shape (image_size, image_size, 3), values in 0..255."
-    img = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    img = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.ensure_shape(
+            tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8), [None, None, 3]
+        ),
+    )
     img = tf.image.resize(img, (image_size, image_size), method="bilinear", antialias=True)
     return tf.clip_by_value(img, 0.0, 255.0)
 
