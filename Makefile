@@ -6,13 +6,18 @@ export PLANT_DISEASE_SHARED_DATA ?= $(abspath ../shared/data)
 
 .PHONY: install run test check lint nbtest pytest serve worker dashboard clean
 
-install: $(VENV)/.installed  ## create .venv and install the library with its dev tools (pinned by constraints.txt)
+install: $(VENV)/.installed app/node_modules/.installed  ## create .venv and install the library with its dev tools (pinned by constraints.txt), and the web page's in-browser runtime (npm, pinned by app/package-lock.json)
 
 $(VENV)/.installed: setup.py settings.ini constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
+
+# LiteRT.js for the web page's offline mode (app/static/ondevice.js); without Node's npm the page works online only
+app/node_modules/.installed: app/package.json app/package-lock.json
+	@if command -v npm >/dev/null; then cd app && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the web page's offline mode needs Node.js and npm (apt-get install nodejs npm), then make install"; fi
 
 run: install  ## the main job: data -> eda -> train -> evaluate -> ood with params.yaml (offline, CPU, synthetic by default)
 	$(BIN)/plant-disease run

@@ -14,10 +14,11 @@ from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
 from .config import Settings, get_settings
 from .observability import DRIFT, LOG_SPOOLED, QUEUE_DEPTH, AccessLog, BodySizeLimit
-from .routes import admin, feedback, health, predict, tasks
+from .routes import admin, feedback, health, predict, tasks, web_model
 
 log = logging.getLogger("plant_disease.app")
 STATIC = Path(__file__).parent / "static"
+LITERT = Path(__file__).parent / "node_modules" / "@litertjs"  # LiteRT.js, installed by `npm ci` (make install)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Plant leaf disease diagnosis (PlantVillage classes): upload a photo, get the disease.",
     )
-    for r in (health.router, predict.router, tasks.router, feedback.router, admin.router):
+    for r in (health.router, predict.router, tasks.router, feedback.router, admin.router, web_model.router):
         app.include_router(r)
     generate = app.openapi
 
@@ -57,10 +58,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # the in-browser runtime for the offline mode; without `npm ci` its files answer 404 and the page says so
+    app.mount("/vendor/@litertjs", StaticFiles(directory=LITERT, check_dir=False), name="litertjs")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/sw.js", include_in_schema=False)
+    def service_worker() -> FileResponse:  # from the root, so that it may control the whole page
+        return FileResponse(STATIC / "sw.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/manifest.webmanifest", include_in_schema=False)
+    def web_app_manifest() -> FileResponse:
+        return FileResponse(STATIC / "manifest.webmanifest", media_type="application/manifest+json")
 
     Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"]).add(metrics.requests()).add(
         metrics.latency(should_include_status=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +38,22 @@ class Variant:
     model_name: str
     model_version: str
     predictor: object  # plant_disease.inference.Predictor
+    folder: Path | None = None  # the model folder it was loaded from (the registry's cache, or a local folder)
+    _web: object = field(default=None, repr=False)  # plant_disease.web_model.WebModel, built on first use
+    _web_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def web_model(self, notes: Path | None):
+        """This variant's model for the web page's offline mode (`plant_disease.web_model`), built on first use and
+        kept; `WebModelUnavailable` when the browser cannot run it."""
+        from plant_disease.web_model import WebModelUnavailable, web_model
+
+        p = self.predictor
+        with self._web_lock:
+            if self._web is None:
+                if self.folder is None:
+                    raise WebModelUnavailable(f"variant {self.name} has no model folder")
+                self._web = web_model(self.folder, self.model_name, self.model_version, notes, p.top_k, p.runtime.name)
+            return self._web
 
     def describe(self) -> dict:
         p = self.predictor
@@ -78,7 +96,7 @@ def load_variant(spec: VariantSpec, settings: Settings) -> Variant:
         raise ModelLoadError(f"variant {spec.name}: {e}") from None
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"variant {spec.name}: cannot load {spec.source}: {e}") from None
-    return Variant(spec.name, spec.weight, spec.source, m.name, m.version, m.predictor)
+    return Variant(spec.name, spec.weight, spec.source, m.name, m.version, m.predictor, Path(m.folder))
 
 
 class ModelSet:

@@ -29,11 +29,16 @@ class WebModelUnavailable(ValueError):
     "A model the browser cannot run offline; the message says why and what to do."
 
 
-def web_format(folder: str | Path) -> str:
-    "The LiteRT format of `folder` to run in the browser: full int8 when within the accuracy limit, else fp32."
-    ok = accurate_formats(folder)
+def web_format(folder: str | Path, served: str | None = None) -> str:
+    """The LiteRT format of `folder` to run in the browser: the one the server runs (`served`, a runtime name), the
+    fp32 file when the server runs fp32, else full int8 when within the accuracy limit, else fp32."""
+    ok = [f for f in accurate_formats(folder) if f in WEB_FORMATS and (Path(folder) / RUNTIME_FILES[f]).exists()]
+    if served in WEB_FORMATS and (Path(folder) / RUNTIME_FILES[served]).exists():
+        return served
+    if served in ("keras", "savedmodel", "onnx") and "tflite_fp32" in ok:
+        return "tflite_fp32"
     for f in WEB_FORMATS:
-        if f in ok and (Path(folder) / RUNTIME_FILES[f]).exists():
+        if f in ok:
             return f
     raise WebModelUnavailable(
         f"{folder}: no LiteRT file within the accuracy limit for the browser (run `plant-disease export` "
@@ -93,12 +98,19 @@ def _feature_meta(folder: Path, files: dict) -> dict | None:
     return {"file": "features.f16", "n": int(bank.shape[0]), "dim": int(bank.shape[1]), "k": int(fm["k"])}
 
 
-def web_model(folder: str | Path, name: str, version: str, notes: str | Path | None = None, top_k: int = 5) -> WebModel:
-    """The model in `folder` (a served model folder with a LiteRT export) for the browser, as model `name` `version`;
-    the management notes of its classes from the YAML file `notes`."""
+def web_model(
+    folder: str | Path,
+    name: str,
+    version: str,
+    notes: str | Path | None = None,
+    top_k: int = 5,
+    served: str | None = None,
+) -> WebModel:
+    """The model in `folder` (a served model folder with a LiteRT export) for the browser, as model `name` `version`
+    served by runtime `served`; the management notes of its classes from the YAML file `notes`."""
     folder = Path(folder)
     meta = json.loads((folder / "classes.json").read_text())
-    fmt = web_format(folder)
+    fmt = web_format(folder, served)
     files = {"model.tflite": fixed_batch((folder / RUNTIME_FILES[fmt]).read_bytes())}
     feature = _feature_meta(folder, files)
     abstain = meta.get("abstain")
@@ -108,6 +120,7 @@ def web_model(folder: str | Path, name: str, version: str, notes: str | Path | N
         "model_name": name,
         "model_version": version,
         "format": fmt,
+        "server_runtime": served,
         "image_size": int(meta["image_size"]),
         "classes": class_words(meta["classes"]),
         "top_k": min(top_k, len(meta["classes"])),

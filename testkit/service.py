@@ -358,11 +358,11 @@ def start_service(work: Path, shared: Path | None, database_url: str, **override
 
 
 def start_api(
-    work: Path, settings: dict, log_name: str = "api.log", timeout_s: float = 300
+    work: Path, settings: dict, log_name: str = "api.log", timeout_s: float = 300, port: int | None = None
 ) -> tuple[subprocess.Popen, str]:
-    """`python -m app` on a free local port with `settings` (`PD_*` variables) over a private SQLite log, no auth, no
-    rate limit, no Redis; returns the process and its URL once `/ready` answers 200."""
-    port = free_port()
+    """`python -m app` on `port` (default: a free local port) with `settings` (`PD_*` variables) over a private SQLite
+    log, no auth, no rate limit, no Redis; returns the process and its URL once `/ready` answers 200."""
+    port = port or free_port()
     env = {
         **os.environ,
         "PD_REQUIRE_AUTH": "false",

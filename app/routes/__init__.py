@@ -84,3 +84,30 @@ TOKENS = error_responses(
     e400="the body cannot be parsed as JSON",
     e409="this service verifies RS256 tokens and holds no private key: sign tokens offline (python -m app.tokens)",
 )
+WEB_MODEL = {
+    **error_responses(
+        401,
+        403,
+        404,
+        422,
+        503,
+        e404="no such variant, or it has no LiteRT export the browser can run (`plant-disease export`)",
+        e503=STARTING,
+    ),
+    304: {"description": "the page's copy is current (`If-None-Match` named this hash)"},
+}
+WEB_MODEL_FILE = {
+    200: {
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the file's bytes (the LiteRT model, or the feature bank as little-endian float16 rows)",
+    },
+    **error_responses(
+        401,
+        403,
+        404,
+        422,
+        503,
+        e404="no such file, or a hash the variant no longer serves (production moved: fetch its `/web` again)",
+        e503=STARTING,
+    ),
+}

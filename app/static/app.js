@@ -1,6 +1,8 @@
 // Plant leaf disease diagnosis: the page's only script (no frameworks, no network beyond this service).
 // Flow: POST /predict/async -> 202 {task_id, result_url}; poll GET /result/{id}?wait_s=2 until done or failed.
 // When the queue is down (503) the page falls back to the synchronous POST /predict.
+// Offline mode: a service worker (/sw.js) keeps the page and the production model (GET /models/web) in the browser;
+// ondevice.js runs it with LiteRT.js and the service's rule when asked, or when the service cannot be reached.
 "use strict";
 
 (function () {
@@ -15,7 +17,8 @@
     drop: $("dropzone"), preview: $("preview"), explain: $("explain"), submit: $("submit"), status: $("status"),
     error: $("error"), result: $("result"), label: $("label"), confidence: $("confidence"), topk: $("topk"),
     heatmap: $("heatmap"), heatmapFigure: $("heatmap-figure"), model: $("model"), advice: $("advice"),
-    topkTitle: $("topk-title"),
+    topkTitle: $("topk-title"), onDevice: $("on-device"), offlineStatus: $("offline-status"), notes: $("notes"),
+    notesPoints: $("notes-points"), notesSource: $("notes-source"),
   };
   const UNKNOWN_TEXT = "Unknown — retake the photo";
   const TOPK_TITLE = "Most likely classes";
@@ -23,6 +26,8 @@
   const DEFAULT_ADVICE = "This does not look like a leaf the model knows: retake the photo of a single leaf, close up, in even light.";
   let previewUrl = null;
   let busy = false;
+  let engine = null;      // the on-device engine (ondevice.js), once the model is loaded
+  let preparing = null;   // the promise of preparing it
 
   // ---------- small helpers ----------
   const pct = (p) => (100 * p).toFixed(p >= 0.995 || p < 0.0005 ? 0 : 1) + "%";
@@ -67,6 +72,10 @@
     els.confidence.textContent = "";
     els.topk.textContent = "";
     els.model.textContent = "";
+    els.result.removeAttribute("data-on-device");
+    els.notes.hidden = true;
+    els.notesPoints.textContent = "";
+    els.notesSource.textContent = "";
     els.heatmap.hidden = true;
     els.heatmap.removeAttribute("src");
     els.heatmapFigure.hidden = true;
@@ -243,11 +252,32 @@
       els.heatmapFigure.hidden = false;
     }
 
+    if (r.notes && r.notes.points) {
+      r.notes.points.forEach((p) => {
+        const li = document.createElement("li");
+        li.textContent = p;
+        els.notesPoints.append(li);
+      });
+      els.notesSource.textContent = r.notes.source ? `Source: ${r.notes.source}` : "";
+      els.notes.hidden = false;
+    }
+
     const parts = [`Model ${r.model_name} v${r.model_version}`, `variant ${r.variant}`];
-    if (typeof r.latency_ms === "number") parts.push(`${Math.round(r.latency_ms)} ms in the service`);
-    if (typeof r.inference_ms === "number") parts.push(`${Math.round(r.inference_ms)} ms inference`);
-    if (typeof r.queued_ms === "number") parts.push(`${Math.round(r.queued_ms)} ms queued`);
+    if (r.on_device) {
+      if (typeof r.latency_ms === "number") parts.push(`${Math.round(r.latency_ms)} ms`);
+    } else {
+      if (typeof r.latency_ms === "number") parts.push(`${Math.round(r.latency_ms)} ms in the service`);
+      if (typeof r.inference_ms === "number") parts.push(`${Math.round(r.inference_ms)} ms inference`);
+      if (typeof r.queued_ms === "number") parts.push(`${Math.round(r.queued_ms)} ms queued`);
+    }
     els.model.textContent = parts.join(" · ");
+    if (r.on_device) {
+      const mark = document.createElement("span");
+      mark.className = "on-device";
+      mark.textContent = " · computed on this device, without the network";
+      els.model.append(mark);
+      els.result.dataset.onDevice = "true";
+    }
     els.result.dataset.variant = r.variant;
     els.result.hidden = false;
   }
@@ -287,6 +317,64 @@
     }
   }
 
+  // ---------- the offline mode ----------
+  function setOffline(text, state) {
+    // state: preparing | ready | unavailable (data-state, for styles and tests)
+    els.offlineStatus.textContent = text;
+    els.offlineStatus.classList.toggle("is-ready", state === "ready");
+    els.offlineStatus.dataset.state = state;
+  }
+
+  async function controlled() {
+    // The first visit: wait until the service worker controls the page, so that what the engine fetches is kept.
+    await navigator.serviceWorker.register("/sw.js");
+    await navigator.serviceWorker.ready;
+    if (navigator.serviceWorker.controller) return;
+    await Promise.race([
+      new Promise((r) => navigator.serviceWorker.addEventListener("controllerchange", r, { once: true })),
+      sleep(5000),
+    ]);
+  }
+
+  async function prepareOffline() {
+    if (!("serviceWorker" in navigator) || !window.isSecureContext) {
+      setOffline("Offline mode needs a browser with service workers and a secure page (HTTPS, or localhost).", "unavailable");
+      return;
+    }
+    setOffline("Offline mode: preparing…", "preparing");
+    try {
+      await controlled();
+      const mod = await import("/static/ondevice.js");
+      engine = await mod.loadEngine({ headers: authHeaders() });
+      const m = engine.meta;
+      const bytes = Object.values(m.files).reduce((a, f) => a + f.bytes, 0);
+      els.onDevice.disabled = false;
+      setOffline(`Ready offline: model ${m.model_name} v${m.model_version} (${size(bytes)}) is kept on this device.`, "ready");
+    } catch (err) {
+      const hint = err.status === 401 || err.status === 403 ? " Enter a valid access token to prepare it." : "";
+      setOffline(`Offline mode unavailable: ${err.message || err}.${hint}`, "unavailable");
+    }
+  }
+
+  function startOffline() {
+    if (!preparing) preparing = prepareOffline().finally(() => { if (!engine) preparing = null; });
+    return preparing;
+  }
+
+  async function diagnoseOnDevice(file) {
+    if (!engine) await startOffline();
+    if (!engine) throw new Error(`${els.offlineStatus.textContent} Connect to the network, then try again.`);
+    setStatus("Diagnosing on this device…");
+    try {
+      return await engine.diagnose(file);
+    } catch (err) {
+      throw new ApiError(err.status || 0, err.message || String(err));
+    }
+  }
+
+  els.token.addEventListener("change", () => { if (!engine) startOffline(); });
+  startOffline();
+
   els.form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (busy) return;
@@ -299,7 +387,18 @@
     const t0 = performance.now();
     setStatus("Uploading…");
     try {
-      const r = await diagnose(file, els.explain.checked);
+      let r;
+      if (els.onDevice.checked || !navigator.onLine) {
+        r = await diagnoseOnDevice(file);
+      } else {
+        try {
+          r = await diagnose(file, els.explain.checked);
+        } catch (err) {
+          if (!(err instanceof ApiError && err.status === 0 && engine)) throw err;
+          setStatus("The service cannot be reached: diagnosing on this device…");
+          r = await diagnoseOnDevice(file);
+        }
+      }
       render(r);
       setStatus(`Done in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     } catch (err) {

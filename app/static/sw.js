@@ -1,0 +1,83 @@
+// The service worker of the offline mode: after one visit with a connection, the page, its scripts, the in-browser
+// runtime (LiteRT.js and its WebAssembly) and the production model stay in this browser, so the page opens and
+// diagnoses with the network gone.
+// - the page, its scripts and the model's description (/models/web): from the network when there is one (always
+//   the current page and production model), else from the cache;
+// - the model's files (under their content hash) and the runtime's files: from the cache once fetched (they never
+//   change under their name); when a new production model is described, the files of the old one are dropped.
+// Everything else (predictions, feedback) goes to the network as usual.
+const SHELL = "plant-disease-shell-v1";
+const FILES = "plant-disease-files-v1";
+const PAGE = ["/", "/static/app.js", "/static/style.css", "/static/ondevice.js", "/static/pixels.js",
+  "/manifest.webmanifest", "/static/icon.svg"];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(SHELL).then((c) => c.addAll(PAGE)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const name of await caches.keys()) {
+      if (![SHELL, FILES].includes(name)) await caches.delete(name);
+    }
+    await self.clients.claim();
+  })());
+});
+
+const isDescription = (path) => /^\/models\/(web|[^/]+\/web)$/.test(path);
+const isForever = (path) => /^\/models\/[^/]+\/web\/[0-9a-f]+\/[^/]+$/.test(path) || path.startsWith("/vendor/");
+const isPage = (path) => PAGE.includes(path);
+
+async function networkFirst(request, cacheName) {
+  const cache = await caches.open(cacheName);
+  try {
+    const resp = await fetch(request);
+    if (resp.ok) await cache.put(request, resp.clone());
+    return resp;
+  } catch (e) {
+    const hit = await cache.match(request, { ignoreVary: true });
+    if (hit) return hit;
+    throw e;
+  }
+}
+
+async function cacheFirst(request) {
+  const cache = await caches.open(FILES);
+  const hit = await cache.match(request, { ignoreVary: true });
+  if (hit) return hit;
+  const resp = await fetch(request);
+  if (resp.ok) await cache.put(request, resp.clone());
+  return resp;
+}
+
+// A new description names the current hash: drop the files of the variant's other models.
+async function dropOldModels(resp) {
+  try {
+    const meta = await resp.clone().json();
+    const cache = await caches.open(FILES);
+    const prefix = `/models/${meta.variant}/web/`;
+    for (const req of await cache.keys()) {
+      const path = new URL(req.url).pathname;
+      if (path.startsWith(prefix) && !path.startsWith(`${prefix}${meta.hash}/`)) await cache.delete(req);
+    }
+  } catch (e) { /* not a description: nothing to drop */ }
+}
+
+self.addEventListener("fetch", (event) => {
+  const { request } = event;
+  const url = new URL(request.url);
+  if (request.method !== "GET" || url.origin !== self.location.origin) return;
+  const path = url.pathname;
+  if (request.mode === "navigate" && path === "/") {
+    event.respondWith(networkFirst(new Request("/"), SHELL));
+  } else if (isDescription(path)) {
+    event.respondWith(networkFirst(request, SHELL).then(async (resp) => {
+      if (resp.ok) await dropOldModels(resp);
+      return resp;
+    }));
+  } else if (isForever(path)) {
+    event.respondWith(cacheFirst(request));
+  } else if (isPage(path)) {
+    event.respondWith(networkFirst(request, SHELL));
+  }
+});

@@ -1,0 +1,153 @@
+"""The web page's offline mode in Chromium (Playwright; offline through the browser context): load the page online,
+go offline, reload, diagnose test photos on the device; the answers are the server's (top-1, calibrated confidence,
+unknown); the service worker takes the new model when production moves. The model is the service tests' exported
+tiny EfficientNetB0 of real tomato leaves (LiteRT full int8), served alone. Writes reports/web/offline.json."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from testkit.service import chromium, start_api
+
+pytestmark = pytest.mark.xdist_group("service")
+
+ROOT = Path(__file__).resolve().parents[1]
+READY = "['ready', 'unavailable'].includes(document.querySelector('#offline-status').dataset.state)"
+DIAGNOSE = """async (photos) => {
+  const { loadEngine } = await import('/static/ondevice.js');
+  const engine = await loadEngine();
+  const out = [];
+  for (const b64 of photos) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    out.push(await engine.diagnose(new Blob([bytes], { type: 'image/jpeg' })));
+  }
+  return out;
+}"""
+CACHED_MODEL_FILES = """async () => {
+  const cache = await caches.open('plant-disease-files-v1');
+  return (await cache.keys()).map((r) => new URL(r.url).pathname).filter((p) => p.startsWith('/models/'));
+}"""
+
+
+def test_photos(work: Path) -> list[Path]:
+    "The test split of the photos the served model was trained on (real tomato leaves when the sample is here)."
+    rows = list(csv.DictReader((work / "data" / "manifest.csv").open()))
+    paths = [Path(r["path"]) for r in rows if r["split"] == "test"]
+    return [p if p.is_absolute() else work / p for p in paths]
+
+
+def noise_jpeg(tmp: Path) -> Path:
+    "Coloured noise, which the rule must answer as unknown on the device as on the server."
+    from PIL import Image
+
+    p = tmp / "noise.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), np.uint8)).save(p, quality=90)
+    return p
+
+
+@pytest.fixture(scope="module")
+def models(service, tmp_path_factory) -> dict[str, Path]:
+    "Production v1 and, for when production moves, v2 (the same weights under another name: another model)."
+    work = tmp_path_factory.mktemp("offline")
+    src = service.extra["models"]["efficientnetb0_exported"]
+    return {v: shutil.copytree(src, work / v) for v in ("v1", "v2")} | {"work": work}
+
+
+def serve(models: dict, version: str, port: int | None = None):
+    settings = {
+        "PD_VARIANTS": json.dumps([{"name": "web", "source": str(models[version])}]),
+        "PD_RUNTIME": "tflite_int8",
+    }
+    return start_api(models["work"], settings, f"api-{version}.log", port=port)
+
+
+def on_server(url: str, photo: Path) -> dict:
+    r = httpx.post(f"{url}/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_offline_page_gives_the_servers_answers_and_follows_production(service, models):
+    api, url = serve(models, "v1")
+    try:
+        photos = test_photos(service.workdir) + [noise_jpeg(models["work"])]
+        server = [on_server(url, p) for p in photos]
+        description = httpx.get(f"{url}/models/web").json()
+        assert description["model_name"] == "local:v1" and description["format"] == "tflite_int8"
+        etag = httpx.get(f"{url}/models/web").headers["etag"]
+        assert httpx.get(f"{url}/models/web", headers={"If-None-Match": etag}).status_code == 304
+        with chromium() as browser:
+            context = browser.new_context()
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/", wait_until="load")
+            page.wait_for_function(READY, timeout=120_000)
+            status = page.text_content("#offline-status")
+            assert "Ready offline" in status and "local:v1" in status, status
+
+            # the network gone: the page opens from the service worker's cache and diagnoses on the device
+            context.set_offline(True)
+            page.reload(wait_until="load")
+            page.wait_for_function(READY, timeout=60_000)
+            assert "Ready offline" in page.text_content("#offline-status")
+            page.set_input_files("#file", str(photos[0]))
+            page.click("#submit")
+            page.wait_for_function("document.querySelector('#label').textContent.trim().length > 0", timeout=60_000)
+            shown = page.text_content("#model")
+            assert "computed on this device" in shown and "local:v1" in shown, shown
+            assert page.get_attribute("#result", "data-on-device") == "true"
+            label = page.get_attribute("#label", "data-label")
+            assert label == server[0]["label"], (label, server[0]["label"])
+            assert page.is_visible("#notes") == (not server[0]["unknown"])  # the management notes travel with the model
+
+            device = page.evaluate(DIAGNOSE, [base64.b64encode(p.read_bytes()).decode() for p in photos])
+            assert all(d["on_device"] and d["model_version"] == server[0]["model_version"] for d in device)
+            same_top1 = [d["top_k"][0]["label"] == s["top_k"][0]["label"] for d, s in zip(device, server)]
+            conf_gap = [abs(d["confidence"] - s["confidence"]) for d, s in zip(device, server)]
+            same_unknown = [d["unknown"] == s["unknown"] for d, s in zip(device, server)]
+            report = {
+                "photos": len(photos),
+                "top1_agreement": float(np.mean(same_top1)),
+                "max_confidence_gap": float(max(conf_gap)),
+                "unknown_agreement": float(np.mean(same_unknown)),
+                "unknown_on_server": int(sum(s["unknown"] for s in server)),
+                "device_ms_p50": float(np.median([d["latency_ms"] for d in device])),
+                "format": description["format"],
+            }
+            (ROOT / "reports" / "web").mkdir(parents=True, exist_ok=True)
+            (ROOT / "reports" / "web" / "offline.json").write_text(json.dumps(report, indent=2) + "\n")
+            assert report["top1_agreement"] >= 0.99, report
+            assert report["max_confidence_gap"] <= 0.01, report
+            assert report["unknown_agreement"] == 1.0 and server[-1]["unknown"] and device[-1]["unknown"], report
+
+            # production moves (the service restarts with v2): the next visit online takes the new model ...
+            context.set_offline(False)
+            port = int(url.rsplit(":", 1)[1])
+            api.terminate()
+            api.wait(30)
+            api, url = serve(models, "v2", port)
+            page.reload(wait_until="load")
+            page.wait_for_function(READY, timeout=120_000)
+            assert "local:v2" in page.text_content("#offline-status")
+            # ... keeps it offline, and drops the old one's files
+            context.set_offline(True)
+            page.reload(wait_until="load")
+            page.wait_for_function(READY, timeout=60_000)
+            assert "local:v2" in page.text_content("#offline-status")
+            cached = page.evaluate(CACHED_MODEL_FILES)
+            context.set_offline(False)
+            new_hash = httpx.get(f"{url}/models/web").json()["hash"]
+            assert cached and all(f"/{new_hash}/" in p for p in cached), (new_hash, cached)
+            assert not errors, errors
+            context.close()
+    finally:
+        api.kill()
