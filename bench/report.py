@@ -220,6 +220,32 @@ def imagenet_backbones_section(r: dict) -> list[str]:
     ]
 
 
+def web_section(r: dict) -> list[str]:
+    "The web page's offline mode (bench/web_latency.py): agreement with the server, in-browser latency, bytes."
+    m = r["machine"]
+    out = [
+        "## The web page's offline mode",
+        "",
+        f"Command: `{r.get('command', 'python bench/web_latency.py')}`; {m['cpu']} "
+        f"({' '.join(m['vector_extensions'])}; matmul {m['matmul']['float32']} GFLOP/s fp32), {r['browser']}, "
+        f"{r.get('model', 'the model of the real sample')}. Each photo diagnosed on the device (offline, from the "
+        "service worker's cache) against the server's answer for the same photo, the server running the same file "
+        "(`PD_RUNTIME`); latency is decode + resize + model + rule in the page.",
+        "",
+        "| runtime | file | photos | top-1 agreement | largest confidence gap | unknown agreement | ms p50 / p95 | "
+        "model ms p50 | load from cache ms | first visit | kept offline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in r["results"]:
+        out.append(
+            f"| {x.get('runtime', 'LiteRT.js')} | {x['format']} {x['model_bytes'] / 1e6:.1f} MB | {x['photos']} | "
+            f"{x['top1_agreement']:.3f} | {x['max_confidence_gap']:.4f} | {x['unknown_agreement']:.3f} | "
+            f"{x['latency_ms_p50']} / {x['latency_ms_p95']} | {x['model_ms_p50']} | {x['engine_load_from_cache_ms']:.0f} | "
+            f"{x['first_visit_bytes'] / 1e6:.1f} MB | {x['cached_bytes'] / 1e6:.1f} MB |"
+        )
+    return out + [""] + [f"- {n}" for n in r.get("notes", [])] + [""]
+
+
 def main() -> int:
     lines = [
         "# Benchmarks",
@@ -299,6 +325,9 @@ def main() -> int:
             f"| async (1 worker) | {a['concurrency']} | {a['p50_ms']} | {a['p95_ms']} | {a['p99_ms']} | {a['throughput_rps']} |",
             "",
         ]
+    r = load("bench_web.json")
+    if r:
+        lines += web_section(r)
     lines += [
         "## What bounds each number",
         "",

@@ -35,7 +35,7 @@ from .leaf_files import parse_label
 from .images import ACCEPTED_FORMATS, ImageProblem, check_image
 from .model import HEAD_PREFIX
 from .pipeline import decode_and_resize
-from .runtimes import EXPORT_REPORT, KerasRuntime, Runtime, select_runtime
+from .runtimes import KerasRuntime, Runtime, runtime_rule, select_runtime
 
 # %% auto #0
 __all__ = ['DEFAULT_MAX_PIXELS', 'Prediction', 'InvalidImageError', 'Predictor', 'gradcam', 'overlay_heatmap', 'probs_in_chunks']
@@ -71,7 +71,8 @@ def _prediction(
     domain: float | None = None,
     feature: float | None = None,
 ) -> Prediction:
-    order = np.argsort(-probs)[:k]
+    # ties (an int8 model's probabilities have them): the lower class id first, as the web page's engine orders them
+    order = np.argsort(-probs, kind="stable")[:k]
     top = [
         {
             "class_id": int(i),
@@ -344,18 +345,7 @@ def from_dir(
 
     model = keras.saving.load_model(d / "model.keras", compile=False)
     rt, why = select_runtime(d, runtime, model, max_accuracy_drop)
-    fmt = (
-        json.loads((d / EXPORT_REPORT).read_text()).get("formats", {}).get(rt.name, {})
-        if (d / EXPORT_REPORT).exists()
-        else {}
-    )
-    if (
-        meta.get("abstain") and fmt.get("abstain_threshold") is not None
-    ):  # refitted with this runtime's probabilities (and feature scores)
-        refit = {"threshold": fmt["abstain_threshold"], "runtime": rt.name}
-        if meta["abstain"].get("feature_threshold") is not None and fmt.get("feature_threshold") is not None:
-            refit["feature_threshold"] = fmt["feature_threshold"]
-        meta = {**meta, "abstain": {**meta["abstain"], **refit}}
+    meta = {**meta, "abstain": runtime_rule(meta.get("abstain"), d, rt.name)}  # refitted for this runtime's outputs
     p = cls(model, meta["classes"], metadata=meta, runtime=rt, features=load_features(d / FEATURE_MODEL), **kwargs)
     p.runtime_choice = why
     return p

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'RUNTIME_FILES', 'RUNTIMES', 'EXPORT_REPORT', 'RuntimeUnavailableError', 'Runtime', 'KerasRuntime',
            'SavedModelRuntime', 'LiteRTRuntime', 'OnnxRuntime', 'available_runtimes', 'load_runtime',
-           'accurate_formats', 'time_runtime', 'select_runtime']
+           'accurate_formats', 'time_runtime', 'select_runtime', 'runtime_rule']
 
 # %% ../nbs/14_runtimes.ipynb #5e61659d
 RUNTIME_FILES = {
@@ -284,3 +284,15 @@ def select_runtime(
         else "nothing exported (plant-disease export)"
     )
     return loaded[best], {"runtime": best, "reason": reason, "batch1_ms": timings}
+
+# %% ../nbs/14_runtimes.ipynb #acae54e37e7d407bbb7b55eff062a284
+def runtime_rule(abstain: dict | None, folder: str | os.PathLike, runtime: str) -> dict | None:
+    "The abstention rule `abstain` (from classes.json) with the thresholds `export` refitted for `runtime`'s outputs."
+    f = Path(folder) / EXPORT_REPORT
+    fmt = json.loads(f.read_text()).get("formats", {}).get(runtime, {}) if f.exists() else {}
+    if not abstain or fmt.get("abstain_threshold") is None:
+        return abstain
+    refit = {"threshold": fmt["abstain_threshold"], "runtime": runtime}
+    if abstain.get("feature_threshold") is not None and fmt.get("feature_threshold") is not None:
+        refit["feature_threshold"] = fmt["feature_threshold"]
+    return {**abstain, **refit}

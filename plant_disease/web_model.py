@@ -15,7 +15,7 @@ import yaml
 
 from .abstention import ADVICE, FEATURE_MODEL, UNKNOWN, load_features
 from .leaf_files import parse_label
-from .runtimes import RUNTIME_FILES, accurate_formats
+from .runtimes import RUNTIME_FILES, accurate_formats, runtime_rule
 
 # %% auto #0
 __all__ = ['WEB_FORMATS', 'WebModelUnavailable', 'web_format', 'fixed_batch', 'class_words', 'class_notes', 'WebModel',
@@ -113,7 +113,7 @@ def web_model(
     fmt = web_format(folder, served)
     files = {"model.tflite": fixed_batch((folder / RUNTIME_FILES[fmt]).read_bytes())}
     feature = _feature_meta(folder, files)
-    abstain = meta.get("abstain")
+    abstain = runtime_rule(meta.get("abstain"), folder, fmt)  # as the server's Predictor takes it for this file
     if abstain and abstain.get("feature_threshold") is not None and feature is None:
         raise WebModelUnavailable(f"{folder}: the abstention rule has a feature check but there is no {FEATURE_MODEL}")
     web = {

@@ -37,11 +37,21 @@ CACHED_MODEL_FILES = """async () => {
 }"""
 
 
-def test_photos(work: Path) -> list[Path]:
+def split_photos(work: Path) -> list[Path]:
     "The test split of the photos the served model was trained on (real tomato leaves when the sample is here)."
     rows = list(csv.DictReader((work / "data" / "manifest.csv").open()))
     paths = [Path(r["path"]) for r in rows if r["split"] == "test"]
     return [p if p.is_absolute() else work / p for p in paths]
+
+
+def near_threshold(answer: dict, rule: dict, tol: float = 0.01) -> bool:
+    """Whether one of the answer's scores sits within `tol` (relative) of its threshold: there a full-int8 model's
+    outputs, a few units of the last place apart between LiteRT's native and WebAssembly kernels, may fall either side."""
+    pairs = [("ood_score", "threshold"), ("feature_score", "feature_threshold"), ("domain_score", "domain_threshold")]
+    return any(
+        answer[s] is not None and rule.get(t) is not None and abs(answer[s] - rule[t]) <= tol * abs(rule[t]) + 1e-6
+        for s, t in pairs
+    )
 
 
 def noise_jpeg(tmp: Path) -> Path:
@@ -78,12 +88,18 @@ def on_server(url: str, photo: Path) -> dict:
 def test_offline_page_gives_the_servers_answers_and_follows_production(service, models):
     api, url = serve(models, "v1")
     try:
-        photos = test_photos(service.workdir) + [noise_jpeg(models["work"])]
+        photos = split_photos(service.workdir) + [noise_jpeg(models["work"])]
         server = [on_server(url, p) for p in photos]
         description = httpx.get(f"{url}/models/web").json()
         assert description["model_name"] == "local:v1" and description["format"] == "tflite_int8"
         etag = httpx.get(f"{url}/models/web").headers["etag"]
         assert httpx.get(f"{url}/models/web", headers={"If-None-Match": etag}).status_code == 304
+        model = httpx.get(f"{url}{description['files']['model.tflite']['url']}")
+        assert model.status_code == 200 and "immutable" in model.headers["cache-control"]
+        assert len(model.content) == description["files"]["model.tflite"]["bytes"]
+        stale = httpx.get(f"{url}/models/web/web/0123456789abcdef0123/model.tflite")
+        assert stale.status_code == 404 and "/models/web/web" in stale.json()["detail"], stale.text
+        assert httpx.get(f"{url}/models/nope/web").status_code == 404
         with chromium() as browser:
             context = browser.new_context()
             page = context.new_page()
@@ -114,11 +130,17 @@ def test_offline_page_gives_the_servers_answers_and_follows_production(service, 
             same_top1 = [d["top_k"][0]["label"] == s["top_k"][0]["label"] for d, s in zip(device, server)]
             conf_gap = [abs(d["confidence"] - s["confidence"]) for d, s in zip(device, server)]
             same_unknown = [d["unknown"] == s["unknown"] for d, s in zip(device, server)]
+            unexplained = [
+                p.name
+                for p, d, s, same in zip(photos, device, server, same_unknown)
+                if not same and not near_threshold(s, description["abstain"])
+            ]
             report = {
                 "photos": len(photos),
                 "top1_agreement": float(np.mean(same_top1)),
                 "max_confidence_gap": float(max(conf_gap)),
                 "unknown_agreement": float(np.mean(same_unknown)),
+                "unknown_disagreements_not_at_a_threshold": unexplained,
                 "unknown_on_server": int(sum(s["unknown"] for s in server)),
                 "device_ms_p50": float(np.median([d["latency_ms"] for d in device])),
                 "format": description["format"],
@@ -127,7 +149,7 @@ def test_offline_page_gives_the_servers_answers_and_follows_production(service, 
             (ROOT / "reports" / "web" / "offline.json").write_text(json.dumps(report, indent=2) + "\n")
             assert report["top1_agreement"] >= 0.99, report
             assert report["max_confidence_gap"] <= 0.01, report
-            assert report["unknown_agreement"] == 1.0 and server[-1]["unknown"] and device[-1]["unknown"], report
+            assert not unexplained and server[-1]["unknown"] and device[-1]["unknown"], report
 
             # production moves (the service restarts with v2): the next visit online takes the new model ...
             context.set_offline(False)

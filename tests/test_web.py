@@ -118,12 +118,14 @@ def test_page_is_accessible_and_complete(web, service):
         "heatmap",
         "error",
         "model",
+        "on-device",
+        "offline-status",
     ):
         assert p.locator(f"#{el}").count() == 1, f"#{el} missing"
     assert p.get_attribute("#error", "role") == "alert"
     assert p.get_attribute("#file", "accept") == "image/jpeg,image/png,image/webp"
     assert p.get_attribute("#token", "type") == "password"
-    for control in ("token", "explain"):
+    for control in ("token", "explain", "on-device"):
         assert p.locator(f"label[for={control}]").count() == 1, f"#{control} has no <label>"
     assert p.is_hidden("#result") and p.is_hidden("#error") and p.is_enabled("#submit")
     # the stylesheet and the script were served by the API (no CDN)
