@@ -173,7 +173,17 @@ def test_photos(data_dir: Path) -> list[Path]:
     ]
 
 
-def measure(model_dir: Path, fmt: str, photos: list[Path], work: Path) -> dict:
+def screenshot(page, photo: Path, path: Path) -> None:
+    "The page offline, a photo diagnosed on the device: what a grower sees (docs/offline.md shows it)."
+    page.set_viewport_size({"width": 900, "height": 1500})
+    page.set_input_files("#file", str(photo))
+    page.click("#submit")
+    page.wait_for_function("document.querySelector('#result').dataset.onDevice === 'true'", timeout=60_000)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+
+
+def measure(model_dir: Path, fmt: str, photos: list[Path], work: Path, shot: Path | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
     variants = json.dumps([{"name": "web", "source": str(model_dir)}])
@@ -198,6 +208,8 @@ def measure(model_dir: Path, fmt: str, photos: list[Path], work: Path) -> dict:
             page.reload(wait_until="load")
             page.wait_for_function(READY, timeout=120_000)
             got = page.evaluate(DIAGNOSE, [base64.b64encode(p.read_bytes()).decode() for p in photos])
+            if shot:
+                screenshot(page, photos[0], shot)
             browser.close()
     finally:
         api.kill()
@@ -239,6 +251,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-dir", type=Path, default=Path("data"))
     ap.add_argument("--formats", nargs="+", default=["tflite_int8", "tflite_fp32"])
     ap.add_argument("--no-onnxruntime-web", action="store_true", help="skip the ONNX Runtime Web comparison")
+    ap.add_argument(
+        "--screenshot", type=Path, help="also save the page offline with the first photo diagnosed (first format)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_web.json")
     a = ap.parse_args(argv)
     photos = test_photos(a.data_dir.resolve())
@@ -254,7 +269,7 @@ def main(argv=None) -> dict:
             ).exists():
                 print(f"{fmt}: not exported, skipped")
                 continue
-            results.append(measure(a.model_dir.resolve(), fmt, photos, Path(tmp)))
+            results.append(measure(a.model_dir.resolve(), fmt, photos, Path(tmp), None if results else a.screenshot))
             print(json.dumps(results[-1]))
         if not a.no_onnxruntime_web:
             r = measure_onnxruntime_web(a.model_dir.resolve(), photos, Path(tmp))
