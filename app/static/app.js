@@ -400,7 +400,8 @@
         }
       }
       render(r);
-      setStatus(`Done in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+      const took = performance.now() - t0;
+      setStatus(`Done in ${took < 1000 ? `${Math.round(took)} ms` : `${(took / 1000).toFixed(1)} s`}.`);
     } catch (err) {
       setStatus("");
       showError(err instanceof ApiError ? explainStatus(err) : String(err && err.message || err));
