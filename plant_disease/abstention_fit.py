@@ -84,14 +84,14 @@ def split_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     "Pooled features (notebook 04) and class ids of up to `limit` photos of one split, as the model sees them (no augmentation)."
     from plant_disease.model import features_model
-    from plant_disease.pipeline import make_dataset
+    from plant_disease.pipeline import make_dataset, served_pipeline
 
     df = manifest.split(split)
     if len(df) > limit:
         df = df.sample(limit, random_state=seed)
     y = df["class"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     _, f = features_model(model).predict(
-        make_dataset(df["path"], y, params.pipeline, tag=f"{split}-features"), verbose=0
+        make_dataset(df["path"], y, served_pipeline(params.pipeline), tag=f"{split}-features"), verbose=0
     )
     return f, y
 
@@ -108,10 +108,12 @@ def fit_feature_check(
 
 def split_descriptors(manifest: Manifest, params: Params, split: str, limit: int = 2000, seed: int = 0) -> np.ndarray:
     "Image descriptors (notebook 18) of up to `limit` photos of one split, as the model sees them (resized)."
-    from plant_disease.pipeline import make_dataset
+    from plant_disease.pipeline import make_dataset, served_pipeline
 
     df = manifest.split(split)
     if len(df) > limit:
         df = df.sample(limit, random_state=seed)
-    ds = make_dataset(df["path"], np.zeros(len(df), np.int32), params.pipeline, tag=f"{split}-descriptors")
+    ds = make_dataset(
+        df["path"], np.zeros(len(df), np.int32), served_pipeline(params.pipeline), tag=f"{split}-descriptors"
+    )
     return np.concatenate([image_descriptors(x.numpy()) for x, _ in ds])

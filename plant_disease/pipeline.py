@@ -22,7 +22,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 # %% auto #0
 __all__ = ['log', 'AUTOTUNE', 'decode_and_resize', 'load_image', 'augment', 'class_weights', 'make_dataset',
-           'make_oversampled_dataset', 'DataBundle', 'make_datasets', 'configure_devices', 'measure_throughput']
+           'make_oversampled_dataset', 'DataBundle', 'make_datasets', 'configure_devices', 'measure_throughput',
+           'served_pipeline']
 
 # %% ../nbs/03_pipeline.ipynb #9729da1a
 def decode_and_resize(data: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -296,3 +297,8 @@ def measure_throughput(ds: tf.data.Dataset, batches: int = 20, warmup: int = 2) 
             break
         n += int(x.shape[0])
     return n / max(time.perf_counter() - t0, 1e-9)
+
+# %% ../nbs/03_pipeline.ipynb #acae54e37e7d407bbb7b55eff062a284
+def served_pipeline(pp: PipelineParams) -> PipelineParams:
+    "`pp` without its cache: each image decoded and resized to floats, exactly as `inference` resizes it to answer."
+    return pp.model_copy(update={"cache": False})

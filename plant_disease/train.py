@@ -337,8 +337,8 @@ def train(
 
 # %% ../nbs/05_train.ipynb #6e75ad88
 def predict_split(model: keras.Model, manifest: Manifest, classes: list[str], params: Params, split: str = "test"):
-    "Return (y_true, probabilities, paths) for one split of the manifest, in manifest order."
-    from plant_disease.pipeline import make_dataset
+    "Return (y_true, probabilities, paths) for one split of the manifest, in manifest order, on the images as served."
+    from plant_disease.pipeline import make_dataset, served_pipeline
 
     df = manifest.split(split)
     if df.empty:
@@ -347,6 +347,6 @@ def predict_split(model: keras.Model, manifest: Manifest, classes: list[str], pa
     if unknown:
         raise ValueError(f"{split} split holds classes the model does not know: {unknown}")
     y = df["class"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    ds = make_dataset(df["path"], y, params.pipeline, tag=split)
+    ds = make_dataset(df["path"], y, served_pipeline(params.pipeline), tag=split)
     probs = model.predict(ds, verbose=0)
     return y, probs, df["path"].tolist()
