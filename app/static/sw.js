@@ -3,8 +3,10 @@
 // diagnoses with the network gone.
 // - the page, its scripts and the model's description (/models/web): from the network when there is one (always
 //   the current page and production model), else from the cache;
-// - the model's files (under their content hash) and the runtime's files: from the cache once fetched (they never
-//   change under their name); when a new production model is described, the files of the old one are dropped.
+// - the model's files (under their content hash): from the cache once fetched (they never change under their name);
+//   when a new production model is described, the files of the old one are dropped;
+// - the runtime's files (/vendor/: LiteRT.js and its WebAssembly): from the cache at once, refreshed in the background
+//   (an upgraded runtime is used from the next visit on).
 // Everything else (predictions, feedback) goes to the network as usual.
 const SHELL = "plant-disease-shell-v1";
 const FILES = "plant-disease-files-v1";
@@ -25,7 +27,8 @@ self.addEventListener("activate", (event) => {
 });
 
 const isDescription = (path) => /^\/models\/(web|[^/]+\/web)$/.test(path);
-const isForever = (path) => /^\/models\/[^/]+\/web\/[0-9a-f]+\/[^/]+$/.test(path) || path.startsWith("/vendor/");
+const isForever = (path) => /^\/models\/[^/]+\/web\/[0-9a-f]+\/[^/]+$/.test(path);
+const isRuntime = (path) => path.startsWith("/vendor/");
 const isPage = (path) => PAGE.includes(path);
 
 async function networkFirst(request, cacheName) {
@@ -48,6 +51,18 @@ async function cacheFirst(request) {
   const resp = await fetch(request);
   if (resp.ok) await cache.put(request, resp.clone());
   return resp;
+}
+
+async function staleWhileRevalidate(event, request) {
+  const cache = await caches.open(FILES);
+  const hit = await cache.match(request, { ignoreVary: true });
+  const fresh = fetch(request).then(async (resp) => {
+    if (resp.ok) await cache.put(request, resp.clone());
+    return resp;
+  });
+  if (!hit) return fresh;
+  event.waitUntil(fresh.catch(() => undefined));  // offline: the cached copy stays
+  return hit;
 }
 
 // A new description names the current hash: drop the files of the variant's other models.
@@ -77,6 +92,8 @@ self.addEventListener("fetch", (event) => {
     }));
   } else if (isForever(path)) {
     event.respondWith(cacheFirst(request));
+  } else if (isRuntime(path)) {
+    event.respondWith(staleWhileRevalidate(event, request));
   } else if (isPage(path)) {
     event.respondWith(networkFirst(request, SHELL));
   }
