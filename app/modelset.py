@@ -52,7 +52,9 @@ class Variant:
             if self._web is None:
                 if self.folder is None:
                     raise WebModelUnavailable(f"variant {self.name} has no model folder")
-                self._web = web_model(self.folder, self.model_name, self.model_version, notes, p.top_k, p.runtime.name)
+                self._web = web_model(
+                    self.folder, self.model_name, self.model_version, notes, p.top_k, p.runtime.name, p.max_pixels
+                )
             return self._web
 
     def describe(self) -> dict:

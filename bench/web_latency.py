@@ -15,15 +15,12 @@ the data stage's folder (its manifest's test split are the photos). Prints a tab
 from __future__ import annotations
 
 import argparse
-import base64
-import csv
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,20 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from testkit.machine import cpu_name, matmul_peak_gflops, vector_extensions  # noqa: E402
 from testkit.service import CHROMIUM, CHROMIUM_ARGS, start_api  # noqa: E402
+from testkit.web import DIAGNOSE, READY, b64_photos, server_answer, split_photos  # noqa: E402
 
-READY = "['ready', 'unavailable'].includes(document.querySelector('#offline-status').dataset.state)"
-DIAGNOSE = """async (photos) => {
-  const t0 = performance.now();
-  const { loadEngine } = await import('/static/ondevice.js');
-  const engine = await loadEngine();
-  const load_ms = performance.now() - t0;
-  const out = [];
-  for (const b64 of photos) {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    out.push(await engine.diagnose(new Blob([bytes], { type: 'image/jpeg' })));
-  }
-  return { load_ms, answers: out };
-}"""
 CACHED = """async () => {
   let total = 0;
   const files = {};
@@ -75,7 +60,7 @@ ORT_DIAGNOSE = """async ([photos, modelUrl]) => {
   for (const b64 of photos) {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     const t = performance.now();
-    const { rgba, width, height } = await dev.photoPixels(new Blob([bytes], { type: 'image/jpeg' }));
+    const { rgba, width, height } = await dev.photoPixels(new Blob([bytes], { type: 'image/jpeg' }), meta.max_pixels);
     const x = resizeToModel(rgba, width, height, size);
     const t1 = performance.now();
     const res = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x, [1, size, size, 3]) });
@@ -87,7 +72,7 @@ ORT_DIAGNOSE = """async ([photos, modelUrl]) => {
     probs.forEach((p, i) => { if (p > probs[best]) best = i; });
     const feature = dev.featureScore(feats, bank, f.n, f.dim, f.k);
     const unknown = dev.abstains(probs, meta.abstain, null, feature);
-    out.push({ label: meta.classes[best].label, confidence: probs[best], unknown, feature_score: feature,
+    out.push({ top_k: [{ label: meta.classes[best].label }], confidence: probs[best], unknown, feature_score: feature,
                inference_ms: t2 - t1, latency_ms: performance.now() - t });
   }
   return { load_ms, answers: out };
@@ -119,58 +104,56 @@ def measure_onnxruntime_web(model_dir: Path, photos: list[Path], work: Path) -> 
     variants = json.dumps([{"name": "web", "source": str(model_dir)}])
     api, url = start_api(work, {"PD_VARIANTS": variants, "PD_RUNTIME": "onnx"}, "api-onnx.log")
     try:
-        server = [post(url, p) for p in photos]
+        server = [server_answer(url, p) for p in photos]
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.route("**/ort/*", lambda route: route.fulfill(path=str(dist / route.request.url.rsplit("/", 1)[1])))
             page.route("**/ort-model.onnx", lambda route: route.fulfill(path=str(model_dir / "model.onnx")))
             page.goto(f"{url}/", wait_until="load")
-            got = page.evaluate(
-                ORT_DIAGNOSE, [[base64.b64encode(p.read_bytes()).decode() for p in photos], "/ort-model.onnx"]
-            )
+            got = page.evaluate(ORT_DIAGNOSE, [b64_photos(photos), "/ort-model.onnx"])
             browser.close()
     finally:
         api.kill()
-    device = got["answers"]
-    ms = [d["latency_ms"] for d in device]
-    wasm = dist / "ort-wasm-simd-threaded.wasm"
+    wasm_and_model = (dist / "ort-wasm-simd-threaded.wasm").stat().st_size + (model_dir / "model.onnx").stat().st_size
     return {
         "runtime": f"ONNX Runtime Web {ORT_VERSION}",
         "format": "onnx",
         "model_bytes": (model_dir / "model.onnx").stat().st_size,
-        "photos": len(photos),
-        "top1_agreement": round(
-            float(np.mean([d["label"] == s["top_k"][0]["label"] for d, s in zip(device, server)])), 4
-        ),
-        "max_confidence_gap": round(
-            float(max(abs(d["confidence"] - s["confidence"]) for d, s in zip(device, server))), 5
-        ),
-        "unknown_agreement": round(float(np.mean([d["unknown"] == s["unknown"] for d, s in zip(device, server)])), 4),
-        "unknown_server": int(sum(s["unknown"] for s in server)),
-        "latency_ms_p50": round(float(np.percentile(ms, 50)), 1),
-        "latency_ms_p95": round(float(np.percentile(ms, 95)), 1),
-        "model_ms_p50": round(float(np.percentile([d["inference_ms"] for d in device], 50)), 1),
-        "engine_load_from_cache_ms": round(got["load_ms"], 0),
-        "first_visit_bytes": wasm.stat().st_size + (model_dir / "model.onnx").stat().st_size,
-        "cached_bytes": wasm.stat().st_size + (model_dir / "model.onnx").stat().st_size,
+        **agreement(photos, got, server),
+        "first_visit_bytes": wasm_and_model,
+        "cached_bytes": wasm_and_model,
         "note": "measured online (no service worker): session creation, not a load from the cache; first visit and "
         "kept offline: its wasm and the model only",
     }
 
 
-def post(url: str, photo: Path) -> dict:
-    r = httpx.post(f"{url}/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60)
-    r.raise_for_status()
-    return r.json()
-
-
-def test_photos(data_dir: Path) -> list[Path]:
-    rows = list(csv.DictReader((data_dir / "manifest.csv").open()))
-    base = data_dir.parent
-    return [
-        Path(r["path"]) if Path(r["path"]).is_absolute() else base / r["path"] for r in rows if r["split"] == "test"
-    ]
+def agreement(photos: list[Path], got: dict, server: list[dict]) -> dict:
+    """The in-page answers `got` (`{load_ms, answers}`) against the server's for the same photos: top-1, calibrated
+    confidence and "unknown" agreement, the photos where they differ, and the in-page latency."""
+    device = got["answers"]
+    top1 = [d["top_k"][0]["label"] == s["top_k"][0]["label"] for d, s in zip(device, server)]
+    same_unknown = [d["unknown"] == s["unknown"] for d, s in zip(device, server)]
+    keys = ("label", "confidence", "unknown", "ood_score", "feature_score", "domain_score")
+    ms = [d["latency_ms"] for d in device]
+    return {
+        "photos": len(photos),
+        "top1_agreement": round(float(np.mean(top1)), 4),
+        "max_confidence_gap": round(
+            float(max(abs(d["confidence"] - s["confidence"]) for d, s in zip(device, server))), 5
+        ),
+        "unknown_agreement": round(float(np.mean(same_unknown)), 4),
+        "unknown_server": int(sum(s["unknown"] for s in server)),
+        "disagreements": [
+            {"photo": p.name, "server": {k: s.get(k) for k in keys}, "device": {k: d.get(k) for k in keys}}
+            for p, s, d, a, b in zip(photos, server, device, top1, same_unknown)
+            if not (a and b)
+        ],
+        "latency_ms_p50": round(float(np.percentile(ms, 50)), 1),
+        "latency_ms_p95": round(float(np.percentile(ms, 95)), 1),
+        "model_ms_p50": round(float(np.percentile([d["inference_ms"] for d in device], 50)), 1),
+        "engine_load_from_cache_ms": round(got["load_ms"], 0),
+    }
 
 
 def screenshot(page, photo: Path, path: Path) -> None:
@@ -189,7 +172,7 @@ def measure(model_dir: Path, fmt: str, photos: list[Path], work: Path, shot: Pat
     variants = json.dumps([{"name": "web", "source": str(model_dir)}])
     api, url = start_api(work, {"PD_VARIANTS": variants, "PD_RUNTIME": fmt}, f"api-{fmt}.log")
     try:
-        server = [post(url, p) for p in photos]
+        server = [server_answer(url, p) for p in photos]
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             context = browser.new_context()
@@ -207,39 +190,18 @@ def measure(model_dir: Path, fmt: str, photos: list[Path], work: Path, shot: Pat
             context.set_offline(True)
             page.reload(wait_until="load")
             page.wait_for_function(READY, timeout=120_000)
-            got = page.evaluate(DIAGNOSE, [base64.b64encode(p.read_bytes()).decode() for p in photos])
+            got = page.evaluate(DIAGNOSE, b64_photos(photos))
             if shot:
                 screenshot(page, photos[0], shot)
             browser.close()
     finally:
         api.kill()
-    device = got["answers"]
-    ms = [d["latency_ms"] for d in device]
-    keys = ("label", "confidence", "unknown", "ood_score", "feature_score", "domain_score")
-    differ = [
-        {"photo": p.name, "server": {k: s[k] for k in keys}, "device": {k: d[k] for k in keys}}
-        for p, s, d in zip(photos, server, device)
-        if s["unknown"] != d["unknown"] or s["top_k"][0]["label"] != d["top_k"][0]["label"]
-    ]
     return {
         "runtime": "LiteRT.js 2.5.3",
         "format": fmt,
         "model_bytes": next(v for k, v in cached["files"].items() if k.endswith("/model.tflite")),
-        "photos": len(photos),
-        "top1_agreement": round(
-            float(np.mean([d["top_k"][0]["label"] == s["top_k"][0]["label"] for d, s in zip(device, server)])), 4
-        ),
-        "max_confidence_gap": round(
-            float(max(abs(d["confidence"] - s["confidence"]) for d, s in zip(device, server))), 5
-        ),
-        "unknown_agreement": round(float(np.mean([d["unknown"] == s["unknown"] for d, s in zip(device, server)])), 4),
-        "unknown_server": int(sum(s["unknown"] for s in server)),
-        "latency_ms_p50": round(float(np.percentile(ms, 50)), 1),
-        "latency_ms_p95": round(float(np.percentile(ms, 95)), 1),
-        "model_ms_p50": round(float(np.percentile([d["inference_ms"] for d in device], 50)), 1),
-        "engine_load_from_cache_ms": round(got["load_ms"], 0),
+        **agreement(photos, got, server),
         "first_visit_s": round(first_visit_s, 1),
-        "disagreements": differ,
         "first_visit_bytes": int(sum(b for b in fetched if b > 0)),
         "cached_bytes": int(cached["total"]),
     }
@@ -256,7 +218,7 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_web.json")
     a = ap.parse_args(argv)
-    photos = test_photos(a.data_dir.resolve())
+    photos = split_photos(a.data_dir.resolve())
     machine = {"cpu": cpu_name(), "vector_extensions": vector_extensions(), "matmul": matmul_peak_gflops()}
     print(
         f"{machine['cpu']}, {' '.join(machine['vector_extensions'])}, matmul {machine['matmul']}; {len(photos)} test photos"

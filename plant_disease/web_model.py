@@ -105,9 +105,11 @@ def web_model(
     notes: str | Path | None = None,
     top_k: int = 5,
     served: str | None = None,
+    max_pixels: int | None = None,
 ) -> WebModel:
     """The model in `folder` (a served model folder with a LiteRT export) for the browser, as model `name` `version`
-    served by runtime `served`; the management notes of its classes from the YAML file `notes`."""
+    served by runtime `served` with its `top_k` and `max_pixels` limit; the management notes of its classes from the
+    YAML file `notes`."""
     folder = Path(folder)
     meta = json.loads((folder / "classes.json").read_text())
     fmt = web_format(folder, served)
@@ -124,6 +126,7 @@ def web_model(
         "image_size": int(meta["image_size"]),
         "classes": class_words(meta["classes"]),
         "top_k": min(top_k, len(meta["classes"])),
+        "max_pixels": max_pixels,  # the server's limit on a photo's pixels (None: the page's own)
         "temperature": float(meta.get("temperature", 1.0)),
         "abstain": abstain,
         "domain": meta.get("domain") if abstain else None,

@@ -5,8 +5,6 @@ tiny EfficientNetB0 of real tomato leaves (LiteRT full int8), served alone. Writ
 
 from __future__ import annotations
 
-import base64
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -16,32 +14,15 @@ import numpy as np
 import pytest
 
 from testkit.service import chromium, start_api
+from testkit.web import DIAGNOSE, READY, b64_photos, server_answer, split_photos
 
 pytestmark = pytest.mark.xdist_group("service")
 
 ROOT = Path(__file__).resolve().parents[1]
-READY = "['ready', 'unavailable'].includes(document.querySelector('#offline-status').dataset.state)"
-DIAGNOSE = """async (photos) => {
-  const { loadEngine } = await import('/static/ondevice.js');
-  const engine = await loadEngine();
-  const out = [];
-  for (const b64 of photos) {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    out.push(await engine.diagnose(new Blob([bytes], { type: 'image/jpeg' })));
-  }
-  return out;
-}"""
 CACHED_MODEL_FILES = """async () => {
   const cache = await caches.open('plant-disease-files-v1');
   return (await cache.keys()).map((r) => new URL(r.url).pathname).filter((p) => p.startsWith('/models/'));
 }"""
-
-
-def split_photos(work: Path) -> list[Path]:
-    "The test split of the photos the served model was trained on (real tomato leaves when the sample is here)."
-    rows = list(csv.DictReader((work / "data" / "manifest.csv").open()))
-    paths = [Path(r["path"]) for r in rows if r["split"] == "test"]
-    return [p if p.is_absolute() else work / p for p in paths]
 
 
 def near_threshold(answer: dict, rule: dict, tol: float = 0.01) -> bool:
@@ -79,17 +60,11 @@ def serve(models: dict, version: str, port: int | None = None):
     return start_api(models["work"], settings, f"api-{version}.log", port=port)
 
 
-def on_server(url: str, photo: Path) -> dict:
-    r = httpx.post(f"{url}/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 def test_offline_page_gives_the_servers_answers_and_follows_production(service, models):
     api, url = serve(models, "v1")
     try:
-        photos = split_photos(service.workdir) + [noise_jpeg(models["work"])]
-        server = [on_server(url, p) for p in photos]
+        photos = split_photos(service.workdir / "data") + [noise_jpeg(models["work"])]
+        server = [server_answer(url, p) for p in photos]
         description = httpx.get(f"{url}/models/web").json()
         assert description["model_name"] == "local:v1" and description["format"] == "tflite_int8"
         etag = httpx.get(f"{url}/models/web").headers["etag"]
@@ -125,7 +100,7 @@ def test_offline_page_gives_the_servers_answers_and_follows_production(service, 
             assert label == server[0]["label"], (label, server[0]["label"])
             assert page.is_visible("#notes") == (not server[0]["unknown"])  # the management notes travel with the model
 
-            device = page.evaluate(DIAGNOSE, [base64.b64encode(p.read_bytes()).decode() for p in photos])
+            device = page.evaluate(DIAGNOSE, b64_photos(photos))["answers"]
             assert all(d["on_device"] and d["model_version"] == server[0]["model_version"] for d in device)
             same_top1 = [d["top_k"][0]["label"] == s["top_k"][0]["label"] for d, s in zip(device, server)]
             conf_gap = [abs(d["confidence"] - s["confidence"]) for d, s in zip(device, server)]

@@ -7,7 +7,7 @@ import { domainScore, imageDescriptors, resizeToModel } from "./pixels.js";
 
 const LITERT = "/vendor/@litertjs/core/dist/index.js";
 const LITERT_WASM = "/vendor/@litertjs/core/wasm/";
-const MAX_PIXELS = 40_000_000; // the server's limit (plant_disease.inference.DEFAULT_MAX_PIXELS)
+const MAX_PIXELS = 40_000_000; // when the description gives none (plant_disease.inference.DEFAULT_MAX_PIXELS)
 
 let litert = null; // the LiteRT.js module, loaded once per page
 
@@ -98,8 +98,8 @@ export function abstains(p, rule, domain, feature) {
 }
 
 // A photo (Blob) -> its RGBA pixels as the server decodes them: no colour conversion, no premultiplied alpha
-// (the server's JPEG decode is libjpeg's accurate integer DCT, as Chromium's).
-export async function photoPixels(blob) {
+// (the server's JPEG decode is libjpeg's accurate integer DCT, as Chromium's); refused over the server's pixel limit.
+export async function photoPixels(blob, maxPixels = MAX_PIXELS) {
   let bmp;
   try {
     bmp = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
@@ -109,7 +109,7 @@ export async function photoPixels(blob) {
     throw err;
   }
   const { width, height } = bmp;
-  if (width * height > MAX_PIXELS) {
+  if (width * height > maxPixels) {
     bmp.close();
     const err = new Error(`too many pixels: ${width}x${height}`);
     err.status = 413;
@@ -154,7 +154,7 @@ export class Engine {
   async diagnose(blob, topK) {
     const t0 = performance.now();
     const m = this.meta;
-    const { rgba, width, height } = await photoPixels(blob);
+    const { rgba, width, height } = await photoPixels(blob, m.max_pixels || MAX_PIXELS);
     const x = resizeToModel(rgba, width, height, m.image_size);
     const t1 = performance.now();
     const out = await this.run(x);

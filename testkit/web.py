@@ -1,0 +1,45 @@
+"""The web page's offline mode as the tests and the bench drive it: when its engine is ready, diagnosing photos with
+it inside the page, the test split's photos, and the server's answer for a photo."""
+
+from __future__ import annotations
+
+import base64
+import csv
+from pathlib import Path
+
+import httpx
+
+# the page's offline status has settled (app/static/app.js: data-state preparing | ready | unavailable)
+READY = "['ready', 'unavailable'].includes(document.querySelector('#offline-status').dataset.state)"
+# in the page: load the engine (through the service worker) and diagnose base64 photos one at a time
+DIAGNOSE = """async (photos) => {
+  const t0 = performance.now();
+  const { loadEngine } = await import('/static/ondevice.js');
+  const engine = await loadEngine();
+  const load_ms = performance.now() - t0;
+  const answers = [];
+  for (const b64 of photos) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    answers.push(await engine.diagnose(new Blob([bytes], { type: 'image/jpeg' })));
+  }
+  return { load_ms, answers };
+}"""
+
+
+def b64_photos(photos: list[Path]) -> list[str]:
+    "The photos' bytes as base64, for `page.evaluate(DIAGNOSE, ...)`."
+    return [base64.b64encode(p.read_bytes()).decode() for p in photos]
+
+
+def split_photos(data_dir: Path, split: str = "test") -> list[Path]:
+    "The photos of one split of the data stage's manifest in `data_dir` (relative paths are from its parent)."
+    rows = list(csv.DictReader((data_dir / "manifest.csv").open()))
+    paths = [Path(r["path"]) for r in rows if r["split"] == split]
+    return [p if p.is_absolute() else data_dir.parent / p for p in paths]
+
+
+def server_answer(url: str, photo: Path) -> dict:
+    "The service's answer for one photo (`POST /predict`, no token)."
+    r = httpx.post(f"{url}/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
