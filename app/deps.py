@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from fastapi import HTTPException, Request, UploadFile
+from fastapi import Header, HTTPException, Request, UploadFile
 from redis import Redis
 
 from .state import ServiceState
+
+
+UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+IDEMPOTENCY_DOC = (
+    "a UUID the client made for this record: sent again (a connection that dropped before the reply, a reload), the "
+    "record is kept once"
+)
+IDEMPOTENCY_KEY = Header(..., alias="Idempotency-Key", pattern=UUID, description=IDEMPOTENCY_DOC)
+OPTIONAL_IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", pattern=UUID, description=IDEMPOTENCY_DOC)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -14,7 +14,7 @@ from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
 from .config import Settings, get_settings
 from .observability import DRIFT, LOG_SPOOLED, QUEUE_DEPTH, AccessLog, BodySizeLimit
-from .routes import admin, feedback, health, predict, tasks, web_model
+from .routes import admin, device, feedback, health, predict, tasks, web_model
 
 log = logging.getLogger("plant_disease.app")
 STATIC = Path(__file__).parent / "static"
@@ -49,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Plant leaf disease diagnosis (PlantVillage classes): upload a photo, get the disease.",
     )
-    for r in (health.router, predict.router, tasks.router, feedback.router, admin.router, web_model.router):
+    routers = (health, predict, device, tasks, feedback, admin, web_model)
+    for r in (m.router for m in routers):
         app.include_router(r)
     generate = app.openapi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 
 class TopK(BaseModel):
@@ -123,6 +123,50 @@ class FeedbackOut(BaseModel):
         description="false (HTTP 202): the prediction log could not be read, so the verdict was kept without checking "
         "it against its answer; it is written when the database returns and counts once its answer is found"
     )
+    duplicate: bool = Field(
+        False, description="true (HTTP 200): a verdict with this `Idempotency-Key` was recorded before; nothing new"
+    )
+
+
+class GuessIn(BaseModel):
+    "One of the device's best guesses."
+
+    class_id: int = Field(ge=0, le=10_000)
+    label: str = Field(min_length=1, max_length=128)
+    probability: float = Field(ge=0, le=1)
+    crop: str | None = Field(None, max_length=128)
+    disease: str | None = Field(None, max_length=128)
+
+
+class DeviceAnswerIn(BaseModel):
+    "An answer the web page computed on the user's device (offline mode), as `POST /predictions/device` takes it."
+
+    label: str = Field(min_length=1, max_length=128, description='the class, or "unknown"')
+    class_id: int | None = Field(None, ge=0, le=10_000, description="null when the answer is unknown")
+    confidence: float = Field(ge=0, le=1)
+    top_k: list[GuessIn] = Field(max_length=38)
+    unknown: bool = False
+    ood_score: float | None = None
+    domain_score: float | None = None
+    feature_score: float | None = None
+    variant: str = Field(min_length=1, max_length=32)
+    model_name: str = Field(min_length=1, max_length=128)
+    model_version: str = Field(min_length=1, max_length=64)
+    model_hash: str | None = Field(None, max_length=64, description="the browser model's content hash")
+    diagnosed_at: AwareDatetime = Field(description="when the device made the answer (its clock; never after receipt)")
+    latency_ms: float | None = Field(None, ge=0, description="the device's time for the diagnosis")
+    filename: str | None = Field(None, max_length=255)
+
+
+class DeviceAnswerOut(BaseModel):
+    "A device's answer in the prediction log."
+
+    id: str = Field(description="the idempotency key: the answer's id and `request_id` (what a verdict on it names)")
+    request_id: str
+    image_sha256: str
+    origin: Literal["device"] = "device"
+    created_at: str = Field(description="when the device made the answer (UTC), as recorded")
+    duplicate: bool = Field(description="true (HTTP 200): this key was recorded before; nothing new was written")
 
 
 class TokenOut(BaseModel):

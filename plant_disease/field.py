@@ -26,14 +26,15 @@ __all__ = ['log', 'REVIEWED_COLUMNS', 'ACCURACY_COLUMNS', 'REASONS', 'EXPORT_COL
 
 # %% ../nbs/23_field.ipynb #5780b38e
 REVIEWED_COLUMNS = [
-    "request_id", "image_sha256", "answered_at", "reviewed_at", "variant", "model_name", "model_version", "predicted",
+    "request_id", "image_sha256", "answered_at", "reviewed_at", "variant", "origin", "model_name", "model_version", "predicted",
     "confidence", "verdict", "true_label", "reviewer", "note", "counts", "correct",
 ]  # fmt: skip
 
 
 def answered(predictions: pd.DataFrame) -> pd.DataFrame:
-    "The prediction log's answers (`status == 'ok'`)."
-    return predictions[predictions.status == "ok"]
+    "The prediction log's answers (`status == 'ok'`), with their `origin`: `server`, or `device` (computed offline in a browser)."
+    ans = predictions[predictions.status == "ok"]
+    return ans.assign(origin=ans["origin"].fillna("server") if "origin" in ans else "server")
 
 
 def latest_verdicts(feedback: pd.DataFrame, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -143,6 +144,7 @@ def field_summary(
         r["lab_accuracy"] = (lab_accuracy or {}).get(str(r["model_version"]))
     return {
         "n_answers": int(len(answered(predictions))),
+        "n_answers_by_origin": {o: int((answered(predictions).origin == o).sum()) for o in ("server", "device")},
         "n_reviewed": int(len(rev)),
         "n_photos_reviewed": int(rev.image_sha256.nunique()),
         "verdicts": {v: int((latest.verdict == v).sum()) for v in ("confirmed", "corrected", "not_a_leaf", "unsure")},
@@ -153,6 +155,7 @@ def field_summary(
         "non_leaf_answered": int(((rev.verdict == "not_a_leaf") & (rev.predicted != UNKNOWN)).sum()),
         "by_model_version": by_version,
         "by_variant": _records(field_accuracy(rev, "variant")),
+        "by_origin": _records(field_accuracy(rev, "origin")),
         "by_class": _records(field_accuracy(rev, "true_label").rename(columns={"true_label": "label"})),
         "over_time": _records(field_accuracy(rev, freq=freq)),
         "freq": freq,

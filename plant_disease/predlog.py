@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from .logdb import metadata, migrations_dir, upgrade  # noqa: F401 (importable from here, as before the split)
+import sqlalchemy as sa
+
 from .predlog_queries import prediction_stats, recent_answers
 from .predlog_table import FIELDS, make_row, predictions  # noqa: F401 (FIELDS: as before the split)
 from .spooled_log import SpooledLog, _append  # noqa: F401 (_append: as before the split)
@@ -31,3 +33,10 @@ class PredictionLog(SpooledLog):
         """Labels and confidences of the last `limit` answered predictions of `variant` (and model), oldest first:
         `predlog_queries.recent_answers`."""
         return recent_answers(self.engine, variant, limit, model_name, model_version)
+
+    def has_answers_of(self, model_name: str, model_version: str) -> bool:
+        "Whether the log holds an answer of model `model_name` version `model_version` (one this service has run)."
+        p = predictions.c
+        q = sa.select(p.id).where(p.model_name == model_name, p.model_version == str(model_version), p.status == "ok")
+        with self.engine.connect() as c:
+            return c.execute(q.limit(1)).first() is not None

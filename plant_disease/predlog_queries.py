@@ -18,8 +18,8 @@ __all__ = ['prediction_stats', 'recent_answers']
 
 # %% ../nbs/12d_predlog_queries.ipynb #72eea5119410473aa328ad9291626812
 def prediction_stats(engine: sa.Engine, since: datetime | None = None, until: datetime | None = None) -> dict:
-    """Answered images per class/variant (SQL `GROUP BY`), refusals per variant, and latency percentiles (NumPy)
-    of the answered ones, for `since <= created_at < until`."""
+    """Answered images per class/variant/origin (SQL `GROUP BY`), refusals per variant, and latency percentiles
+    (NumPy) of the answered ones, the service's apart from the devices', for `since <= created_at < until`."""
     p, W = predictions.c, lambda q: in_window(q, predictions.c.created_at, since, until)
     key = lambda v: "unknown" if v is None else v
     with engine.connect() as c:
@@ -28,13 +28,16 @@ def prediction_stats(engine: sa.Engine, since: datetime | None = None, until: da
         by_vc = c.execute(ok.group_by(p.variant, p.label)).all()
         err = c.execute(W(sa.select(p.variant, sa.func.count()).where(p.status != "ok").group_by(p.variant))).all()
         conf = c.execute(W(sa.select(p.variant, sa.func.avg(p.confidence)).group_by(p.variant))).all()
-        lat = c.execute(W(sa.select(p.variant, p.latency_ms).where(p.latency_ms.is_not(None), p.status == "ok"))).all()
+        by_origin = c.execute(W(sa.select(p.origin, sa.func.count()).where(p.status == "ok").group_by(p.origin))).all()
+        timed = W(sa.select(p.variant, p.latency_ms, p.origin).where(p.latency_ms.is_not(None), p.status == "ok"))
+        lat = c.execute(timed).all()
     by_class, by_variant, by_variant_class = {}, {}, {}
     for v, l, k in by_vc:
         by_class[key(l)] = by_class.get(key(l), 0) + k
         by_variant[key(v)] = by_variant.get(key(v), 0) + k
         by_variant_class.setdefault(key(v), {})[key(l)] = k
-    lat_by_v = {}
+    lat_by_v, on_device = {}, [ms for _, ms, o in lat if o == "device"]
+    lat = [(v, ms) for v, ms, o in lat if o != "device"]  # the service's own time; a device's is not comparable
     for v, ms in lat:
         lat_by_v.setdefault(key(v), []).append(ms)
     return {
@@ -45,9 +48,11 @@ def prediction_stats(engine: sa.Engine, since: datetime | None = None, until: da
         "by_class": by_class,
         "by_variant": by_variant,
         "by_variant_class": by_variant_class,
+        "by_origin": {o: sum(k for x, k in by_origin if (x or "server") == o) for o in ("server", "device")},
         "errors_by_variant": {key(v): k for v, k in err},
         "latency_ms": _percentiles([ms for _, ms in lat], mean=True),
         "latency_ms_by_variant": {v: _percentiles(x) for v, x in lat_by_v.items()},
+        "latency_ms_on_device": _percentiles(on_device),
         "confidence_mean_by_variant": {key(v): None if m is None else float(m) for v, m in conf},
     }
 

@@ -35,9 +35,10 @@ predictions = sa.Table(
     sa.Column("model_version", sa.String(64)),
     sa.Column("variant", sa.String(32)),
     sa.Column("caller", sa.String(128)),
-    sa.Column("route", sa.String(32)),  # "predict" | "batch" | "async"
+    sa.Column("route", sa.String(32)),  # "predict" | "batch" | "async" | "dashboard" | "device"
     sa.Column("status", sa.String(16), nullable=False),  # "ok" | "error"
     sa.Column("error", sa.Text),
+    sa.Column("origin", sa.String(16)),  # where the answer was computed: "server", or "device" (offline, in a browser)
 )
 
 # %% ../nbs/12b_predlog_table.ipynb #ecd6e710
@@ -64,6 +65,7 @@ def make_row(**fields) -> dict:
     row["id"] = str(row.get("id") or uuid.uuid4())
     row["created_at"] = _utc(row.get("created_at") or datetime.now(timezone.utc))
     row["status"] = row.get("status") or ("error" if row.get("error") else "ok")
+    row["origin"] = row.get("origin") or "server"
     if row.get("top_k") is not None and not isinstance(row["top_k"], str):
         row["top_k"] = json.dumps(row["top_k"], default=_json_default)
     for k, v in row.items():

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'APP_NAME', 'PACKAGE_DATA', 'MANAGEMENT_NOTES', 'project_dir', 'data_home', 'cache_home', 'SettingsError',
            'ServingSettings', 'UploadProblem', 'check_upload', 'problem_of', 'png_base64', 'answer_dict', 'log_row',
-           'migrate_log', 'open_prediction_log', 'open_feedback_log', 'keep_photo', 'open_photo_store', 'lab_accuracy',
-           'reference_of', 'unavailable', 'variant_drift']
+           'migrate_log', 'open_prediction_log', 'open_feedback_log', 'keep_photo', 'open_photo_store', 'registry_tags',
+           'lab_accuracy', 'reference_of', 'unavailable', 'variant_drift']
 
 # %% ../nbs/21_serving.ipynb #141d9d7c
 APP_NAME = "plant-disease"
@@ -310,18 +310,23 @@ def open_photo_store(settings: ServingSettings):
         ) from None
 
 # %% ../nbs/21_serving.ipynb #429ece56
-def lab_accuracy(tracking_uri: str, model_name: str | None, model_version: str | None) -> float | None:
-    "The test accuracy the registry's gate recorded for `model_name` version `model_version`, or None."
+def registry_tags(tracking_uri: str, model_name: str | None, model_version: str | None) -> dict | None:
+    "The tags of `model_name` version `model_version` in the registry; None when the registry does not hold it."
     if not model_name or not model_version or not str(model_version).isdigit():
         return None
     try:
         from mlflow import MlflowClient
 
-        tags = MlflowClient(tracking_uri, tracking_uri).get_model_version(model_name, str(model_version)).tags
-        return float(tags["accuracy"]) if "accuracy" in tags else None
+        return dict(MlflowClient(tracking_uri, tracking_uri).get_model_version(model_name, str(model_version)).tags)
     except Exception as e:
-        log.info("lab accuracy of %s version %s unavailable: %s", model_name, model_version, e)
+        log.info("registry: %s version %s unavailable: %s", model_name, model_version, e)
         return None
+
+
+def lab_accuracy(tracking_uri: str, model_name: str | None, model_version: str | None) -> float | None:
+    "The test accuracy the registry's gate recorded for `model_name` version `model_version`, or None."
+    tags = registry_tags(tracking_uri, model_name, model_version) or {}
+    return float(tags["accuracy"]) if "accuracy" in tags else None
 
 # %% ../nbs/21_serving.ipynb #51484c5b
 def reference_of(metadata: dict | None) -> dict | None:

@@ -92,9 +92,18 @@ class SpooledLog(SpoolingWriter):
 # %% ../nbs/12c_spooled_log.ipynb #76983cf2
 @patch
 def _write(self: SpooledLog, rows: list[dict]) -> None:
-    "Insert `rows` in one transaction."
-    with self.engine.begin() as c:
-        c.execute(self.table.insert(), rows)
+    """Insert `rows` in one transaction. A record whose id is in the table already is skipped: an id is an
+    idempotency key (a device sends its answer again when the connection dropped before the reply)."""
+    try:
+        with self.engine.begin() as c:
+            c.execute(self.table.insert(), rows)
+    except sa.exc.IntegrityError:
+        todo = self._missing(rows)  # one per id, those not written yet
+        if len(todo) == len(rows):
+            raise  # no repeated id: the database refuses some row's data
+        if todo:
+            with self.engine.begin() as c:
+                c.execute(self.table.insert(), todo)
 
 
 @patch
@@ -125,6 +134,14 @@ def record(self: SpooledLog, **fields) -> str:
     else:
         self._queue.put(row)
     return row["id"]
+
+
+@patch
+def get(self: SpooledLog, id: str) -> dict | None:
+    "The written record `id`, or None (not written yet: still queued or spooled, or never recorded)."
+    with self.engine.connect() as c:
+        row = c.execute(sa.select(self.table).where(self.table.c.id == id)).mappings().first()
+    return None if row is None else dict(row)
 
 
 @patch

@@ -1,7 +1,7 @@
 """The API's routers, and the error answers each route documents (its `responses=`), all in one place: every status
 a route really answers with, with its body (`ErrorBody`, or `ValidationErrorBody` for 422) and headers."""
 
-from ..schemas import FeedbackOut, error_responses
+from ..schemas import DeviceAnswerOut, FeedbackOut, error_responses
 
 STARTING = "the service is starting: models are not loaded yet"
 MODELS = error_responses(401, 403, 503, e503=STARTING)
@@ -66,10 +66,33 @@ FEEDBACK = {
         e422="a bad field: unknown verdict, a malformed SHA-256, a note over 2000 characters (a list of issues)",
         e503=STARTING,
     ),
+    200: {"model": FeedbackOut, "description": "this `Idempotency-Key` was recorded before: nothing new written"},
     202: {
         "model": FeedbackOut,
         "description": "kept unchecked: the prediction log could not be read (database down); written when it returns",
     },
+}
+DEVICE_ANSWER = {
+    **error_responses(
+        400,
+        401,
+        403,
+        409,
+        413,
+        415,
+        422,
+        429,
+        503,
+        e400="empty upload, or a body that cannot be parsed",
+        e409="a model version this service no longer has (not served, not in the registry, no answers in the log): "
+        "the page keeps the answer",
+        e413="upload over the size limit (PD_MAX_UPLOAD_BYTES), or an image over the pixel limit (PD_MAX_PIXELS)",
+        e415="not a JPEG, PNG or WebP image",
+        e422="a bad field of the answer or a missing or malformed `Idempotency-Key` (a list of issues), an answer the "
+        "model could not give, the key reused for another photo, or an unreadable image (in words)",
+        e503=STARTING,
+    ),
+    200: {"model": DeviceAnswerOut, "description": "this `Idempotency-Key` was recorded before: nothing new written"},
 }
 FEEDBACK_STATS = error_responses(
     401, 403, 422, 503, e503="the service is starting, or the prediction-log database is unavailable"

@@ -13,7 +13,7 @@ from plant_disease.field import field_summary
 from plant_disease.serving import lab_accuracy
 
 from ..auth import Caller, require_scope
-from ..deps import get_state
+from ..deps import OPTIONAL_IDEMPOTENCY_KEY, get_state
 from ..ratelimit import rate_limited
 from ..state import ServiceState
 from ..schemas import FeedbackIn, FeedbackOut
@@ -58,16 +58,35 @@ def _answer(state: ServiceState, body: FeedbackIn) -> dict | None:
             return None
 
 
+def _recorded(state: ServiceState, key: str) -> dict | None:
+    "The verdict written under idempotency `key`, or None (none yet, or the database cannot be read: see SpooledLog)."
+    try:
+        state.feedback.flush(2.0)  # a verdict sent again at once may still be queued
+        return state.feedback.get(key)
+    except Exception:
+        return None
+
+
 @router.post("/feedback", status_code=201, response_model=FeedbackOut, responses=FEEDBACK)
 def give_feedback(
     body: FeedbackIn,
     response: Response,
+    key: str | None = OPTIONAL_IDEMPOTENCY_KEY,
     caller: Caller = Depends(require_scope("review")),
     _: Caller = Depends(rate_limited),
     state: ServiceState = Depends(get_state),
 ) -> FeedbackOut:
     """Record a reviewer's verdict on an answer: `confirmed`, `corrected` to one of the model's classes, `not_a_leaf`
-    or `unsure`. Every verdict is kept; the latest one on a photo counts. The caller is recorded as the reviewer."""
+    or `unsure`. Every verdict is kept; the latest one on a photo counts. The caller is recorded as the reviewer.
+    With an `Idempotency-Key` (the web page's queue sends one), a verdict sent again is recorded once."""
+    if key and (earlier := _recorded(state, key)) is not None:
+        if (earlier["request_id"], earlier["verdict"]) != (body.request_id, body.verdict) and not (
+            earlier["verdict"] == "confirmed" and body.verdict == "corrected"  # a correction to the answer's own class
+        ):
+            raise HTTPException(422, f"Idempotency-Key {key} was used for another verdict: make a new key per verdict")
+        response.status_code = 200
+        fields = ("request_id", "image_sha256", "verdict", "label", "reviewer")
+        return FeedbackOut(id=key, **{k: earlier[k] for k in fields}, checked=True, duplicate=True)
     try:
         answer = _answer(state, body)
         checked = answer is not None
@@ -79,7 +98,7 @@ def give_feedback(
         row = feedback_row(answer, body.verdict, body.label, classes, caller.key, body.note, source="api")
     except FeedbackError as e:
         raise HTTPException(STATUS[e.code], e.detail) from None
-    fid = state.feedback.record(**row)
+    fid = state.feedback.record(**row, id=key)
     if not checked:
         response.status_code = 202
     return FeedbackOut(

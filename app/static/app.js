@@ -3,6 +3,8 @@
 // When the queue is down (503) the page falls back to the synchronous POST /predict.
 // Offline mode: a service worker (/sw.js) keeps the page and the production model (GET /models/web) in the browser;
 // ondevice.js runs it with LiteRT.js and the service's rule when asked, or when the service cannot be reached.
+// Verdicts (Right / Correct it / Not a leaf) and the answers computed on this device wait in the outbox (outbox.js,
+// IndexedDB) and are sent to the service when it can be reached: each once, under an idempotency key made here.
 "use strict";
 
 (function () {
@@ -19,6 +21,8 @@
     heatmap: $("heatmap"), heatmapFigure: $("heatmap-figure"), model: $("model"), advice: $("advice"),
     topkTitle: $("topk-title"), onDevice: $("on-device"), offlineStatus: $("offline-status"), notes: $("notes"),
     notesPoints: $("notes-points"), notesSource: $("notes-source"),
+    verdict: $("verdict"), verdictLabel: $("verdict-label"), verdictStatus: $("verdict-status"),
+    outbox: $("outbox"), outboxStatus: $("outbox-status"), outboxSend: $("outbox-send"), outboxClear: $("outbox-clear"),
   };
   const UNKNOWN_TEXT = "Unknown — retake the photo";
   const TOPK_TITLE = "Most likely classes";
@@ -28,6 +32,8 @@
   let busy = false;
   let engine = null;      // the on-device engine (ondevice.js), once the model is loaded
   let preparing = null;   // the promise of preparing it
+  let current = null;     // the answer shown: {r, sha256}, what a verdict judges
+  const unsaved = [];     // items the device's full storage could not keep: held while the page is open, retried
 
   // ---------- small helpers ----------
   const pct = (p) => (100 * p).toFixed(p >= 0.995 || p < 0.0005 ? 0 : 1) + "%";
@@ -59,6 +65,10 @@
   function clearError() { els.error.hidden = true; els.error.textContent = ""; }
 
   function clearResult() {
+    current = null;
+    els.verdict.hidden = true;
+    els.verdictStatus.textContent = "";
+    els.verdict.querySelectorAll("button").forEach((b) => { b.disabled = false; });
     els.result.hidden = true;
     els.result.removeAttribute("data-variant");
     els.result.removeAttribute("data-unknown");
@@ -153,6 +163,7 @@
   });
   els.forget.addEventListener("click", () => {
     els.token.value = "";
+    outbox().then((o) => o.setToken(null)).catch(() => undefined);
     try { localStorage.removeItem(TOKEN_KEY); } catch (e) { /* storage blocked */ }
     setStatus("Token forgotten.");
     els.token.focus();
@@ -327,7 +338,7 @@
 
   async function controlled() {
     // The first visit: wait until the service worker controls the page, so that what the engine fetches is kept.
-    await navigator.serviceWorker.register("/sw.js");
+    await navigator.serviceWorker.register("/sw.js", { type: "module" });
     await navigator.serviceWorker.ready;
     if (navigator.serviceWorker.controller) return;
     await Promise.race([
@@ -372,6 +383,161 @@
     }
   }
 
+  // ---------- the outbox: answers computed here and verdicts, until the service has them ----------
+  let outboxModule = null;
+  const outbox = () => (outboxModule = outboxModule || import("/static/outbox.js"));
+  let flushing = null;
+  let again = false;
+
+  function plural(n, one, many) { return `${n} ${n === 1 ? one : many}`; }
+
+  function showOutbox(items, problem) {
+    const answers = items.filter((i) => i.kind === "answer").length + unsaved.filter((i) => i.kind === "answer").length;
+    const verdicts = items.length + unsaved.length - answers;
+    const total = answers + verdicts;
+    els.outbox.dataset.count = String(items.length);
+    els.outbox.dataset.unsaved = String(unsaved.length);
+    els.outbox.dataset.problem = problem ? problem.kind : "";
+    els.outboxSend.hidden = els.outboxClear.hidden = total === 0;
+    if (total === 0) {
+      els.outboxStatus.textContent = "Nothing waits to be sent.";
+      return;
+    }
+    const what = [answers && plural(answers, "diagnosis made on this device", "diagnoses made on this device"),
+      verdicts && plural(verdicts, "verdict", "verdicts")].filter(Boolean).join(" and ");
+    const parts = [`${what} ${total === 1 ? "waits" : "wait"} to be sent to the service.`];
+    if (problem) parts.push(`Not sent: ${problem.message}.`);
+    const held = items.filter((i) => i.held);
+    if (held.length) parts.push(`${plural(held.length, "item was", "items were")} refused for now (${held[0].held.reason}); kept, and tried again each time.`);
+    if (unsaved.length) parts.push(`${plural(unsaved.length, "item is", "items are")} kept only while this page stays open: this device's storage is full.`);
+    els.outboxStatus.textContent = parts.join(" ");
+  }
+
+  async function refreshOutbox(problem) {
+    try {
+      showOutbox(await (await outbox()).list(), problem);
+    } catch (e) {
+      els.outbox.dataset.problem = "storage";
+      els.outboxStatus.textContent = `The waiting items cannot be read (${e.message || e}).`;
+    }
+  }
+
+  // Send what waits (one flush at a time; a request during one runs another after it).
+  async function sendOutbox() {
+    if (flushing) { again = true; return flushing; }
+    flushing = (async () => {
+      do {
+        again = false;
+        const o = await outbox();
+        const token = els.token.value.trim();
+        try { await o.setToken(token || null); } catch (e) { /* storage blocked: the page sends with its own */ }
+        for (const item of unsaved.splice(0)) {
+          try { await o.add(item); } catch (e) { unsaved.push(item); }
+        }
+        const { sent, items, problem } = await o.flush({ token: token || null });
+        showOutbox(items, problem);
+        if (sent) els.outbox.dataset.sent = String(Number(els.outbox.dataset.sent || 0) + sent);
+        if (items.length && problem && problem.kind !== "token") await wakeLater();
+      } while (again);
+    })().catch((e) => {
+      els.outbox.dataset.problem = "storage";
+      els.outboxStatus.textContent = `The waiting items could not be sent (${e.message || e}); they are kept.`;
+    }).finally(() => { flushing = null; });
+    return flushing;
+  }
+
+  // Background Sync sends the outbox when the connection returns, also with the page closed (where the browser has it).
+  async function wakeLater() {
+    try {
+      const reg = await navigator.serviceWorker.ready;
+      if (reg.sync) await reg.sync.register((await outbox()).SYNC_TAG);
+    } catch (e) { /* no Background Sync here: the page sends on its next visit, or when it sees the connection return */ }
+  }
+
+  async function keep(item) {
+    const o = await outbox();
+    try {
+      await o.add(item);
+    } catch (e) {
+      unsaved.push(item);
+      throw e;
+    } finally {
+      await refreshOutbox();
+    }
+  }
+
+  async function sha256(blob) {
+    const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+    return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // An answer computed on this device joins the prediction log like the service's own: it waits in the outbox.
+  async function keepDeviceAnswer(file, r) {
+    const id = crypto.randomUUID();
+    r.request_id = id;
+    r.image_sha256 = await sha256(file);
+    const answer = {
+      label: r.label, class_id: r.class_id, confidence: r.confidence, unknown: r.unknown,
+      top_k: r.top_k.map((t) => ({ class_id: t.class_id, label: t.label, probability: t.probability, crop: t.crop || null, disease: t.disease || null })),
+      ood_score: r.ood_score, domain_score: r.domain_score, feature_score: r.feature_score, variant: r.variant,
+      model_name: r.model_name, model_version: String(r.model_version), model_hash: r.model_hash || null,
+      diagnosed_at: new Date().toISOString(), latency_ms: Math.round(r.latency_ms * 100) / 100, filename: file.name || null,
+    };
+    await keep({ id, kind: "answer", photo: file, answer });
+  }
+
+  function showVerdict(r) {
+    els.verdictLabel.textContent = "";
+    const seen = new Set();
+    const classes = engine ? engine.meta.classes : r.top_k;
+    classes.forEach((c) => {
+      if (!c.label || seen.has(c.label)) return;
+      seen.add(c.label);
+      const o = document.createElement("option");
+      o.value = c.label;
+      o.textContent = describe(c).text;
+      els.verdictLabel.append(o);
+    });
+    els.verdictLabel.value = r.unknown ? (r.top_k[0] || {}).label || "" : r.label;
+    els.verdict.hidden = false;
+  }
+
+  async function giveVerdict(verdict) {
+    if (!current) return;
+    const { r } = current;
+    const label = verdict === "corrected" ? els.verdictLabel.value : null;
+    const item = { id: crypto.randomUUID(), kind: "verdict", request_id: r.request_id, image_sha256: r.image_sha256 || null, verdict, label };
+    els.verdict.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+    const said = { confirmed: "Right", corrected: `Corrected to ${describe({ label }).text}`, not_a_leaf: "Not a leaf" }[verdict];
+    try {
+      await keep(item);
+      els.verdictStatus.textContent = `${said}: kept on this device; it is sent to the service when it can be reached.`;
+    } catch (e) {
+      els.verdictStatus.textContent = `${said}: ${e.message || e}.`;
+    }
+    els.verdict.dataset.given = verdict;
+    if (navigator.onLine) await sendOutbox();
+    if (!(await (await outbox()).list()).some((i) => i.id === item.id) && !unsaved.includes(item)) {
+      els.verdictStatus.textContent = `${said}: recorded by the service. Thank you.`;
+    }
+  }
+
+  els.verdict.querySelectorAll("button[data-verdict]").forEach((b) => b.addEventListener("click", () => giveVerdict(b.dataset.verdict)));
+  els.outboxSend.addEventListener("click", () => sendOutbox());
+  els.outboxClear.addEventListener("click", async () => {
+    if (!window.confirm("Discard the diagnoses and verdicts waiting on this device? They will never reach the service.")) return;
+    unsaved.splice(0);
+    await (await outbox()).clear();
+    await refreshOutbox();
+  });
+  window.addEventListener("online", () => sendOutbox());
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.addEventListener("message", (e) => { if (e.data && e.data.type === "outbox") refreshOutbox(e.data.problem); });
+  }
+  let tokenTimer = null;
+  els.token.addEventListener("input", () => { clearTimeout(tokenTimer); tokenTimer = setTimeout(() => sendOutbox(), 500); });
+  if ("indexedDB" in window) sendOutbox(); else els.outboxStatus.textContent = "This browser cannot keep items for sending (no IndexedDB).";
+
   els.token.addEventListener("change", () => { if (!engine) startOffline(); });
   startOffline();
 
@@ -400,6 +566,16 @@
         }
       }
       render(r);
+      current = { r };
+      if (r.on_device) {
+        try {
+          await keepDeviceAnswer(file, r);
+        } catch (e) {
+          setStatus(`Not kept for the service: ${e.message || e}`);
+        }
+        if (navigator.onLine) sendOutbox();
+      }
+      if (r.request_id) showVerdict(r);
       const took = performance.now() - t0;
       setStatus(`Done in ${took < 1000 ? `${Math.round(took)} ms` : `${(took / 1000).toFixed(1)} s`}.`);
     } catch (err) {

@@ -8,10 +8,15 @@
 // - the runtime's files (/vendor/: LiteRT.js and its WebAssembly): from the cache at once, refreshed in the background
 //   (an upgraded runtime is used from the next visit on).
 // Everything else (predictions, feedback) goes to the network as usual.
+// The outbox (outbox.js): what the page could not send (answers computed on the device, verdicts) is sent from here
+// by Background Sync when the connection returns, even with the page closed (where the browser has it; else the page
+// sends it on the next visit). This worker is a module (registered with type "module").
+import { SYNC_TAG, flush, getToken } from "/static/outbox.js";
+
 const SHELL = "plant-disease-shell-v1";
 const FILES = "plant-disease-files-v1";
 const PAGE = ["/", "/static/app.js", "/static/style.css", "/static/ondevice.js", "/static/pixels.js",
-  "/manifest.webmanifest", "/static/icon.svg"];
+  "/static/outbox.js", "/manifest.webmanifest", "/static/icon.svg"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(SHELL).then((c) => c.addAll(PAGE)).then(() => self.skipWaiting()));
@@ -97,4 +102,18 @@ self.addEventListener("fetch", (event) => {
   } else if (isPage(path)) {
     event.respondWith(networkFirst(request, SHELL));
   }
+});
+
+// Background Sync: send the outbox; a failure the browser can cure by waiting (offline, a busy or failing service)
+// is thrown, so that it tries again later; one it cannot (a refused token) waits for the page.
+async function syncOutbox() {
+  const result = await flush({ token: await getToken() });
+  for (const client of await self.clients.matchAll({ type: "window" })) {
+    client.postMessage({ type: "outbox", sent: result.sent, problem: result.problem });
+  }
+  if (result.problem && result.problem.kind !== "token") throw new Error(result.problem.message);
+}
+
+self.addEventListener("sync", (event) => {
+  if (event.tag === SYNC_TAG) event.waitUntil(syncOutbox());
 });

@@ -227,6 +227,8 @@ def review_item_html(row: dict) -> str:
         f'model {_esc(str(row.get("model_name")))} version <b class="pd-version">{_esc(str(row.get("model_version")))}</b>',
         f"answered {_when(row.get('created_at'))}",
     ]
+    if row.get("origin") == "device":  # the web page's offline mode: the model ran in the user's browser
+        facts.append('<span class="pd-origin" data-origin="device">computed on the user\'s device, offline</span>')
     if (row.get("n_answers") or 1) > 1:
         facts.append(f"{int(row['n_answers'])} answers to this photo")
     if row.get("filename"):
