@@ -94,10 +94,11 @@ def diagnose(page, photo: Path, verdict: str | None = None) -> str:
     return label
 
 
-def send_until_empty(page, tries: int = 20) -> None:
+def send_until_empty(page, timeout_s: float = 90) -> None:
     "What a user does when the network is back: the page sends at once; press Send now while anything waits."
-    for _ in range(tries):
-        page.wait_for_timeout(700)
+    t = time.time()
+    while time.time() - t < timeout_s:
+        page.wait_for_timeout(1000)
         if page.evaluate(COUNT) == "0":
             return
         if page.is_visible("#outbox-send"):
@@ -120,6 +121,8 @@ def test_offline_answers_and_verdicts_reach_the_service_exactly_once(api):
         n_verdicts = sum(v is not None for v in verdicts)
         assert page.evaluate(COUNT) == str(len(photos) + n_verdicts)
         assert "wait to be sent" in page.text_content("#outbox-status")
+        tags = page.evaluate("async () => (await (await navigator.serviceWorker.ready).sync.getTags())")
+        assert tags == ["plant-disease-outbox"], tags  # Background Sync will send them, with the page closed too
 
         page.reload(wait_until="load")  # a reload while items wait: they are still there
         page.wait_for_function(f"{COUNT} === '{len(photos) + n_verdicts}'", timeout=20_000)

@@ -673,6 +673,7 @@ def test_openapi_declares_the_bearer_scheme_and_each_routes_errors(service):
     ops = {(m.upper(), p): op for p, item in doc["paths"].items() for m, op in item.items()}
     public = {("GET", "/health"), ("GET", "/ready")}
     rate_limited = {("POST", "/predict"), ("POST", "/predict/batch"), ("POST", "/predict/async"), ("POST", "/feedback")}
+    rate_limited |= {("POST", "/predictions/device")}
     need_runtime = rate_limited | {("GET", "/models"), ("GET", "/result/{task_id}"), ("GET", "/stats")}
     need_runtime |= {("GET", "/feedback/stats"), ("GET", "/models/web"), ("GET", "/models/{variant}/web")}
     need_runtime |= {("GET", "/models/{variant}/web/{digest}/{name}")}
@@ -712,13 +713,15 @@ def test_openapi_says_when_the_token_is_optional():
 
 # Schemathesis's settings per operation. Only what no schema can say is relaxed, each with its reason.
 SCHEMATHESIS_TOML = """
-# POST /predict and /predict/async: bytes that are not a JPEG, PNG or WebP image are a schema-valid upload (a non-empty
-# `format: binary` string), yet the service refuses them, 415 (not an image format) or 422 (unreadable); no schema
-# can say "bytes that decode as an image". So positive_data_acceptance runs there with 415 and 422 added to what a
-# schema-valid request may get (still failing on 400, 413 or any other refusal); every other check runs unchanged.
+# POST /predict, /predict/async and /predictions/device: bytes that are not a JPEG, PNG or WebP image are a schema-valid
+# upload (a non-empty `format: binary` string), yet the service refuses them, 415 (not an image format) or 422
+# (unreadable); no schema can say "bytes that decode as an image" (nor, for /predictions/device, "a form field whose
+# text is a DeviceAnswerIn in JSON": 422 with the issues). So positive_data_acceptance runs there with 415 and 422
+# added to what a schema-valid request may get (still failing on 400, 413 or any other refusal); every other check
+# runs unchanged.
 # (POST /predict/batch needs no such rule: a bad image fails alone, in its item of a 200 answer.)
 [[operations]]
-include-path-regex = "^/predict(/async)?$"
+include-path-regex = "^/predict(/async)?$|^/predictions/device$"
 checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", "401", "403", "404", "409", "429", "5xx",  # schemathesis's default
     "415", "422",

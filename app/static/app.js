@@ -458,6 +458,7 @@
     const o = await outbox();
     try {
       await o.add(item);
+      await wakeLater();  // sent by the service worker when the connection returns, even if this page is closed
     } catch (e) {
       unsaved.push(item);
       throw e;
