@@ -6,6 +6,7 @@ on, the service tests' exported tiny EfficientNetB0 of real tomato leaves (LiteR
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -61,8 +62,10 @@ def wait_rows(work: Path, sql: str, n: int, timeout: float = 20) -> list[tuple]:
         time.sleep(0.3)
 
 
-def open_page(browser, url: str, token: str):
+def open_page(browser, url: str, token: str, init_script: str | None = None):
     context = browser.new_context()
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -209,7 +212,7 @@ def test_the_service_refuses_what_it_cannot_record_and_says_why(api):
     assert (first.status_code, again.status_code) == (201, 200) and again.json()["duplicate"], again.text
     assert wait_rows(work, f"select id from predictions where id = '{key}'", 1) == [(key,)]
     reused = send(key=key, data=split_photos(service.workdir / "data")[2].read_bytes())
-    assert reused.status_code == 422 and "another photo" in reused.json()["detail"], reused.text
+    assert reused.status_code == 409 and "another photo" in reused.json()["detail"], reused.text
     gone = send({**answer, "model_version": "999"})
     assert gone.status_code == 409 and "no longer serves it" in gone.json()["detail"], gone.text
     wrong = send({**answer, "label": served["classes"][0]["label"], "class_id": 1, "unknown": False})
@@ -237,7 +240,7 @@ def test_the_service_refuses_what_it_cannot_record_and_says_why(api):
     other = httpx.post(
         f"{url}/feedback", json={**verdict, "verdict": "unsure"}, headers={**headers, "Idempotency-Key": vkey}
     )
-    assert other.status_code == 422 and "another verdict" in other.text, other.text
+    assert other.status_code == 409 and "another verdict" in other.text, other.text
     assert wait_rows(work, f"select id from feedback where id = '{vkey}'", 1) == [(vkey,)]
 
 
@@ -259,3 +262,40 @@ def test_an_expired_token_keeps_the_queue_and_says_so(api):
         page.wait_for_function(f"{COUNT} === '0'", timeout=20_000)
         assert not errors, errors
         context.close()
+
+
+# the page's IndexedDB refuses the outbox's items while `window.__full` is set, as a full device store does
+FULL_STORAGE = """(() => {
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (value, key) {
+    if (window.__full && value && value.kind) throw new DOMException("the quota is used up", "QuotaExceededError");
+    return put.call(this, value, key);
+  };
+})()"""
+
+
+def test_a_full_device_store_says_so_and_loses_nothing_while_the_page_is_open(api):
+    url, work, service = api
+    photo = split_photos(service.workdir / "data")[6]  # one no other test here diagnoses
+    token = service.token("grower", ("predict", "review"))
+    with chromium() as browser:
+        context, page, errors = open_page(browser, url, token, FULL_STORAGE)
+        page.evaluate("window.__full = true")
+        context.set_offline(True)
+        page.set_input_files("#file", str(photo))
+        page.click("#submit")
+        page.wait_for_function(SHOWN, timeout=60_000)
+        key = page.evaluate("document.querySelector('#outbox').dataset.unsaved")
+        assert key == "1" and page.evaluate(COUNT) == "0", page.text_content("#outbox-status")
+        status = page.text_content("#outbox-status")
+        assert "storage is full" in status and "1 diagnosis made on this device waits" in status, status
+        page.evaluate("window.__full = false")  # space is freed; the network returns
+        context.set_offline(False)
+        send_until_empty(page)
+        assert page.evaluate("document.querySelector('#outbox').dataset.unsaved") == "0"
+        assert not errors, errors
+        context.close()
+    sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert (
+        len(wait_rows(work, f"select id from predictions where origin = 'device' and image_sha256 = '{sha}'", 1)) == 1
+    )

@@ -57,12 +57,14 @@ FEEDBACK = {
         401,
         403,
         404,
+        409,
         422,
         429,
         503,
         e400="a verdict that does not fit its answer: a correction without `label` or to a class the model does not "
         "have, a label with `not_a_leaf`/`unsure`, or a batch's request id without `image_sha256`",
         e404="no answer with this request id (and photo) in the prediction log, or the upload was refused",
+        e409="the `Idempotency-Key` was used for another verdict",
         e422="a bad field: unknown verdict, a malformed SHA-256, a note over 2000 characters (a list of issues)",
         e503=STARTING,
     ),
@@ -85,11 +87,11 @@ DEVICE_ANSWER = {
         503,
         e400="empty upload, or a body that cannot be parsed",
         e409="a model version this service no longer has (not served, not in the registry, no answers in the log): "
-        "the page keeps the answer",
+        "the page keeps the answer; or the `Idempotency-Key` was used for another photo",
         e413="upload over the size limit (PD_MAX_UPLOAD_BYTES), or an image over the pixel limit (PD_MAX_PIXELS)",
         e415="not a JPEG, PNG or WebP image",
         e422="a bad field of the answer or a missing or malformed `Idempotency-Key` (a list of issues), an answer the "
-        "model could not give, the key reused for another photo, or an unreadable image (in words)",
+        "model could not give, or an unreadable image (in words)",
         e503=STARTING,
     ),
     200: {"model": DeviceAnswerOut, "description": "this `Idempotency-Key` was recorded before: nothing new written"},

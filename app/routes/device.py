@@ -26,6 +26,7 @@ router = APIRouter(tags=["predict"])
 
 ANSWER = Form(
     ...,
+    min_length=2,
     description="the answer the page computed (JSON: `DeviceAnswerIn`, the shape of `PredictionOut` with "
     "`diagnosed_at`)",
     json_schema_extra={"contentMediaType": "application/json"},
@@ -93,7 +94,7 @@ def record_device_answer(
         earlier = None
     if earlier is not None:
         if earlier.get("image_sha256") != sha:
-            raise HTTPException(422, f"Idempotency-Key {key} was used for another photo: make a new key per answer")
+            raise HTTPException(409, f"Idempotency-Key {key} was used for another photo: make a new key per answer")
         response.status_code = 200
         return DeviceAnswerOut(
             id=key, request_id=key, image_sha256=sha, created_at=earlier["created_at"].isoformat(), duplicate=True

@@ -71,7 +71,7 @@ def _recorded(state: ServiceState, key: str) -> dict | None:
 def give_feedback(
     body: FeedbackIn,
     response: Response,
-    key: str | None = OPTIONAL_IDEMPOTENCY_KEY,
+    key: str = OPTIONAL_IDEMPOTENCY_KEY,  # (not `str | None`: the schema then says a UUID or no header, never null)
     caller: Caller = Depends(require_scope("review")),
     _: Caller = Depends(rate_limited),
     state: ServiceState = Depends(get_state),
@@ -83,7 +83,7 @@ def give_feedback(
         if (earlier["request_id"], earlier["verdict"]) != (body.request_id, body.verdict) and not (
             earlier["verdict"] == "confirmed" and body.verdict == "corrected"  # a correction to the answer's own class
         ):
-            raise HTTPException(422, f"Idempotency-Key {key} was used for another verdict: make a new key per verdict")
+            raise HTTPException(409, f"Idempotency-Key {key} was used for another verdict: make a new key per verdict")
         response.status_code = 200
         fields = ("request_id", "image_sha256", "verdict", "label", "reviewer")
         return FeedbackOut(id=key, **{k: earlier[k] for k in fields}, checked=True, duplicate=True)
