@@ -10,13 +10,12 @@ from redis import Redis
 from .state import ServiceState
 
 
-UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 IDEMPOTENCY_DOC = (
     "a UUID the client made for this record: sent again (a connection that dropped before the reply, a reload), the "
     "record is kept once"
 )
-IDEMPOTENCY_KEY = Header(..., alias="Idempotency-Key", pattern=UUID, description=IDEMPOTENCY_DOC)
-OPTIONAL_IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", pattern=UUID, description=IDEMPOTENCY_DOC)
+IDEMPOTENCY_KEY = Header(..., alias="Idempotency-Key", description=IDEMPOTENCY_DOC)  # annotate with uuid.UUID
+OPTIONAL_IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", description=IDEMPOTENCY_DOC)
 
 
 def get_state(request: Request) -> ServiceState:

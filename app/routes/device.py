@@ -5,6 +5,7 @@ its photo kept under the photo store's rules (`plant_disease.device_answers`).""
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Response, UploadFile
@@ -71,7 +72,7 @@ def record_device_answer(
     response: Response,
     file: UploadFile = LEAF_PHOTO,
     answer: str = ANSWER,
-    key: str = IDEMPOTENCY_KEY,
+    key: UUID = IDEMPOTENCY_KEY,
     caller: Caller = Depends(require_scope("predict")),
     _: Caller = Depends(rate_limited),
     state: ServiceState = Depends(get_state),
@@ -80,7 +81,7 @@ def record_device_answer(
     prediction log with `origin` device and the device's time, its `Idempotency-Key` (a UUID the page made) as its id
     and `request_id`, which verdicts on it name. Sent again under the same key (a dropped connection, a reload), it
     is recorded once: 200 with `duplicate` true."""
-    received = datetime.now(timezone.utc)
+    received, key = datetime.now(timezone.utc), str(key)
     body = _answer(answer)
     s = state.settings
     data = read_upload(file, s.max_upload_bytes)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
@@ -71,7 +72,7 @@ def _recorded(state: ServiceState, key: str) -> dict | None:
 def give_feedback(
     body: FeedbackIn,
     response: Response,
-    key: str = OPTIONAL_IDEMPOTENCY_KEY,  # (not `str | None`: the schema then says a UUID or no header, never null)
+    key: UUID = OPTIONAL_IDEMPOTENCY_KEY,  # (not `UUID | None`: the schema then says a UUID or no header, never null)
     caller: Caller = Depends(require_scope("review")),
     _: Caller = Depends(rate_limited),
     state: ServiceState = Depends(get_state),
@@ -79,6 +80,7 @@ def give_feedback(
     """Record a reviewer's verdict on an answer: `confirmed`, `corrected` to one of the model's classes, `not_a_leaf`
     or `unsure`. Every verdict is kept; the latest one on a photo counts. The caller is recorded as the reviewer.
     With an `Idempotency-Key` (the web page's queue sends one), a verdict sent again is recorded once."""
+    key = str(key) if key else None
     if key and (earlier := _recorded(state, key)) is not None:
         if (earlier["request_id"], earlier["verdict"]) != (body.request_id, body.verdict) and not (
             earlier["verdict"] == "confirmed" and body.verdict == "corrected"  # a correction to the answer's own class
