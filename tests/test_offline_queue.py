@@ -18,12 +18,9 @@ import httpx
 import pytest
 
 from testkit.service import SECRET, chromium, start_api
-from testkit.web import READY, split_photos
+from testkit.web import COUNT, READY, SHOWN, diagnose_in_page, send_until_empty, split_photos
 
 pytestmark = pytest.mark.xdist_group("service")
-
-COUNT = "document.querySelector('#outbox').dataset.count"
-SHOWN = "!document.querySelector('#verdict').hidden"
 
 
 @pytest.fixture(scope="module")
@@ -77,38 +74,6 @@ def open_page(browser, url: str, token: str, init_script: str | None = None):
     return context, page, errors
 
 
-def diagnose(page, photo: Path, verdict: str | None = None) -> str:
-    "Diagnose `photo` in the page (offline: on the device) and give `verdict`; the answer's label."
-    before = int(page.evaluate(COUNT))
-    page.set_input_files("#file", str(photo))
-    page.click("#submit")
-    page.wait_for_function(SHOWN, timeout=60_000)
-    assert page.get_attribute("#result", "data-on-device") == "true"
-    label = page.get_attribute("#label", "data-label")
-    if verdict == "corrected":
-        other = page.eval_on_selector(
-            "#verdict-label", "(s, l) => [...s.options].map((o) => o.value).find((v) => v !== l)", label
-        )
-        page.select_option("#verdict-label", other)
-    if verdict:
-        page.click(f"#verdict button[data-verdict='{verdict}']")
-        page.wait_for_function("document.querySelector('#verdict').dataset.given")
-    page.wait_for_function(f"Number({COUNT}) === {before + 1 + bool(verdict)}", timeout=20_000)
-    return label
-
-
-def send_until_empty(page, timeout_s: float = 90) -> None:
-    "What a user does when the network is back: the page sends at once; press Send now while anything waits."
-    t = time.time()
-    while time.time() - t < timeout_s:
-        page.wait_for_timeout(1000)
-        if page.evaluate(COUNT) == "0":
-            return
-        if page.is_visible("#outbox-send"):
-            page.click("#outbox-send")
-    raise AssertionError(page.text_content("#outbox-status"))
-
-
 def test_offline_answers_and_verdicts_reach_the_service_exactly_once(api):
     url, work, service = api
     token = service.token("grower", ("predict", "review"))
@@ -120,7 +85,7 @@ def test_offline_answers_and_verdicts_reach_the_service_exactly_once(api):
         context.set_offline(True)
         page.reload(wait_until="load")
         page.wait_for_function(READY, timeout=60_000)
-        labels = [diagnose(page, p, v) for p, v in zip(photos, verdicts)]
+        labels = [diagnose_in_page(page, p, v) for p, v in zip(photos, verdicts)]
         n_verdicts = sum(v is not None for v in verdicts)
         assert page.evaluate(COUNT) == str(len(photos) + n_verdicts)
         assert "wait to be sent" in page.text_content("#outbox-status")
@@ -250,7 +215,7 @@ def test_an_expired_token_keeps_the_queue_and_says_so(api):
     with chromium() as browser:
         context, page, errors = open_page(browser, url, service.token("grower", ("predict", "review"), ttl=12))
         context.set_offline(True)
-        diagnose(page, photo, "confirmed")
+        diagnose_in_page(page, photo, "confirmed")
         page.wait_for_timeout(12_500)  # the token expires while the phone is offline
         context.set_offline(False)
         page.click("#outbox-send")

@@ -67,6 +67,7 @@
   function clearResult() {
     current = null;
     els.verdict.hidden = true;
+    els.verdict.removeAttribute("data-given");
     els.verdictStatus.textContent = "";
     els.verdict.querySelectorAll("button").forEach((b) => { b.disabled = false; });
     els.result.hidden = true;
