@@ -246,6 +246,40 @@ def web_section(r: dict) -> list[str]:
     return out + [""] + [f"- {n}" for n in r.get("notes", [])] + [""]
 
 
+def outbox_section(r: dict) -> list[str]:
+    "The web page's outbox (bench/outbox_sync.py): storage while items wait, time to send, rows written."
+    m = r["machine"]
+    out = [
+        "### The outbox: what waits on the phone, and sending it",
+        "",
+        f"Command: `python bench/outbox_sync.py --n {r['n']}` ({r['n']} test photos of the real sample); {m['cpu']} "
+        f"({' '.join(m['vector_extensions'])}; matmul {m['matmul']['float32']} GFLOP/s fp32), headless Chromium and "
+        f"the API (SQLite log, photos kept) on the same 2 cores; model: {r.get('model', r['model_dir'])}. Offline, each photo diagnosed through the page's form "
+        "and confirmed (an answer with its photo and a verdict wait per photo); then the network returns and the page "
+        "sends; `dropping`: every third request's connection is cut after the service recorded it, before the page "
+        "hears the answer (the page retries, Send now).",
+        "",
+        "| run | items | diagnose + keep, ms per photo | stored per photo (photo) | sent in | items/s | requests | "
+        "dropped | answers / verdicts in the database (distinct) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("steady", "dropping"):
+        x = r[name]
+        d = x["database"]
+        out.append(
+            f"| {name} | {x['items']} | {1000 * x['queue_s_per_photo']:.0f} | {x['stored_bytes_per_photo'] / 1024:.0f} KiB "
+            f"({x['photo_bytes_mean'] / 1024:.0f} KiB) | {x['sync_s']:.1f} s | {x['items_per_s']:.1f} | {x['requests']} | "
+            f"{x['dropped']} | {d['answers']} ({d['distinct_answers']}) / {d['verdicts']} ({d['distinct_verdicts']}) |"
+        )
+    return out + [
+        "",
+        "- A waiting diagnosis costs the browser its photo's bytes and a few KiB more: PlantVillage photos are about 15 "
+        "KiB; a phone's 2-4 MB photo makes a few hundred waiting diagnoses a gigabyte, within what browsers give a site "
+        "(a share of the free disk), and the page says when the store is full.",
+        "",
+    ]
+
+
 def main() -> int:
     lines = [
         "# Benchmarks",
@@ -328,6 +362,9 @@ def main() -> int:
     r = load("bench_web.json")
     if r:
         lines += web_section(r)
+    r = load("bench_outbox.json")
+    if r:
+        lines += outbox_section(r)
     lines += [
         "## What bounds each number",
         "",
