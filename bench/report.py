@@ -254,7 +254,8 @@ def outbox_section(r: dict) -> list[str]:
         "",
         f"Command: `python bench/outbox_sync.py --n {r['n']}` ({r['n']} test photos of the real sample); {m['cpu']} "
         f"({' '.join(m['vector_extensions'])}; matmul {m['matmul']['float32']} GFLOP/s fp32), headless Chromium and "
-        f"the API (SQLite log, photos kept) on the same 2 cores; model: {r.get('model', r['model_dir'])}. Offline, each photo diagnosed through the page's form "
+        f"the API (SQLite log, photos kept) on the same 2 cores; model: {r.get('model', r['model_dir'])}. "
+        "Offline, each photo diagnosed through the page's form "
         "and confirmed (an answer with its photo and a verdict wait per photo); then the network returns and the page "
         "sends; `dropping`: every third request's connection is cut after the service recorded it, before the page "
         "hears the answer (the page retries, Send now).",

@@ -264,3 +264,71 @@ def test_a_full_device_store_says_so_and_loses_nothing_while_the_page_is_open(ap
     assert (
         len(wait_rows(work, f"select id from predictions where origin = 'device' and image_sha256 = '{sha}'", 1)) == 1
     )
+
+
+# a browser without Background Sync (the page sends by itself): here, so that the service worker cannot send the
+# items past the test's stand-in for the service
+NO_BACKGROUND_SYNC = "if (self.SyncManager) SyncManager.prototype.register = async () => undefined;"
+
+
+def test_refusals_and_server_errors_keep_the_items_and_say_why(api):
+    """A failing service (503) and a refused answer (409: production moved away from the model that answered, as the
+    service says when neither it, the registry nor the log knows the version) keep everything, in words; the
+    verdict waits for its answer. The service's own 409 is checked above; here the page's side of it."""
+    url, work, service = api
+    photo = split_photos(service.workdir / "data")[7]
+    token = service.token("grower", ("predict", "review"))
+    gone = "model local:v1 version 1 is not one this service has"
+    with chromium() as browser:
+        context, page, errors = open_page(browser, url, token, NO_BACKGROUND_SYNC)
+        context.set_offline(True)
+        diagnose_in_page(page, photo, "not_a_leaf")
+        stand_in: dict = {}  # what the stand-in for the service answers; empty: the service itself
+
+        def answer(route):
+            if stand_in:
+                route.fulfill(status=stand_in["status"], json={"detail": stand_in["detail"]})
+            else:
+                route.continue_()
+
+        context.route("**/predictions/device", answer)
+        for status, detail, said in (
+            (503, "the prediction log database is unavailable", "could not take them now (HTTP 503"),
+            (409, gone, f"refused for now ({gone})"),
+        ):
+            stand_in.update(status=status, detail=detail)
+            context.set_offline(False)
+            page.click("#outbox-send")
+            page.wait_for_function(
+                f"document.querySelector('#outbox-status').textContent.includes({json.dumps(said)})", timeout=20_000
+            )
+            assert page.evaluate(COUNT) == "2", page.text_content("#outbox-status")
+        stand_in.clear()
+        send_until_empty(page)  # the service takes them again
+        assert not errors, errors
+        context.close()
+    sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert (
+        len(wait_rows(work, f"select id from predictions where origin = 'device' and image_sha256 = '{sha}'", 1)) == 1
+    )
+    assert len(wait_rows(work, f"select id from feedback where image_sha256 = '{sha}'", 1)) == 1
+
+
+def test_background_sync_sends_with_the_page_closed(api):
+    "Chromium has Background Sync: the service worker sends what waits when the connection returns, no page open."
+    url, work, service = api
+    photo = split_photos(service.workdir / "data")[8]
+    with chromium() as browser:
+        context, page, errors = open_page(browser, url, service.token("grower", ("predict", "review")))
+        context.set_offline(True)
+        diagnose_in_page(page, photo, "confirmed")
+        assert not errors, errors
+        page.close()  # the grower closes the page in the field
+        context.set_offline(False)
+        sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+        answers = wait_rows(
+            work, f"select id from predictions where origin = 'device' and image_sha256 = '{sha}'", 1, 60
+        )
+        verdicts = wait_rows(work, f"select id from feedback where image_sha256 = '{sha}'", 1, 30)
+        context.close()
+    assert len(answers) == 1 and len(verdicts) == 1, (answers, verdicts)

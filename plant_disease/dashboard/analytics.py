@@ -73,7 +73,7 @@ def summary_html(s: dict, renders: int, window: str) -> str:
     "The summary of the Analytics window: answered and refused photos, and per variant its answers, confidence and latency."
     ms = lambda x: "–" if x is None else f"{x:.0f}"
     per = "".join(
-        f"<tr><td>{_esc(v)}</td><td>{x['answered']}</td><td>{x['mean_confidence']:.0%}</td>"
+        f"<tr><td>{_esc(v)}</td><td>{x['answered']}</td><td>{x.get('on_device', 0)}</td><td>{x['mean_confidence']:.0%}</td>"
         f"<td>{ms(x['p50_ms'])} / {ms(x['p95_ms'])} ms</td></tr>"
         for v, x in s["variants"].items()
     )
@@ -82,7 +82,7 @@ def summary_html(s: dict, renders: int, window: str) -> str:
         f"answered and <b>{s['refused']}</b> refused photos in "
         f"{_esc(window.lower())} (times in UTC).</div>"
         + (
-            f"<table class='pd-table'><tr><th>variant</th><th>answered</th><th>mean confidence</th>"
+            f"<table class='pd-table'><tr><th>variant</th><th>answered</th><th>of them on a device</th><th>mean confidence</th>"
             f"<th>latency p50 / p95</th></tr>{per}</table>"
             if per
             else ""

@@ -44,9 +44,10 @@ def _nothing(ax, title: str, what: str = "No answered predictions in this window
 
 
 def answered(df: pd.DataFrame) -> pd.DataFrame:
-    "The answered rows (`status == 'ok'`), `variant` filled with 'unknown'."
+    "The answered rows (`status == 'ok'`), `variant` filled with 'unknown', `origin` with 'server'."
     d = df[df["status"] == "ok"].copy()
     d["variant"] = d["variant"].fillna("unknown").astype(str)
+    d["origin"] = d["origin"].fillna("server") if "origin" in d else "server"
     return d
 
 # %% ../../nbs/13d_dashboard_charts.ipynb #c98baf86
@@ -192,13 +193,15 @@ def chart_latency(df: pd.DataFrame, freq: str = "1h", start=None, end=None) -> F
 
 # %% ../../nbs/13d_dashboard_charts.ipynb #b08ed33f
 def summarise(df: pd.DataFrame) -> dict:
-    "Counts, and per variant: answers, mean confidence and latency p50/p95 (ms)."
+    """Counts, and per variant: answers (`on_device`: those computed offline in a browser), mean confidence and the
+    service's latency p50/p95 (ms; a device's time is not the service's)."""
     d = answered(df)
     per = {}
     for v, g in d.groupby("variant"):
-        lat = g["latency_ms"].dropna().to_numpy(float)
+        lat = g.loc[g.origin != "device", "latency_ms"].dropna().to_numpy(float)
         p50, p95 = np.percentile(lat, [50, 95]).tolist() if len(lat) else (None, None)
-        per[v] = {"answered": len(g), "mean_confidence": float(g["confidence"].mean()), "p50_ms": p50, "p95_ms": p95}
+        per[v] = {"answered": len(g), "on_device": int((g.origin == "device").sum()),
+                  "mean_confidence": float(g["confidence"].mean()), "p50_ms": p50, "p95_ms": p95}  # fmt: skip
     return {
         "rows": len(df),
         "answered": len(d),

@@ -11,8 +11,8 @@ from .words import DRIFT_WORDS, REASON_WORDS, answer_words, recorded_words
 from ..eda import label_words
 
 # %% auto #0
-__all__ = ['CSS', 'FIELD_HEAD', 'answer_html', 'notes_html', 'meta_html', 'error_html', 'model_card_html', 'drift_html',
-           'recorded_html', 'verdict_problem_html', 'review_item_html', 'accuracy_cells', 'field_html']
+__all__ = ['CSS', 'FIELD_HEAD', 'ORIGIN_WORDS', 'answer_html', 'notes_html', 'meta_html', 'error_html', 'model_card_html',
+           'drift_html', 'recorded_html', 'verdict_problem_html', 'review_item_html', 'accuracy_cells', 'field_html']
 
 # %% ../../nbs/13e_dashboard_fragments.ipynb #5624696d
 _esc = html.escape
@@ -258,6 +258,9 @@ def accuracy_cells(r: dict) -> str:
 FIELD_HEAD = "<th>reviewed</th><th>field accuracy</th><th>95% interval</th>"
 
 
+ORIGIN_WORDS = {"server": "by the service", "device": "on the user's device, offline"}
+
+
 def field_html(summary: dict, window: str) -> str:
     """The field accuracy panel from `field.field_summary` (its `by_model_version` rows carrying `lab_accuracy`):
     overall, per model version beside its lab test accuracy, per variant and per class."""
@@ -294,6 +297,11 @@ def field_html(summary: dict, window: str) -> str:
         f"{accuracy_cells(r)}</tr>"
         for r in summary["by_variant"]
     )
+    origins = "".join(
+        f'<tr class="pd-field-origin" data-origin="{_esc(o)}"><td>{ORIGIN_WORDS.get(o, _esc(o))}</td>{accuracy_cells(r)}</tr>'
+        for r in summary.get("by_origin", [])
+        if (o := str(r["origin"]))
+    )
     classes = "".join(
         f'<tr class="pd-field-class" data-label="{_esc(str(r["label"]))}"><td>{_esc(answer_words(str(r["label"])))}</td>'
         f"{accuracy_cells(r)}</tr>"
@@ -308,6 +316,9 @@ def field_html(summary: dict, window: str) -> str:
         f"{FIELD_HEAD}<th>lab test accuracy</th></tr>{versions}</table></div>"
         + f"<div><h5>Per variant</h5><table class='pd-table pd-field-variants'><tr><th>variant</th>{FIELD_HEAD}</tr>"
         f"{variants}</table></div>"
+        + "<div><h5>Where the answer was computed</h5><table class='pd-table pd-field-origins'>"
+        f"<tr><th>where</th>{FIELD_HEAD}</tr>"
+        f"{origins}</table></div>"
         + f"<div><h5>Per class (the reviewers' class)</h5><table class='pd-table pd-field-classes'><tr><th>class</th>"
         f"{FIELD_HEAD}</tr>{classes}</table></div></div>"
     )
