@@ -261,6 +261,15 @@ FIELD_HEAD = "<th>reviewed</th><th>field accuracy</th><th>95% interval</th>"
 ORIGIN_WORDS = {"server": "by the service", "device": "on the user's device, offline"}
 
 
+def _group_rows(rows: list[dict], kind: str, key: str, words) -> str:
+    "Field accuracy rows of a table per group (`key` of each row, shown as `words(key)`)."
+    return "".join(
+        f'<tr class="pd-field-{kind}" data-{key}="{_esc(str(r[key]))}"><td>{words(str(r[key]))}</td>'
+        f"{accuracy_cells(r)}</tr>"
+        for r in rows
+    )
+
+
 def field_html(summary: dict, window: str) -> str:
     """The field accuracy panel from `field.field_summary` (its `by_model_version` rows carrying `lab_accuracy`):
     overall, per model version beside its lab test accuracy, per variant and per class."""
@@ -292,21 +301,9 @@ def field_html(summary: dict, window: str) -> str:
         f'<td class="pd-lab">{_pct(r.get("lab_accuracy")) if r.get("lab_accuracy") is not None else "not known"}</td></tr>'
         for r in summary["by_model_version"]
     )
-    variants = "".join(
-        f'<tr class="pd-field-variant" data-variant="{_esc(str(r["variant"]))}"><td>{_esc(str(r["variant"]))}</td>'
-        f"{accuracy_cells(r)}</tr>"
-        for r in summary["by_variant"]
-    )
-    origins = "".join(
-        f'<tr class="pd-field-origin" data-origin="{_esc(o)}"><td>{ORIGIN_WORDS.get(o, _esc(o))}</td>{accuracy_cells(r)}</tr>'
-        for r in summary.get("by_origin", [])
-        if (o := str(r["origin"]))
-    )
-    classes = "".join(
-        f'<tr class="pd-field-class" data-label="{_esc(str(r["label"]))}"><td>{_esc(answer_words(str(r["label"])))}</td>'
-        f"{accuracy_cells(r)}</tr>"
-        for r in summary["by_class"]
-    )
+    variants = _group_rows(summary["by_variant"], "variant", "variant", _esc)
+    origins = _group_rows(summary.get("by_origin", []), "origin", "origin", lambda o: ORIGIN_WORDS.get(o, _esc(o)))
+    classes = _group_rows(summary["by_class"], "class", "label", lambda label: _esc(answer_words(label)))
     return (
         head
         + overall
