@@ -408,6 +408,7 @@
       verdicts && plural(verdicts, "verdict", "verdicts")].filter(Boolean).join(" and ");
     const parts = [`${what} ${total === 1 ? "waits" : "wait"} to be sent to the service.`];
     if (problem) parts.push(`Not sent: ${problem.message}.`);
+    else if (!navigator.onLine) parts.push("This device is offline: they are sent when the connection returns.");
     const held = items.filter((i) => i.held);
     if (held.length) parts.push(`${plural(held.length, "item was", "items were")} refused for now (${held[0].held.reason}); kept, and tried again each time.`);
     if (unsaved.length) parts.push(`${plural(unsaved.length, "item is", "items are")} kept only while this page stays open: this device's storage is full.`);
@@ -533,6 +534,7 @@
     await refreshOutbox();
   });
   window.addEventListener("online", () => sendOutbox());
+  window.addEventListener("offline", () => refreshOutbox());
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.addEventListener("message", (e) => { if (e.data && e.data.type === "outbox") refreshOutbox(e.data.problem); });
   }
