@@ -55,7 +55,8 @@ def diagnose_in_page(page, photo: Path, verdict: str | None = None) -> str:
     before = int(page.evaluate(COUNT))
     page.set_input_files("#file", str(photo))
     page.click("#submit")
-    page.wait_for_function(SHOWN, timeout=60_000)
+    page.wait_for_function(f"{SHOWN} || !document.querySelector('#error').hidden", timeout=60_000)
+    assert page.is_visible("#verdict"), (page.text_content("#error"), page.text_content("#offline-status"))
     assert page.get_attribute("#result", "data-on-device") == "true"
     label = page.get_attribute("#label", "data-label")
     if verdict == "corrected":
