@@ -90,12 +90,6 @@ export async function getToken() {
   return tx(META, "readonly", (s) => request(s.get("token")));
 }
 
-// How many of each kind wait.
-export function counts(items) {
-  const answers = items.filter((i) => i.kind === "answer").length;
-  return { answers, verdicts: items.length - answers, total: items.length, held: items.filter((i) => i.held).length };
-}
-
 async function detail(resp) {
   try {
     const d = (await resp.json()).detail;
