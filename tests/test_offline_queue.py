@@ -67,6 +67,8 @@ def open_page(browser, url: str, token: str, init_script: str | None = None):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{url}/", wait_until="load")
+    # the service worker controls the page before the token's reload: what the engine fetches then is kept offline
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=60_000)
     page.evaluate("(t) => localStorage.setItem('plant-disease.token', t)", token)
     page.reload(wait_until="load")
     page.wait_for_function(READY, timeout=120_000)
