@@ -148,3 +148,44 @@ def test_offline_page_gives_the_servers_answers_and_follows_production(service, 
             context.close()
     finally:
         api.kill()
+
+
+def test_the_page_keeps_its_files_offline_even_where_the_service_worker_did_not_see_them(service, models):
+    """A first visit where the service worker takes control late (or a hard reload, which it never controls) fetches
+    the engine's files past it: the page must have them kept all the same before it says "Ready offline". Chromium
+    is told to send every request past the service worker (DevTools' "Bypass for network"), so only the page's
+    explicit request to keep its files can put them in the cache."""
+    api, url = serve(models, "v1")
+    try:
+        photo = split_photos(service.workdir / "data")[0]
+        server = server_answer(url, photo)
+        with chromium() as browser:
+            context = browser.new_context()
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            cdp = context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            cdp.send("Network.setBypassServiceWorker", {"bypass": True})
+            page.goto(f"{url}/", wait_until="load")
+            page.wait_for_function(READY, timeout=120_000)
+            status = page.text_content("#offline-status")
+            assert "Ready offline" in status, status
+            description = httpx.get(f"{url}/models/web").json()
+            cached = page.evaluate(CACHED_MODEL_FILES)
+            assert {f["url"] for f in description["files"].values()} <= set(cached), (description["files"], cached)
+
+            cdp.send("Network.setBypassServiceWorker", {"bypass": False})
+            context.set_offline(True)
+            page.reload(wait_until="load")
+            page.wait_for_function(READY, timeout=60_000)
+            assert "Ready offline" in page.text_content("#offline-status"), page.text_content("#offline-status")
+            page.set_input_files("#file", str(photo))
+            page.click("#submit")
+            page.wait_for_function("document.querySelector('#label').textContent.trim().length > 0", timeout=60_000)
+            assert page.get_attribute("#result", "data-on-device") == "true"
+            assert page.get_attribute("#label", "data-label") == server["label"]
+            assert not errors, errors
+            context.close()
+    finally:
+        api.kill()

@@ -348,6 +348,23 @@
     ]);
   }
 
+  // What the engine fetched (the description, the model's files, the runtime) kept by the service worker, also where
+  // it did not see those requests (a page it did not control yet): only then is the page ready offline.
+  async function keepEngineFiles(headers) {
+    const reg = await navigator.serviceWorker.ready;
+    const paths = [...new Set(performance.getEntriesByType("resource")
+      .map((e) => new URL(e.name))
+      .filter((u) => u.origin === location.origin && /^\/(models|vendor|static)\//.test(u.pathname))
+      .map((u) => u.pathname))];
+    const channel = new MessageChannel();
+    const reply = new Promise((resolve) => { channel.port1.onmessage = (e) => resolve(e.data); });
+    reg.active.postMessage({ type: "keep", paths, headers }, [channel.port2]);
+    const answer = await Promise.race([reply, sleep(60_000).then(() => null)]);
+    if (!answer) throw new Error("the service worker did not answer while keeping the model's files");
+    if (answer.missing.length) throw new Error(`could not keep ${answer.missing.join(", ")} on this device`);
+    performance.clearResourceTimings();  // kept: the next preparation (a new model) lists only its own requests
+  }
+
   async function prepareOffline() {
     if (!("serviceWorker" in navigator) || !window.isSecureContext) {
       setOffline("Offline mode needs a browser with service workers and a secure page (HTTPS, or localhost).", "unavailable");
@@ -357,7 +374,9 @@
     try {
       await controlled();
       const mod = await import("/static/ondevice.js");
-      engine = await mod.loadEngine({ headers: authHeaders() });
+      const loaded = await mod.loadEngine({ headers: authHeaders() });
+      await keepEngineFiles(authHeaders());
+      engine = loaded;
       const m = engine.meta;
       const bytes = Object.values(m.files).reduce((a, f) => a + f.bytes, 0);
       els.onDevice.disabled = false;

@@ -83,6 +83,40 @@ async function dropOldModels(resp) {
   } catch (e) { /* not a description: nothing to drop */ }
 }
 
+// The page asks to keep what its engine fetched (`paths`), for the requests this worker did not see: a page it did not
+// control yet (a first visit where it took control late, a hard reload). Each is fetched and kept under the rules
+// above, so that "Ready offline" is true whatever the timing. The description is taken fresh where the network
+// answers (and the old model's files dropped); offline, its kept copy does. Answers the paths it could not keep.
+async function keep(paths, headers) {
+  const missing = [];
+  for (const path of paths) {
+    const name = isDescription(path) || isPage(path) ? SHELL : isForever(path) || isRuntime(path) ? FILES : null;
+    if (!name) continue;
+    const cache = await caches.open(name);
+    const request = new Request(path, { headers });
+    const kept = await cache.match(request, { ignoreVary: true });
+    if (kept && !isDescription(path)) continue;
+    try {
+      const resp = await fetch(request);
+      if (!resp.ok) throw new Error(`answered ${resp.status}`);
+      await cache.put(request, resp.clone());
+      if (isDescription(path)) await dropOldModels(resp);
+    } catch (e) {
+      if (!kept) missing.push(`${path} (${e.message || e})`);
+    }
+  }
+  return missing;
+}
+
+self.addEventListener("message", (event) => {
+  const msg = event.data || {};
+  if (msg.type !== "keep" || !event.ports[0]) return;
+  event.waitUntil(keep(msg.paths || [], msg.headers || {}).then(
+    (missing) => event.ports[0].postMessage({ missing }),
+    (e) => event.ports[0].postMessage({ missing: [`${e.message || e}`] }),
+  ));
+});
+
 self.addEventListener("fetch", (event) => {
   const { request } = event;
   const url = new URL(request.url);
