@@ -24,6 +24,15 @@ CACHED_MODEL_FILES = """async () => {
   return (await cache.keys()).map((r) => new URL(r.url).pathname).filter((p) => p.startsWith('/models/'));
 }"""
 
+# the service worker's answer when it could not keep a file (as sw.js's keep() answers a failed fetch)
+KEEP_FAILS = """
+const post = ServiceWorker.prototype.postMessage;
+ServiceWorker.prototype.postMessage = function (msg, transfer) {
+  if (msg && msg.type === 'keep') return transfer[0].postMessage({ missing: ['/models/x (answered 507)'] });
+  return post.call(this, msg, transfer);
+};
+"""
+
 
 def near_threshold(answer: dict, rule: dict, tol: float = 0.01) -> bool:
     """Whether one of the answer's scores sits within `tol` (relative) of its threshold: there a full-int8 model's
@@ -186,6 +195,23 @@ def test_the_page_keeps_its_files_offline_even_where_the_service_worker_did_not_
             assert page.get_attribute("#result", "data-on-device") == "true"
             assert page.get_attribute("#label", "data-label") == server["label"]
             assert not errors, errors
+            context.close()
+
+            # a service worker that cannot keep a file: said, and the open page still diagnoses on the device
+            context = browser.new_context()
+            context.add_init_script(KEEP_FAILS)
+            page = context.new_page()
+            page.goto(f"{url}/", wait_until="load")
+            page.wait_for_function(READY, timeout=120_000)
+            status = page.text_content("#offline-status")
+            assert page.get_attribute("#offline-status", "data-state") == "unavailable", status
+            assert "not after a reload without a network: could not keep /models/x (answered 507)" in status, status
+            context.set_offline(True)
+            page.set_input_files("#file", str(photo))
+            page.click("#submit")
+            page.wait_for_function("document.querySelector('#label').textContent.trim().length > 0", timeout=60_000)
+            assert page.get_attribute("#result", "data-on-device") == "true"
+            assert page.get_attribute("#label", "data-label") == server["label"]
             context.close()
     finally:
         api.kill()

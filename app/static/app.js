@@ -374,12 +374,17 @@
     try {
       await controlled();
       const mod = await import("/static/ondevice.js");
-      const loaded = await mod.loadEngine({ headers: authHeaders() });
-      await keepEngineFiles(authHeaders());
-      engine = loaded;
+      engine = await mod.loadEngine({ headers: authHeaders() });
       const m = engine.meta;
-      const bytes = Object.values(m.files).reduce((a, f) => a + f.bytes, 0);
       els.onDevice.disabled = false;
+      try {
+        await keepEngineFiles(authHeaders());
+      } catch (err) {  // this page diagnoses on the device; a later visit without a network would not
+        setOffline("Diagnosis on this device works while this page stays open, but not after a reload without a " +
+          `network: ${err.message || err}.`, "unavailable");
+        return;
+      }
+      const bytes = Object.values(m.files).reduce((a, f) => a + f.bytes, 0);
       setOffline(`Ready offline: model ${m.model_name} v${m.model_version} (${size(bytes)}) is kept on this device.`, "ready");
     } catch (err) {
       const hint = err.status === 401 || err.status === 403 ? " Enter a valid access token to prepare it." : "";
