@@ -334,3 +334,56 @@ def test_background_sync_sends_with_the_page_closed(api):
         verdicts = wait_rows(work, f"select id from feedback where image_sha256 = '{sha}'", 1, 30)
         context.close()
     assert len(answers) == 1 and len(verdicts) == 1, (answers, verdicts)
+
+
+WAITING_PHOTOS = """async () => (await (await import('/static/outbox.js')).list())
+  .filter((i) => i.kind === 'answer')
+  .map((i) => ({ id: i.id, name: i.photo.name, type: i.photo.type, bytes: i.photo.size }))"""
+
+
+def test_photos_kept_small_save_the_devices_storage_and_mobile_data(api, tmp_path):
+    """A phone-sized photo diagnosed offline: with "Keep photos diagnosed on this device small" ticked (a choice kept
+    across visits) it waits and is sent redrawn with its long side at 1024 pixels, and the service keeps that copy;
+    unticked, the photo as taken, byte for byte."""
+    from PIL import Image
+
+    url, work, service = api
+    leaf = split_photos(service.workdir / "data")[9]
+    phone = tmp_path / "IMG_0001.jpeg"
+    Image.open(leaf).convert("RGB").resize((3000, 2250), Image.BICUBIC).save(phone, quality=92)
+    with chromium() as browser:
+        context, page, errors = open_page(browser, url, service.token("grower", ("predict", "review")))
+        assert not page.is_checked("#small-photos")  # the photo as taken, unless the grower asks
+        page.check("#small-photos")
+        context.set_offline(True)
+        page.reload(wait_until="load")
+        page.wait_for_function(READY, timeout=60_000)
+        assert page.is_checked("#small-photos")  # the choice outlives the visit
+        diagnose_in_page(page, phone)
+        page.uncheck("#small-photos")
+        diagnose_in_page(page, phone)
+        small, full = page.evaluate(WAITING_PHOTOS)[-2:]
+        assert small["name"] == "IMG_0001.jpg" and small["type"] == "image/jpeg", small
+        assert full["name"] == "IMG_0001.jpeg" and full["bytes"] == phone.stat().st_size, full
+        assert small["bytes"] < full["bytes"] / 3, (small, full)
+        context.set_offline(False)
+        send_until_empty(page)
+        assert not errors, errors
+        context.close()
+
+    got = dict(
+        wait_rows(work, f"select id, image_sha256 from predictions where id in ('{small['id']}', '{full['id']}')", 2)
+    )
+    assert set(got) == {small["id"], full["id"]}, got
+    assert got[full["id"]] == hashlib.sha256(phone.read_bytes()).hexdigest()
+    from io import BytesIO
+
+    from plant_disease.photostore import PhotoStore
+
+    store = PhotoStore(work / "photos", work / "spool-check")
+    kept = store.get(got[small["id"]])
+    assert store.get(got[full["id"]]) == phone.read_bytes()
+    store.close()
+    assert kept is not None and len(kept) == small["bytes"], (small, kept and len(kept))
+    assert Image.open(BytesIO(kept)).size == (1024, 768)
+    print(f"a {phone.stat().st_size / 1024:.0f} KiB photo waits and travels as {small['bytes'] / 1024:.0f} KiB")

@@ -9,6 +9,8 @@
 
 (function () {
   const TOKEN_KEY = "plant-disease.token";
+  const SMALL_PHOTOS_KEY = "plant-disease.small-photos";
+  const SMALL_SIDE = 1024;          // the long side of a photo kept small (the model reads a few hundred pixels)
   const POLL_WAIT_S = 2;            // the server holds each poll up to this long
   const GIVE_UP_MS = 60000;         // stop polling after this long
   const ACCEPTED = ["image/jpeg", "image/png", "image/webp"];
@@ -23,6 +25,7 @@
     notesPoints: $("notes-points"), notesSource: $("notes-source"),
     verdict: $("verdict"), verdictLabel: $("verdict-label"), verdictStatus: $("verdict-status"),
     outbox: $("outbox"), outboxStatus: $("outbox-status"), outboxSend: $("outbox-send"), outboxClear: $("outbox-clear"),
+    smallPhotos: $("small-photos"),
   };
   const UNKNOWN_TEXT = "Unknown — retake the photo";
   const TOPK_TITLE = "Most likely classes";
@@ -498,9 +501,38 @@
     return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
+  // ---------- photos kept small (an option) ----------
+  try { els.smallPhotos.checked = localStorage.getItem(SMALL_PHOTOS_KEY) === "1"; } catch (e) { /* storage blocked */ }
+  els.smallPhotos.addEventListener("change", () => {
+    try { localStorage.setItem(SMALL_PHOTOS_KEY, els.smallPhotos.checked ? "1" : "0"); } catch (e) { /* storage blocked */ }
+  });
+
+  // The photo redrawn with its long side at most `side` pixels (JPEG, quality 90 %, upright as it is shown); the photo
+  // itself where it is small already, where the copy would not be smaller, or where it cannot be redrawn: it is never
+  // lost for want of a smaller copy.
+  async function smallerPhoto(file, side = SMALL_SIDE) {
+    try {
+      const bitmap = await createImageBitmap(file);
+      const scale = side / Math.max(bitmap.width, bitmap.height);
+      if (scale >= 1) { bitmap.close(); return file; }
+      const canvas = new OffscreenCanvas(Math.round(bitmap.width * scale), Math.round(bitmap.height * scale));
+      const ctx = canvas.getContext("2d");
+      ctx.imageSmoothingQuality = "high";
+      ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      bitmap.close();
+      const blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
+      if (blob.size >= file.size) return file;
+      const name = `${(file.name || "photo").replace(/\.[^.]*$/, "")}.jpg`;
+      return new File([blob], name, { type: "image/jpeg", lastModified: file.lastModified });
+    } catch (e) {
+      return file;
+    }
+  }
+
   // An answer computed on this device joins the prediction log like the service's own: it waits in the outbox.
-  async function keepDeviceAnswer(file, r) {
+  async function keepDeviceAnswer(original, r) {
     const id = crypto.randomUUID();
+    const file = els.smallPhotos.checked ? await smallerPhoto(original) : original;
     r.request_id = id;
     r.image_sha256 = await sha256(file);
     const answer = {
