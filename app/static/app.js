@@ -341,7 +341,8 @@
   }
 
   async function controlled() {
-    // The first visit: wait until the service worker controls the page, so that what the engine fetches is kept.
+    // The first visit: wait (up to 5 s) until the service worker controls the page, so that it keeps what the engine
+    // fetches as it passes; what goes past it all the same, keepEngineFiles has it keep afterwards.
     await navigator.serviceWorker.register("/sw.js", { type: "module" });
     await navigator.serviceWorker.ready;
     if (navigator.serviceWorker.controller) return;
