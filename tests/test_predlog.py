@@ -152,7 +152,10 @@ def test_dead_workers_spools_are_claimed_without_duplicates(tmp_path):
     ]
     ids = [i for p in procs for i in p.stdout.split()]
     files = sorted(spool.glob("predlog-*.jsonl"))
-    assert len(ids) == 14 and len(files) == 2, (files, [p.stderr for p in procs])
+    # the second worker claims the first's spool and tries to replay it at start, which also moves its own spool aside:
+    # its records may then be in two files of its own (2 or 3 files in all); each record is in exactly one
+    spooled = [json.loads(line)["id"] for f in files for line in f.read_text().splitlines()]
+    assert len(ids) == 14 and sorted(spooled) == sorted(ids) and len(files) >= 2, (files, [p.stderr for p in procs])
     (tmp_path / "later").mkdir()
     upgrade(url)
     committed = json.loads(files[0].read_text().splitlines()[0])  # this one made it before the connection died
