@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from plant_disease.predlog import PredictionLog
@@ -22,6 +22,7 @@ class ServiceState:
     feedback: object = None  # plant_disease.feedback.FeedbackLog
     photos: object = None  # plant_disease.photostore.PhotoStore, or None: photos are not kept
     migrated: bool = False
+    retired_models: set[tuple[str, str]] = field(default_factory=set)  # (name, version) served once, no longer: known
 
     @classmethod
     def start(cls, settings: Settings, migrate: bool = True, batching: bool = False) -> "ServiceState":

@@ -34,23 +34,21 @@ ANSWER = Form(
 )
 
 
-RETIRED: set[tuple[str, str]] = set()  # models this service no longer serves but has had: looked up once each
-
-
 def model_classes(state: ServiceState, name: str, version: str) -> list[str] | None:
     """The classes of model `name` version `version` when a variant serves it; None for one this service no longer
     serves but has had (the registry holds it, or the prediction log has its answers); 409 for any other."""
     for v in state.models.variants.values():
         if (v.model_name, str(v.model_version)) == (name, version):
             return list(v.predictor.classes)
-    if (name, version) in RETIRED:  # a phone's queue sends many answers of one model: the registry is asked once
+    # a phone's queue sends many answers of one model: the registry and the log are asked once per model
+    if (name, version) in state.retired_models:
         return None
     if registry_tags(state.settings.registry_uri(), name, version) is not None:
-        RETIRED.add((name, version))
+        state.retired_models.add((name, version))
         return None
     try:
         if state.predlog.has_answers_of(name, version):
-            RETIRED.add((name, version))
+            state.retired_models.add((name, version))
             return None
     except Exception as e:  # the database is down: the answer came from a model this service published
         log.warning("device answer: the prediction log cannot be read (%s): model %s v%s taken", e, name, version)
