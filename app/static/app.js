@@ -354,7 +354,7 @@
 
   // What the engine fetched (the description, the model's files, the runtime) kept by the service worker, also where
   // it did not see those requests (a page it did not control yet): only then is the page ready offline.
-  async function keepEngineFiles(headers) {
+  async function keepEngineFiles(headers, hash) {
     const reg = await navigator.serviceWorker.ready;
     const paths = [...new Set(performance.getEntriesByType("resource")
       .map((e) => new URL(e.name))
@@ -362,7 +362,7 @@
       .map((u) => u.pathname))];
     const channel = new MessageChannel();
     const reply = new Promise((resolve) => { channel.port1.onmessage = (e) => resolve(e.data); });
-    reg.active.postMessage({ type: "keep", paths, headers }, [channel.port2]);
+    reg.active.postMessage({ type: "keep", paths, headers, hash }, [channel.port2]);
     const answer = await Promise.race([reply, sleep(60_000).then(() => null)]);
     if (!answer) throw new Error("the service worker did not answer while keeping the model's files");
     if (answer.missing.length) throw new Error(`could not keep ${answer.missing.join(", ")} on this device`);
@@ -382,7 +382,7 @@
       const m = engine.meta;
       els.onDevice.disabled = false;
       try {
-        await keepEngineFiles(authHeaders());
+        await keepEngineFiles(authHeaders(), m.hash);
       } catch (err) {  // this page diagnoses on the device; a later visit without a network would not
         setOffline("Diagnosis on this device works while this page stays open, but not after a reload without a " +
           `network: ${err.message || err}.`, "unavailable");

@@ -83,11 +83,16 @@ async function dropOldModels(resp) {
   } catch (e) { /* not a description: nothing to drop */ }
 }
 
-// The page asks to keep what its engine fetched (`paths`), for the requests this worker did not see: a page it did not
-// control yet (a first visit where it took control late, a hard reload). Each is fetched and kept under the rules
-// above, so that "Ready offline" is true whatever the timing. The description is taken fresh where the network
-// answers (and the old model's files dropped); offline, its kept copy does. Answers the paths it could not keep.
-async function keep(paths, headers) {
+async function describedHash(resp) {
+  try { return (await resp.clone().json()).hash; } catch (e) { return null; }
+}
+
+// The page asks to keep what its engine fetched (`paths`, the description naming model `hash`), for the requests this
+// worker did not see: a page it did not control yet (a first visit where it took control late, a hard reload). Each
+// one not kept yet is fetched and kept under the rules above, so that "Ready offline" is true whatever the timing; a
+// kept description of another model is taken fresh where the network answers (and the old model's files dropped);
+// offline, its kept copy does. Answers the paths it could not keep.
+async function keep(paths, headers, hash) {
   const missing = [];
   for (const path of paths) {
     const name = isDescription(path) || isPage(path) ? SHELL : isForever(path) || isRuntime(path) ? FILES : null;
@@ -95,7 +100,7 @@ async function keep(paths, headers) {
     const cache = await caches.open(name);
     const request = new Request(path, { headers });
     const kept = await cache.match(request, { ignoreVary: true });
-    if (kept && !isDescription(path)) continue;
+    if (kept && (!isDescription(path) || (await describedHash(kept)) === hash)) continue;
     try {
       const resp = await fetch(request);
       if (!resp.ok) throw new Error(`answered ${resp.status}`);
@@ -111,7 +116,7 @@ async function keep(paths, headers) {
 self.addEventListener("message", (event) => {
   const msg = event.data || {};
   if (msg.type !== "keep" || !event.ports[0]) return;
-  event.waitUntil(keep(msg.paths || [], msg.headers || {}).then(
+  event.waitUntil(keep(msg.paths || [], msg.headers || {}, msg.hash).then(
     (missing) => event.ports[0].postMessage({ missing }),
     (e) => event.ports[0].postMessage({ missing: [`${e.message || e}`] }),
   ));
